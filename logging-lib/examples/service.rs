@@ -1,0 +1,149 @@
+//! A small HTTP service that logs JSON lines and passes its trace on to a peer.
+//!
+//! `GET /checkout` logs "order placed" and, when `PEER_URL` is set, calls
+//! `{PEER_URL}/inventory` with a `traceparent` header; `GET /inventory` logs "stock
+//! reserved". Run two instances, the first calling the second:
+//!
+//! ```text
+//! SERVICE_NAME=inventory PORT=8081 cargo run -p tailrace-log --features http --example service
+//! SERVICE_NAME=checkout PORT=8080 PEER_URL=http://127.0.0.1:8081 \
+//!     cargo run -p tailrace-log --features http --example service
+//! curl -i localhost:8080/checkout
+//! ```
+//!
+//! Both services' lines for that request carry the same `trace_id`, which is also in the
+//! `traceparent` response header.
+//!
+//! Environment: `PORT` (default 8080), `PEER_URL` (optional), `SERVICE_NAME` (default
+//! `shop`), `APP_ENV` (default `dev`), `LOG_LEVEL` or `RUST_LOG` (default `info`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use tailrace_log::http::{TraceLayer, inject};
+use tracing::{Instrument, Span};
+
+/// The service this one calls on checkout.
+#[derive(Clone)]
+struct Peer {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+/// The routes, with tracing. `peer` is the base URL of the inventory service, if any.
+pub fn app(peer: Option<String>) -> Router {
+    let peer = peer.map(|url| Peer {
+        base_url: url.trim_end_matches('/').to_owned(),
+        client: reqwest::Client::new(),
+    });
+    Router::new()
+        .route("/checkout", get(checkout))
+        .route("/inventory", get(inventory))
+        .with_state(peer)
+        .layer(TraceLayer::new())
+}
+
+async fn checkout(State(peer): State<Option<Peer>>) -> Result<&'static str, StatusCode> {
+    static NEXT_ORDER: AtomicU64 = AtomicU64::new(1);
+    let order_id = NEXT_ORDER.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(order_id, items = 3, total_cents = 4_250_u64, "order placed");
+    if let Some(peer) = peer {
+        reserve_stock(&peer, order_id).await?;
+    }
+    Ok("order placed\n")
+}
+
+/// Calls the peer's `/inventory` in a client span of its own, so the peer's lines name this
+/// call (not the whole checkout) as their parent.
+async fn reserve_stock(peer: &Peer, order_id: u64) -> Result<(), StatusCode> {
+    let url = format!("{}/inventory", peer.base_url);
+    let span = tracing::info_span!(
+        "inventory_call",
+        "http.method" = "GET",
+        "url.full" = %url,
+        order_id,
+        "http.status_code" = tracing::field::Empty,
+    );
+    async {
+        let mut headers = HeaderMap::new();
+        inject(&mut headers); // inside `inventory_call`: that span becomes the peer's parent
+        match peer.client.get(&url).headers(headers).send().await {
+            Ok(response) if response.status().is_success() => {
+                Span::current().record("http.status_code", response.status().as_u16());
+                tracing::info!("inventory replied");
+                Ok(())
+            }
+            Ok(response) => {
+                Span::current().record("http.status_code", response.status().as_u16());
+                tracing::warn!("inventory refused the reservation");
+                Err(StatusCode::BAD_GATEWAY)
+            }
+            Err(e) => {
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    "inventory call failed"
+                );
+                Err(StatusCode::BAD_GATEWAY)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn inventory() -> &'static str {
+    tracing::info!(sku = "KB-104", quantity = 1, "stock reserved");
+    "stock reserved\n"
+}
+
+// The tests include this file as a module and only use `app`.
+#[cfg_attr(test, allow(dead_code))]
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+#[cfg_attr(test, allow(dead_code))]
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _guard = tailrace_log::Config::new(env_or("SERVICE_NAME", "shop"))
+        .version(env!("CARGO_PKG_VERSION"))
+        .env(env_or("APP_ENV", "dev"))
+        .init()?;
+    let port: u16 = env_or("PORT", "8080").parse()?;
+    let peer = std::env::var("PEER_URL").ok().filter(|v| !v.is_empty());
+
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+    tracing::info!(port, peer = peer.as_deref(), "listening");
+    // Graceful: in-flight requests finish, and `_guard` is dropped at the end of `main`,
+    // which writes the last lines. A killed process could lose the last ~ms of lines.
+    axum::serve(listener, app(peer))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM from a container runtime.
+#[cfg_attr(test, allow(dead_code))]
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

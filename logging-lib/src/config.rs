@@ -1,0 +1,420 @@
+//! The builder behind [`crate::init`]: who the service is, where lines go, which level, what
+//! is redacted. Builds the subscriber (registry, reloadable level filter, JSON layer), the
+//! writer thread and the guard that flushes it.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tracing_core::Level;
+use tracing_core::LevelFilter;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::registry::{LookupSpan, Registry};
+use tracing_subscriber::reload;
+
+use crate::error::Error;
+use crate::layer::{JsonLayer, LineFormat};
+use crate::output::non_blocking::{Backpressure, BufferConfig, DropReport, NonBlocking, WriterGuard};
+use crate::output::rolling::{RollingFile, RollingPolicy};
+use crate::redact::Redactor;
+use crate::{json, panic_hook};
+
+/// Values longer than this are cut, so a line stays far below Loki's 256 KiB line limit.
+pub const DEFAULT_VALUE_CAP: usize = 16 * 1024;
+
+/// The level used when neither `LOG_LEVEL` nor `RUST_LOG` is set and [`Config::level`] was
+/// not called.
+pub const DEFAULT_LEVEL: &str = "info";
+
+/// The level filter stack under the JSON layer.
+pub type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+
+/// The complete subscriber built by [`Config::build`].
+pub type Logger = Layered<JsonLayer<Filtered>, Filtered>;
+
+enum Output {
+    Stdout,
+    Stderr,
+    File(PathBuf, RollingPolicy),
+    Writer(Box<dyn Write + Send>),
+}
+
+/// How to log. Start with [`Config::new`]; finish with [`Config::init`].
+pub struct Config {
+    service: String,
+    version: Option<String>,
+    env: Option<String>,
+    level: Option<String>,
+    output: Output,
+    redact: Vec<String>,
+    caller: bool,
+    value_cap: usize,
+    buffer: BufferConfig,
+    panic_hook: bool,
+    capture_log: bool,
+    read_env: bool,
+}
+
+impl Config {
+    /// A logger for `service`: stdout, level from `LOG_LEVEL` or `RUST_LOG` (default
+    /// `info`), the default redaction list, lossless buffering, panic hook and `log`
+    /// capture on.
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            version: None,
+            env: None,
+            level: None,
+            output: Output::Stdout,
+            redact: Vec::new(),
+            caller: false,
+            value_cap: DEFAULT_VALUE_CAP,
+            buffer: BufferConfig::default(),
+            panic_hook: true,
+            capture_log: true,
+            read_env: true,
+        }
+    }
+
+    /// Adds `"version"` to every line.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Adds `"env"` to every line.
+    pub fn env(mut self, env: impl Into<String>) -> Self {
+        self.env = Some(env.into());
+        self
+    }
+
+    /// Level directives (`RUST_LOG` syntax: `info`, `info,hyper=warn`) used when
+    /// `LOG_LEVEL` and `RUST_LOG` are unset; the environment wins so operators can change
+    /// the level without a rebuild.
+    pub fn level(mut self, directives: impl Into<String>) -> Self {
+        self.level = Some(directives.into());
+        self
+    }
+
+    /// Ignore `LOG_LEVEL` and `RUST_LOG` (tests, embedded use).
+    pub fn ignore_env(mut self) -> Self {
+        self.read_env = false;
+        self
+    }
+
+    /// Writes to stderr instead of stdout.
+    pub fn stderr(mut self) -> Self {
+        self.output = Output::Stderr;
+        self
+    }
+
+    /// Writes to this file (parent directories are created). Combine with
+    /// [`Config::rotate`] for rotation.
+    pub fn file(mut self, path: impl Into<PathBuf>) -> Self {
+        let policy = match self.output {
+            Output::File(_, p) => p,
+            _ => RollingPolicy::default(),
+        };
+        self.output = Output::File(path.into(), policy);
+        self
+    }
+
+    /// Rotation of the file set with [`Config::file`]: by size, by time, and how many
+    /// rotated files to keep.
+    pub fn rotate(mut self, policy: RollingPolicy) -> Self {
+        if let Output::File(_, p) = &mut self.output {
+            *p = policy;
+        }
+        self
+    }
+
+    /// Writes to any destination (a socket, a test buffer).
+    pub fn writer(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.output = Output::Writer(Box::new(writer));
+        self
+    }
+
+    /// More keys whose values are written as `"[REDACTED]"` (also matched as a suffix, any
+    /// case), on top of the defaults (`password`, `token`, `authorization`, ...).
+    pub fn redact<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redact.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds `"caller":"src/api.rs:42"`.
+    pub fn caller(mut self, on: bool) -> Self {
+        self.caller = on;
+        self
+    }
+
+    /// Values (and the message) longer than this many bytes are cut with a marker.
+    pub fn value_cap(mut self, bytes: usize) -> Self {
+        self.value_cap = bytes;
+        self
+    }
+
+    /// The most memory held by lines waiting for the writer thread (default 4 MiB).
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer.max_bytes = bytes;
+        self.buffer.block_bytes = self.buffer.block_bytes.min((bytes / 2).max(1024));
+        self
+    }
+
+    /// When the buffer is full: drop lines and report how many (`true`), or make the caller
+    /// wait (`false`, the default: nothing is lost).
+    pub fn lossy(mut self, lossy: bool) -> Self {
+        self.buffer.backpressure = if lossy {
+            Backpressure::Drop
+        } else {
+            Backpressure::Block
+        };
+        self
+    }
+
+    /// How long the writer thread gathers lines before writing (default 500 µs).
+    pub fn write_delay(mut self, delay: Duration) -> Self {
+        self.buffer.linger = delay;
+        self
+    }
+
+    /// Whether [`Config::init`] installs the panic hook (default on).
+    pub fn panic_hook(mut self, on: bool) -> Self {
+        self.panic_hook = on;
+        self
+    }
+
+    /// Whether [`Config::init`] routes `log` crate records into the JSON lines (default on).
+    pub fn capture_log(mut self, on: bool) -> Self {
+        self.capture_log = on;
+        self
+    }
+
+    /// Builds the logger and installs it for the whole process, with the panic hook and
+    /// `log` capture when enabled. Keep the returned guard alive until the end of `main`.
+    pub fn init(self) -> Result<Guard, Error> {
+        let panic_hook = self.panic_hook;
+        let capture_log = self.capture_log;
+        let (logger, guard) = self.build()?;
+        tracing::subscriber::set_global_default(logger).map_err(|_| Error::AlreadyInitialized)?;
+        if capture_log {
+            tracing_log::LogTracer::init().map_err(|_| Error::LogAlreadyInitialized)?;
+            if let Some(level) = &guard.level {
+                level.sync_log_max_level();
+            }
+        }
+        if panic_hook {
+            panic_hook::install(guard.writer.handle().clone());
+        }
+        Ok(guard)
+    }
+
+    /// Builds the complete subscriber without installing it (for
+    /// `tracing::subscriber::with_default`, or tests).
+    pub fn build(self) -> Result<(Logger, Guard), Error> {
+        let filter = self.filter()?;
+        let (filter, reload) = reload::Layer::new(filter);
+        let (layer, mut guard) = self.layer::<Filtered>()?;
+        guard.level = Some(LevelHandle { reload });
+        let logger = Registry::default().with(filter).with(layer);
+        Ok((logger, guard))
+    }
+
+    /// Only the JSON layer, to compose with other layers (such as `tracing-opentelemetry`'s)
+    /// on a registry of your own; the level filter is then yours to add.
+    pub fn layer<S>(self) -> Result<(JsonLayer<S>, Guard), Error>
+    where
+        S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let report = drop_report(&self.service, self.version.as_deref(), self.env.as_deref());
+        let format = LineFormat::new(
+            &self.service,
+            self.version.as_deref(),
+            self.env.as_deref(),
+            Redactor::new(&self.redact),
+            self.value_cap,
+            self.caller,
+        );
+        let out: Box<dyn Write + Send> = match self.output {
+            Output::Stdout => Box::new(io::stdout()),
+            Output::Stderr => Box::new(io::stderr()),
+            Output::File(path, policy) => Box::new(
+                RollingFile::open(&path, policy).map_err(|source| Error::Output { path, source })?,
+            ),
+            Output::Writer(w) => w,
+        };
+        let (sink, writer) =
+            NonBlocking::spawn(out, self.buffer, report).map_err(Error::WriterThread)?;
+        Ok((JsonLayer::new(format, sink), Guard {
+            writer,
+            level: None,
+        }))
+    }
+
+    fn filter(&self) -> Result<EnvFilter, Error> {
+        let from_env = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (name, v))
+        };
+        let env = if self.read_env {
+            from_env("LOG_LEVEL").or_else(|| from_env("RUST_LOG"))
+        } else {
+            None
+        };
+        match env {
+            Some(("LOG_LEVEL", v)) => parse_level_name("LOG_LEVEL", &v),
+            Some((source, v)) => parse_directives(source, &v),
+            None => parse_directives(
+                "Config::level",
+                self.level.as_deref().unwrap_or(DEFAULT_LEVEL),
+            ),
+        }
+    }
+}
+
+/// `LOG_LEVEL` holds one level name, nothing else: a typo there must not silently mean
+/// "trace everything of a target named infoo", as it would in `RUST_LOG` syntax.
+fn parse_level_name(source: &'static str, value: &str) -> Result<EnvFilter, Error> {
+    let v = value.trim().to_ascii_lowercase();
+    let level = match v.as_str() {
+        "trace" | "debug" | "info" | "error" | "off" => v,
+        "warn" | "warning" => "warn".to_owned(),
+        _ => {
+            return Err(Error::InvalidLevel {
+                source_name: source,
+                value: value.to_owned(),
+                reason: "expected one of trace, debug, info, warn, error, off".to_owned(),
+            });
+        }
+    };
+    parse_directives(source, &level)
+}
+
+/// Parses `RUST_LOG`-style directives, refusing a bare word that is a misspelt level name.
+pub(crate) fn parse_directives(source: &'static str, value: &str) -> Result<EnvFilter, Error> {
+    let invalid = |reason: String| Error::InvalidLevel {
+        source_name: source,
+        value: value.to_owned(),
+        reason,
+    };
+    for directive in value.split(',').map(str::trim) {
+        if directive.is_empty() || directive.contains(['=', '[', ':']) {
+            continue;
+        }
+        let lower = directive.to_ascii_lowercase();
+        if let Some(level) = ["trace", "debug", "info", "warn", "error", "off"]
+            .into_iter()
+            .find(|l| lower != *l && edit_distance(&lower, l) <= 2)
+        {
+            return Err(invalid(format!(
+                "`{directive}` is not a level: did you mean `{level}`? (to enable a target \
+                 named `{directive}` write `{directive}=trace`)"
+            )));
+        }
+    }
+    EnvFilter::builder()
+        .parse(value)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Renders the lossy mode's report: one `warn` line in the usual shape.
+fn drop_report(service: &str, version: Option<&str>, env: Option<&str>) -> DropReport {
+    let format = LineFormat::new(
+        service,
+        version,
+        env,
+        Redactor::new(Vec::<String>::new()),
+        DEFAULT_VALUE_CAP,
+        false,
+    );
+    Box::new(move |dropped, out| {
+        let mut message = Vec::new();
+        json::write_str(
+            &mut message,
+            "log lines dropped: the output could not keep up",
+            usize::MAX,
+        );
+        format.write_head(out, SystemTime::now(), &Level::WARN, &message, "tailrace_log");
+        out.extend_from_slice(b",\"dropped\":");
+        json::write_u64(out, dropped);
+        out.extend_from_slice(b"}\n");
+    })
+}
+
+/// Changes the level filter while the program runs.
+#[derive(Clone)]
+pub struct LevelHandle {
+    reload: reload::Handle<EnvFilter, Registry>,
+}
+
+impl LevelHandle {
+    /// Replaces the level directives (`RUST_LOG` syntax). An invalid string is an error and
+    /// leaves the current filter in place.
+    pub fn set(&self, directives: &str) -> Result<(), Error> {
+        let filter = parse_directives("LevelHandle::set", directives)?;
+        self.reload
+            .reload(filter)
+            .map_err(|e| Error::Reload(e.to_string()))?;
+        self.sync_log_max_level();
+        Ok(())
+    }
+
+    /// The directives in force.
+    pub fn current(&self) -> String {
+        self.reload
+            .with_current(|f| f.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Keeps the `log` crate's own fast check in step with our filter, so disabled `log`
+    /// macros in dependencies cost nothing.
+    fn sync_log_max_level(&self) {
+        let max = self
+            .reload
+            .with_current(|f| f.max_level_hint())
+            .ok()
+            .flatten()
+            .unwrap_or(LevelFilter::TRACE);
+        log::set_max_level(tracing_log::AsLog::as_log(&max));
+    }
+}
+
+/// Keeps the writer thread alive; dropping it writes and flushes every pending line.
+#[must_use = "dropping the guard stops the log writer: keep it until the end of main"]
+pub struct Guard {
+    writer: WriterGuard,
+    level: Option<LevelHandle>,
+}
+
+impl Guard {
+    /// Waits until every line logged so far is written.
+    pub fn flush(&self) {
+        self.writer.handle().flush();
+    }
+
+    /// The run-time level control (absent when only [`Config::layer`] was built).
+    pub fn level(&self) -> Option<&LevelHandle> {
+        self.level.as_ref()
+    }
+}

@@ -1,0 +1,263 @@
+//! The JSON writing primitives behind every line: string escaping, numbers, and the
+//! per-value size cap. Hand-written (not `serde_json`) because the hot path appends straight
+//! into a reused buffer: no intermediate `Value`, no allocation.
+//!
+//! In: Rust values and `fmt` output. Out: JSON text appended to a `Vec<u8>`, always valid,
+//! always on one line (every control character is escaped).
+
+use std::fmt::{self, Write as _};
+
+/// Appended to a value that was cut at the cap, inside the string.
+pub const TRUNCATED_MARKER: &str = "…[truncated]";
+
+const ESCAPE_NONE: u8 = 0;
+/// For each byte: 0 when it is written as is, else the character after the backslash
+/// (`u` for the `\u00XX` form).
+static ESCAPES: [u8; 256] = {
+    let mut t = [ESCAPE_NONE; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t[0x08] = b'b';
+    t[0x0c] = b'f';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Appends `s` escaped for the inside of a JSON string (no quotes).
+pub fn escape_into(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPES[b as usize];
+        if esc == ESCAPE_NONE {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if esc == b'u' {
+            let [hi, lo] = crate::trace_context::hex_byte(b);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hi, lo]);
+        } else {
+            out.extend_from_slice(&[b'\\', esc]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Appends `"s"`, escaped, cut at `cap` bytes of input (on a character boundary) with
+/// [`TRUNCATED_MARKER`] when longer.
+pub fn write_str(out: &mut Vec<u8>, s: &str, cap: usize) {
+    out.push(b'"');
+    if s.len() > cap {
+        escape_into(out, &s[..floor_char_boundary(s, cap)]);
+        out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
+    } else {
+        escape_into(out, s);
+    }
+    out.push(b'"');
+}
+
+/// Appends `"<formatted>"`: `Display`/`Debug` output streamed through the escaper, so a
+/// value is never formatted into a temporary `String`.
+pub fn write_fmt(out: &mut Vec<u8>, args: fmt::Arguments<'_>, cap: usize) {
+    out.push(b'"');
+    let mut w = CappedEscaper {
+        out,
+        remaining: cap,
+        truncated: false,
+    };
+    // An `Err` here is either our own cap (expected) or a `Display` impl failing, which
+    // must not lose the line: what was written so far stands.
+    let _ = w.write_fmt(args);
+    let truncated = w.truncated;
+    if truncated {
+        out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
+    }
+    out.push(b'"');
+}
+
+/// Appends an error's message followed by its `source()` chain, `": "`-separated, as one
+/// JSON string: `"query failed: connection reset by peer"`.
+pub fn write_error(out: &mut Vec<u8>, err: &(dyn std::error::Error + 'static), cap: usize) {
+    out.push(b'"');
+    let mut w = CappedEscaper {
+        out,
+        remaining: cap,
+        truncated: false,
+    };
+    let _ = write!(w, "{err}");
+    let mut source = err.source();
+    while let Some(e) = source {
+        let _ = write!(w, ": {e}");
+        source = e.source();
+    }
+    let truncated = w.truncated;
+    if truncated {
+        out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
+    }
+    out.push(b'"');
+}
+
+pub fn write_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+pub fn write_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+pub fn write_i128(out: &mut Vec<u8>, v: i128) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+pub fn write_u128(out: &mut Vec<u8>, v: u128) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Finite floats as JSON numbers; NaN and the infinities, which JSON cannot express, as the
+/// strings `"NaN"`, `"inf"`, `"-inf"`.
+pub fn write_f64(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    } else if v.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if v > 0.0 {
+        out.extend_from_slice(b"\"inf\"");
+    } else {
+        out.extend_from_slice(b"\"-inf\"");
+    }
+}
+
+pub fn write_bool(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+/// The largest index `<= i` that is on a UTF-8 character boundary of `s`.
+pub fn floor_char_boundary(s: &str, i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    let mut i = i;
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// A `fmt::Write` that escapes as it goes and stops after `remaining` bytes of input.
+struct CappedEscaper<'a> {
+    out: &'a mut Vec<u8>,
+    remaining: usize,
+    truncated: bool,
+}
+
+impl fmt::Write for CappedEscaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.len() <= self.remaining {
+            self.remaining -= s.len();
+            escape_into(self.out, s);
+            Ok(())
+        } else {
+            let cut = floor_char_boundary(s, self.remaining);
+            escape_into(self.out, &s[..cut]);
+            self.remaining = 0;
+            self.truncated = true;
+            // Stop the formatter: the rest of the value would be thrown away anyway.
+            Err(fmt::Error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn escapes_quotes_backslashes_and_controls() {
+        let got = s(|o| write_str(o, "a\"b\\c\nd\r\te\u{0}\u{1b}[31m\u{7f}é", 1000));
+        assert_eq!(got, r#""a\"b\\c\nd\r\te\u0000\u001b[31m"#.to_owned() + "\u{7f}é\"");
+        let parsed: String = serde_json::from_str(&got).unwrap();
+        assert_eq!(parsed, "a\"b\\c\nd\r\te\u{0}\u{1b}[31m\u{7f}é");
+    }
+
+    #[test]
+    fn cuts_long_values_on_a_char_boundary_with_a_marker() {
+        let long = "é".repeat(10); // 20 bytes
+        let got = s(|o| write_str(o, &long, 5));
+        assert_eq!(got, format!("\"éé{TRUNCATED_MARKER}\""));
+        let got = s(|o| write_fmt(o, format_args!("{}", long), 5));
+        assert_eq!(got, format!("\"éé{TRUNCATED_MARKER}\""));
+        let got = s(|o| write_fmt(o, format_args!("{}", "short"), 5));
+        assert_eq!(got, "\"short\"");
+    }
+
+    #[test]
+    fn error_chains_are_joined() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("query failed")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        ));
+        assert_eq!(
+            s(|o| write_error(o, &e, 100)),
+            "\"query failed: connection reset by peer\""
+        );
+    }
+
+    #[test]
+    fn numbers_keep_their_type() {
+        assert_eq!(s(|o| write_i64(o, -42)), "-42");
+        assert_eq!(s(|o| write_u128(o, u128::MAX)), u128::MAX.to_string());
+        assert_eq!(s(|o| write_f64(o, 1.5)), "1.5");
+        assert_eq!(s(|o| write_f64(o, f64::NAN)), "\"NaN\"");
+        assert_eq!(s(|o| write_f64(o, f64::NEG_INFINITY)), "\"-inf\"");
+        assert_eq!(s(|o| write_bool(o, true)), "true");
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_round_trips_through_json(v in any::<String>()) {
+            let got = s(|o| write_str(o, &v, usize::MAX));
+            prop_assert!(!got.contains('\n'));
+            let parsed: String = serde_json::from_str(&got).unwrap();
+            prop_assert_eq!(parsed, v);
+        }
+
+        #[test]
+        fn capped_output_is_a_prefix(v in any::<String>(), cap in 0usize..64) {
+            let got = s(|o| write_fmt(o, format_args!("{v}"), cap));
+            let parsed: String = serde_json::from_str(&got).unwrap();
+            if v.len() <= cap {
+                prop_assert_eq!(parsed, v);
+            } else {
+                let kept = parsed.strip_suffix(TRUNCATED_MARKER).unwrap();
+                prop_assert!(v.starts_with(kept) && kept.len() <= cap);
+            }
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! The `tracing` layer that turns every event into one JSON line (see the crate docs for the
+//! line's contract), and gives every span its W3C trace and span ids.
+//!
+//! In: spans and events from `tracing` (and `log` records through `tracing-log`). Out: one
+//! complete line per event, handed to the [`NonBlocking`] writer.
+//!
+//! Why it is fast where `tracing-subscriber`'s JSON format is slow: span fields are rendered
+//! to JSON once, when they are recorded, not re-parsed on every event; each event is written
+//! straight into a per-thread buffer that is reused, so steady state allocates nothing.
+
+use std::any::TypeId;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::time::SystemTime;
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Dispatch, Event, Level, Metadata, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
+
+use crate::json;
+use crate::output::non_blocking::NonBlocking;
+use crate::redact::{REDACTED, Redactor, SecretCache};
+use crate::timestamp::{RFC3339_LEN, write_rfc3339};
+use crate::trace_context::{SpanId, TraceContext, hex_byte};
+
+/// Keys the line itself uses. A user field with one of these names is written
+/// `fields.<name>` so that no key ever appears twice.
+pub const FIXED_KEYS: &[&str] = &[
+    "timestamp",
+    "level",
+    "message",
+    "target",
+    "service",
+    "version",
+    "env",
+    "trace_id",
+    "span_id",
+    "trace_flags",
+    "span",
+    "caller",
+];
+
+const USER_PREFIX: &str = "fields.";
+
+/// Everything that is the same for every line of one logger.
+pub(crate) struct LineFormat {
+    /// `,"service":"…"` and `,"version":"…"`, `,"env":"…"` when set, pre-rendered.
+    pub(crate) identity: Vec<u8>,
+    pub(crate) redactor: Redactor,
+    pub(crate) value_cap: usize,
+    pub(crate) caller: bool,
+}
+
+impl LineFormat {
+    pub(crate) fn new(
+        service: &str,
+        version: Option<&str>,
+        env: Option<&str>,
+        redactor: Redactor,
+        value_cap: usize,
+        caller: bool,
+    ) -> Self {
+        let mut identity = Vec::new();
+        for (key, value) in [("service", Some(service)), ("version", version), ("env", env)] {
+            if let Some(value) = value {
+                identity.extend_from_slice(b",\"");
+                identity.extend_from_slice(key.as_bytes());
+                identity.extend_from_slice(b"\":");
+                json::write_str(&mut identity, value, value_cap);
+            }
+        }
+        Self {
+            identity,
+            redactor,
+            value_cap,
+            caller,
+        }
+    }
+
+    /// Writes the line head up to and including the identity keys:
+    /// `{"timestamp":…,"level":…,"message":…,"target":…,"service":…`.
+    pub(crate) fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        time: SystemTime,
+        level: &Level,
+        message: &[u8],
+        target: &str,
+    ) {
+        let mut ts = [0u8; RFC3339_LEN];
+        write_rfc3339(time, &mut ts);
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        out.extend_from_slice(&ts);
+        out.extend_from_slice(b"\",\"level\":\"");
+        out.extend_from_slice(level_str(level).as_bytes());
+        out.extend_from_slice(b"\",\"message\":");
+        if message.is_empty() {
+            out.extend_from_slice(b"\"\"");
+        } else {
+            out.extend_from_slice(message);
+        }
+        out.extend_from_slice(b",\"target\":");
+        json::write_str(out, target, self.value_cap);
+        out.extend_from_slice(&self.identity);
+    }
+}
+
+pub(crate) fn level_str(level: &Level) -> &'static str {
+    match *level {
+        Level::TRACE => "trace",
+        Level::DEBUG => "debug",
+        Level::INFO => "info",
+        Level::WARN => "warn",
+        Level::ERROR => "error",
+    }
+}
+
+/// What this layer keeps in each span's extensions.
+pub(crate) struct SpanData {
+    /// The span's own position in its trace (its `span_id` is the span's own id).
+    pub(crate) context: TraceContext,
+    /// The span's fields, each value already rendered as JSON.
+    fields: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Reach into a span's trace context from outside the layer (`TraceSpanExt`), through
+/// `Dispatch::downcast_ref`, without knowing the subscriber's concrete type.
+pub(crate) struct SpanAccess {
+    pub(crate) context: fn(&Dispatch, &Id) -> Option<TraceContext>,
+    pub(crate) set_remote_parent: fn(&Dispatch, &Id, TraceContext),
+}
+
+/// The JSON layer. Build it with [`crate::Config`].
+pub struct JsonLayer<S> {
+    format: LineFormat,
+    sink: NonBlocking,
+    access: SpanAccess,
+    _subscriber: PhantomData<fn(S)>,
+}
+
+/// A user key as written in the line: `name`, or `fields.name` for a fixed key's name.
+#[derive(Clone, Copy)]
+struct OutKey {
+    name: &'static str,
+    prefixed: bool,
+}
+
+impl OutKey {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            prefixed: FIXED_KEYS.contains(&name),
+        }
+    }
+
+    /// Whether the two keys are written the same, also across the `fields.` prefix.
+    fn same(self, other: OutKey) -> bool {
+        if self.prefixed == other.prefixed {
+            return self.name == other.name;
+        }
+        let (short, long) = if self.prefixed {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        long.name.len() == short.name.len() + USER_PREFIX.len()
+            && long.name.starts_with(USER_PREFIX)
+            && &long.name[USER_PREFIX.len()..] == short.name
+    }
+
+    fn write(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b",\"");
+        if self.prefixed {
+            out.extend_from_slice(USER_PREFIX.as_bytes());
+        }
+        json::escape_into(out, self.name);
+        out.extend_from_slice(b"\":");
+    }
+}
+
+/// Per-thread buffers, reused for every event.
+struct Scratch {
+    line: Vec<u8>,
+    fields: Vec<u8>,
+    message: Vec<u8>,
+    seen: Vec<OutKey>,
+    secrets: SecretCache,
+}
+
+impl Scratch {
+    const fn new() -> Self {
+        Self {
+            line: Vec::new(),
+            fields: Vec::new(),
+            message: Vec::new(),
+            seen: Vec::new(),
+            secrets: SecretCache::new(),
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch::new()) };
+}
+
+impl<S> JsonLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    pub(crate) fn new(format: LineFormat, sink: NonBlocking) -> Self {
+        Self {
+            format,
+            sink,
+            access: SpanAccess {
+                context: Self::context_of,
+                set_remote_parent: Self::set_remote_parent_of,
+            },
+            _subscriber: PhantomData,
+        }
+    }
+
+    fn context_of(dispatch: &Dispatch, id: &Id) -> Option<TraceContext> {
+        let subscriber = dispatch.downcast_ref::<S>()?;
+        let span = subscriber.span(id)?;
+        span_context(&span.extensions())
+    }
+
+    fn set_remote_parent_of(dispatch: &Dispatch, id: &Id, parent: TraceContext) {
+        let Some(subscriber) = dispatch.downcast_ref::<S>() else {
+            return;
+        };
+        let Some(span) = subscriber.span(id) else {
+            return;
+        };
+        if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
+            data.context.trace_id = parent.trace_id;
+            data.context.trace_flags = parent.trace_flags;
+        }
+    }
+
+    fn format_event(&self, s: &mut Scratch, event: &Event<'_>, ctx: &Context<'_, S>) {
+        let normalized = event.normalized_metadata();
+        let meta: &Metadata<'_> = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        s.line.clear();
+        s.fields.clear();
+        s.message.clear();
+        s.seen.clear();
+
+        event.record(&mut Visitor(EventFields {
+            format: &self.format,
+            fields: &mut s.fields,
+            message: &mut s.message,
+            seen: &mut s.seen,
+            secrets: &mut s.secrets,
+            from_log: normalized.is_some(),
+        }));
+
+        let line = &mut s.line;
+        self.format
+            .write_head(line, SystemTime::now(), meta.level(), &s.message, meta.target());
+
+        let span = ctx.event_span(event);
+        if let Some(span) = &span {
+            let ext = span.extensions();
+            if let Some(c) = span_context(&ext) {
+                write_trace_ids(line, &c);
+            }
+            line.extend_from_slice(b",\"span\":");
+            json::write_str(line, span.name(), self.format.value_cap);
+        }
+        if self.format.caller
+            && let (Some(file), Some(n)) = (meta.file(), meta.line())
+        {
+            line.extend_from_slice(b",\"caller\":\"");
+            json::escape_into(line, file);
+            line.push(b':');
+            json::write_u64(line, u64::from(n));
+            line.push(b'"');
+        }
+        line.extend_from_slice(&s.fields);
+        if let Some(span) = span {
+            for span in span.scope() {
+                write_span_fields(line, &mut s.seen, &span);
+            }
+        }
+        line.extend_from_slice(b"}\n");
+    }
+}
+
+/// The innermost ids of a span: OpenTelemetry's when its layer runs (feature
+/// `opentelemetry`), else ours.
+pub(crate) fn span_context(ext: &Extensions<'_>) -> Option<TraceContext> {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(c) = crate::otel::span_context(ext) {
+        return Some(c);
+    }
+    ext.get::<SpanData>().map(|d| d.context)
+}
+
+fn write_trace_ids(line: &mut Vec<u8>, c: &TraceContext) {
+    line.extend_from_slice(b",\"trace_id\":\"");
+    line.extend_from_slice(&c.trace_id.to_hex());
+    line.extend_from_slice(b"\",\"span_id\":\"");
+    line.extend_from_slice(&c.span_id.to_hex());
+    line.extend_from_slice(b"\",\"trace_flags\":\"");
+    line.extend_from_slice(&hex_byte(c.trace_flags));
+    line.push(b'"');
+}
+
+fn write_span_fields<S>(line: &mut Vec<u8>, seen: &mut Vec<OutKey>, span: &SpanRef<'_, S>)
+where
+    S: for<'a> LookupSpan<'a>,
+{
+    let ext = span.extensions();
+    let Some(data) = ext.get::<SpanData>() else {
+        return;
+    };
+    for (name, value) in &data.fields {
+        let key = OutKey::new(name);
+        if seen.iter().any(|k| k.same(key)) {
+            continue; // an event field or an inner span already set it
+        }
+        seen.push(key);
+        key.write(line);
+        line.extend_from_slice(value);
+    }
+}
+
+impl<S> Layer<S> for JsonLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let parent = span.parent().and_then(|p| span_context(&p.extensions()));
+        let context = match parent {
+            Some(p) => TraceContext {
+                span_id: SpanId::random(),
+                ..p
+            },
+            None => TraceContext::new_root(),
+        };
+        let mut data = SpanData {
+            context,
+            fields: Vec::new(),
+        };
+        attrs.record(&mut span_visitor(&self.format, &mut data));
+        span.extensions_mut().insert(data);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        if let Some(data) = ext.get_mut::<SpanData>() {
+            values.record(&mut span_visitor(&self.format, data));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                self.format_event(&mut s, event, &ctx);
+                self.sink.write_line(&s.line);
+            }
+            // An event emitted while formatting another (a `Debug` impl that logs): use a
+            // fresh buffer rather than lose it.
+            Err(_) => {
+                let mut s = Scratch::new();
+                self.format_event(&mut s, event, &ctx);
+                self.sink.write_line(&s.line);
+            }
+        });
+    }
+
+    unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
+        if id == TypeId::of::<Self>() {
+            Some(self as *const Self as *const ())
+        } else if id == TypeId::of::<SpanAccess>() {
+            Some(&self.access as *const SpanAccess as *const ())
+        } else {
+            None
+        }
+    }
+}
+
+fn span_visitor<'a>(format: &'a LineFormat, data: &'a mut SpanData) -> Visitor<SpanFields<'a>> {
+    Visitor(SpanFields {
+        format,
+        fields: &mut data.fields,
+    })
+}
+
+/// Where a visited field's value goes. The one [`Visit`] implementation below writes every
+/// value type; sinks only decide the destination.
+trait FieldSink {
+    /// The buffer for `field`'s value, or `None` when the value must not be written
+    /// (already written, redacted, or a `log.*` bookkeeping field).
+    fn begin(&mut self, field: &Field) -> Option<Slot<'_>>;
+    fn cap(&self) -> usize;
+}
+
+struct Slot<'a> {
+    out: &'a mut Vec<u8>,
+    /// The message is always a JSON string, whatever type it was recorded as.
+    as_string: bool,
+}
+
+/// Event fields: the message to its own buffer, the rest to `,"key":value` in field order.
+struct EventFields<'a> {
+    format: &'a LineFormat,
+    fields: &'a mut Vec<u8>,
+    message: &'a mut Vec<u8>,
+    seen: &'a mut Vec<OutKey>,
+    secrets: &'a mut SecretCache,
+    from_log: bool,
+}
+
+impl FieldSink for EventFields<'_> {
+    fn begin(&mut self, field: &Field) -> Option<Slot<'_>> {
+        let name = field.name();
+        if name == "message" {
+            if !self.message.is_empty() {
+                return None;
+            }
+            return Some(Slot {
+                out: self.message,
+                as_string: true,
+            });
+        }
+        if self.from_log && name.starts_with("log.") {
+            return None; // `tracing-log` carries the record's metadata as fields
+        }
+        let key = OutKey::new(name);
+        if self.seen.iter().any(|k| k.same(key)) {
+            return None;
+        }
+        self.seen.push(key);
+        key.write(self.fields);
+        if self.format.redactor.is_secret_static(name, self.secrets) {
+            json::write_str(self.fields, REDACTED, usize::MAX);
+            return None;
+        }
+        Some(Slot {
+            out: self.fields,
+            as_string: false,
+        })
+    }
+
+    fn cap(&self) -> usize {
+        self.format.value_cap
+    }
+}
+
+/// Span fields: each value rendered once into the span's own storage; recording a field
+/// again replaces its value.
+struct SpanFields<'a> {
+    format: &'a LineFormat,
+    fields: &'a mut Vec<(&'static str, Vec<u8>)>,
+}
+
+impl FieldSink for SpanFields<'_> {
+    fn begin(&mut self, field: &Field) -> Option<Slot<'_>> {
+        let name = field.name();
+        // Spans are created far less often than events: no cache needed here.
+        let secret = self.format.redactor.is_secret(name);
+        let i = match self.fields.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                self.fields.push((name, Vec::new()));
+                self.fields.len() - 1
+            }
+        };
+        let out = &mut self.fields[i].1;
+        out.clear();
+        if secret {
+            json::write_str(out, REDACTED, usize::MAX);
+            return None;
+        }
+        Some(Slot {
+            out,
+            as_string: false,
+        })
+    }
+
+    fn cap(&self) -> usize {
+        self.format.value_cap
+    }
+}
+
+struct Visitor<F>(F);
+
+/// Writes a scalar as its JSON type, or as a string where the slot needs one.
+macro_rules! record_scalar {
+    ($method:ident, $ty:ty, $write:path) => {
+        fn $method(&mut self, field: &Field, value: $ty) {
+            let cap = self.0.cap();
+            if let Some(slot) = self.0.begin(field) {
+                if slot.as_string {
+                    json::write_fmt(slot.out, format_args!("{value}"), cap);
+                } else {
+                    $write(slot.out, value);
+                }
+            }
+        }
+    };
+}
+
+impl<F: FieldSink> Visit for Visitor<F> {
+    record_scalar!(record_i64, i64, json::write_i64);
+    record_scalar!(record_u64, u64, json::write_u64);
+    record_scalar!(record_i128, i128, json::write_i128);
+    record_scalar!(record_u128, u128, json::write_u128);
+    record_scalar!(record_f64, f64, json::write_f64);
+    record_scalar!(record_bool, bool, json::write_bool);
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let cap = self.0.cap();
+        if let Some(slot) = self.0.begin(field) {
+            json::write_str(slot.out, value, cap);
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let cap = self.0.cap();
+        if let Some(slot) = self.0.begin(field) {
+            json::write_error(slot.out, value, cap);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let cap = self.0.cap();
+        if let Some(slot) = self.0.begin(field) {
+            json::write_fmt(slot.out, format_args!("{value:?}"), cap);
+        }
+    }
+}

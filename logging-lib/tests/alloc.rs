@@ -1,0 +1,85 @@
+//! Zero heap allocations per event in steady state, counted by a global allocator (a count,
+//! not a time). Its own test binary: the allocator is process-wide.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tailrace_log::Config;
+use tracing::{info, info_span};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[derive(Debug)]
+struct Order {
+    _id: u64,
+}
+
+fn event(i: u64) {
+    info!(
+        order_id = i,
+        customer = "c-1",
+        amount = 12.5,
+        paid = true,
+        items = 3u32,
+        currency = "EUR",
+        order = ?Order { _id: i },
+        shown = %"display",
+        region = "eu-west-1",
+        retries = -1i64,
+        "order placed"
+    );
+}
+
+#[test]
+fn steady_state_events_do_not_allocate() {
+    let (logger, guard) = Config::new("checkout")
+        .version("1.4.2")
+        .ignore_env()
+        .writer(std::io::sink())
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(logger, || {
+        let span = info_span!("http_request", "http.method" = "POST", route = "/checkout", user = 7);
+        let _e = span.enter();
+        // Warm up: thread-local buffers, redaction cache, writer blocks.
+        for i in 0..20_000 {
+            event(i);
+        }
+        guard.flush();
+        ALLOCATIONS.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for i in 0..10_000 {
+            event(i);
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+    });
+    // The writer thread runs concurrently and allocates nothing per block either; the count
+    // covers both threads.
+    let n = ALLOCATIONS.load(Ordering::SeqCst);
+    assert_eq!(n, 0, "{n} allocations for 10,000 events");
+    drop(guard);
+}
