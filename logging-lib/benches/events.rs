@@ -54,7 +54,11 @@ fn contenders() -> Vec<(&'static str, Dispatch, Option<tailrace_log::Guard>)> {
         .finish();
     vec![
         ("tailrace-log", Dispatch::new(tailrace), Some(guard)),
-        ("tracing-subscriber", Dispatch::new(tracing_subscriber), None),
+        (
+            "tracing-subscriber",
+            Dispatch::new(tracing_subscriber),
+            None,
+        ),
         ("json-subscriber", Dispatch::new(json_subscriber), None),
     ]
 }
@@ -62,7 +66,12 @@ fn contenders() -> Vec<(&'static str, Dispatch, Option<tailrace_log::Guard>)> {
 fn bench(c: &mut Criterion) {
     for (name, dispatch, guard) in contenders() {
         tracing::dispatcher::with_default(&dispatch, || {
-            let span = info_span!("http_request", "http.method" = "POST", route = "/checkout", user_id = 7);
+            let span = info_span!(
+                "http_request",
+                "http.method" = "POST",
+                route = "/checkout",
+                user_id = 7
+            );
             let _e = span.enter();
             let mut group = c.benchmark_group("message + 10 fields in a span with 3 fields");
             let mut i = 0u64;

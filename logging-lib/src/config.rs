@@ -15,7 +15,9 @@ use tracing_subscriber::reload;
 
 use crate::error::Error;
 use crate::layer::{JsonLayer, LineFormat};
-use crate::output::non_blocking::{Backpressure, BufferConfig, DropReport, NonBlocking, WriterGuard};
+use crate::output::non_blocking::{
+    Backpressure, BufferConfig, DropReport, NonBlocking, WriterGuard,
+};
 use crate::output::rolling::{RollingFile, RollingPolicy};
 use crate::redact::Redactor;
 use crate::{json, panic_hook};
@@ -243,16 +245,20 @@ impl Config {
             Output::Stdout => Box::new(io::stdout()),
             Output::Stderr => Box::new(io::stderr()),
             Output::File(path, policy) => Box::new(
-                RollingFile::open(&path, policy).map_err(|source| Error::Output { path, source })?,
+                RollingFile::open(&path, policy)
+                    .map_err(|source| Error::Output { path, source })?,
             ),
             Output::Writer(w) => w,
         };
         let (sink, writer) =
             NonBlocking::spawn(out, self.buffer, report).map_err(Error::WriterThread)?;
-        Ok((JsonLayer::new(format, sink), Guard {
-            writer,
-            level: None,
-        }))
+        Ok((
+            JsonLayer::new(format, sink),
+            Guard {
+                writer,
+                level: None,
+            },
+        ))
     }
 
     fn filter(&self) -> Result<EnvFilter, Error> {
@@ -355,7 +361,13 @@ fn drop_report(service: &str, version: Option<&str>, env: Option<&str>) -> DropR
             "log lines dropped: the output could not keep up",
             usize::MAX,
         );
-        format.write_head(out, SystemTime::now(), &Level::WARN, &message, "tailrace_log");
+        format.write_head(
+            out,
+            SystemTime::now(),
+            &Level::WARN,
+            &message,
+            "tailrace_log",
+        );
         out.extend_from_slice(b",\"dropped\":");
         json::write_u64(out, dropped);
         out.extend_from_slice(b"}\n");

@@ -189,7 +189,10 @@ mod tests {
     #[test]
     fn escapes_quotes_backslashes_and_controls() {
         let got = s(|o| write_str(o, "a\"b\\c\nd\r\te\u{0}\u{1b}[31m\u{7f}é", 1000));
-        assert_eq!(got, r#""a\"b\\c\nd\r\te\u0000\u001b[31m"#.to_owned() + "\u{7f}é\"");
+        assert_eq!(
+            got,
+            r#""a\"b\\c\nd\r\te\u0000\u001b[31m"#.to_owned() + "\u{7f}é\""
+        );
         let parsed: String = serde_json::from_str(&got).unwrap();
         assert_eq!(parsed, "a\"b\\c\nd\r\te\u{0}\u{1b}[31m\u{7f}é");
     }

@@ -64,7 +64,11 @@ impl LineFormat {
         caller: bool,
     ) -> Self {
         let mut identity = Vec::new();
-        for (key, value) in [("service", Some(service)), ("version", version), ("env", env)] {
+        for (key, value) in [
+            ("service", Some(service)),
+            ("version", version),
+            ("env", env),
+        ] {
             if let Some(value) = value {
                 identity.extend_from_slice(b",\"");
                 identity.extend_from_slice(key.as_bytes());
@@ -138,6 +142,10 @@ pub struct JsonLayer<S> {
     format: LineFormat,
     sink: NonBlocking,
     access: SpanAccess,
+    /// The dispatcher this layer runs in, to ask `tracing-opentelemetry` for its ids: it keeps
+    /// them private and answers only by dispatcher and span id. Weak: the dispatcher owns us.
+    #[cfg(feature = "opentelemetry")]
+    dispatch: std::sync::OnceLock<tracing_core::dispatcher::WeakDispatch>,
     _subscriber: PhantomData<fn(S)>,
 }
 
@@ -218,11 +226,17 @@ where
                 context: Self::context_of,
                 set_remote_parent: Self::set_remote_parent_of,
             },
+            #[cfg(feature = "opentelemetry")]
+            dispatch: std::sync::OnceLock::new(),
             _subscriber: PhantomData,
         }
     }
 
     fn context_of(dispatch: &Dispatch, id: &Id) -> Option<TraceContext> {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(c) = crate::otel::span_context_of(dispatch, id) {
+            return Some(c);
+        }
         let subscriber = dispatch.downcast_ref::<S>()?;
         let span = subscriber.span(id)?;
         span_context(&span.extensions())
@@ -239,6 +253,18 @@ where
             data.context.trace_id = parent.trace_id;
             data.context.trace_flags = parent.trace_flags;
         }
+    }
+
+    /// A span's ids: OpenTelemetry's when its layer runs (feature `opentelemetry`), else ours.
+    /// Call it without holding the span's extensions: OpenTelemetry locks them.
+    fn trace_context(&self, span: &SpanRef<'_, S>) -> Option<TraceContext> {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(dispatch) = self.dispatch.get().and_then(|d| d.upgrade())
+            && let Some(c) = crate::otel::span_context_of(&dispatch, &span.id())
+        {
+            return Some(c);
+        }
+        span_context(&span.extensions())
     }
 
     fn format_event(&self, s: &mut Scratch, event: &Event<'_>, ctx: &Context<'_, S>) {
@@ -259,13 +285,17 @@ where
         }));
 
         let line = &mut s.line;
-        self.format
-            .write_head(line, SystemTime::now(), meta.level(), &s.message, meta.target());
+        self.format.write_head(
+            line,
+            SystemTime::now(),
+            meta.level(),
+            &s.message,
+            meta.target(),
+        );
 
         let span = ctx.event_span(event);
         if let Some(span) = &span {
-            let ext = span.extensions();
-            if let Some(c) = span_context(&ext) {
+            if let Some(c) = self.trace_context(span) {
                 write_trace_ids(line, &c);
             }
             line.extend_from_slice(b",\"span\":");
@@ -290,13 +320,8 @@ where
     }
 }
 
-/// The innermost ids of a span: OpenTelemetry's when its layer runs (feature
-/// `opentelemetry`), else ours.
+/// The ids this layer gave a span (see `JsonLayer::trace_context` for OpenTelemetry's).
 pub(crate) fn span_context(ext: &Extensions<'_>) -> Option<TraceContext> {
-    #[cfg(feature = "opentelemetry")]
-    if let Some(c) = crate::otel::span_context(ext) {
-        return Some(c);
-    }
     ext.get::<SpanData>().map(|d| d.context)
 }
 
@@ -333,11 +358,18 @@ impl<S> Layer<S> for JsonLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_register_dispatch(&self, dispatch: &Dispatch) {
+        #[cfg(feature = "opentelemetry")]
+        let _ = self.dispatch.set(dispatch.downgrade());
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = dispatch;
+    }
+
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let parent = span.parent().and_then(|p| span_context(&p.extensions()));
+        let parent = span.parent().and_then(|p| self.trace_context(&p));
         let context = match parent {
             Some(p) => TraceContext {
                 span_id: SpanId::random(),

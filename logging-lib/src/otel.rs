@@ -17,6 +17,10 @@
 //! requires before entering. Reading the ids from the started span, not from the builder or
 //! the parent, also covers a parent set after creation: the trace id is the one the span was
 //! started with, which is the one exported.
+//!
+//! Known limit: a sampler or span processor that logs through `tracing` while OpenTelemetry
+//! starts a span on entering it would make that line ask for the span whose lock
+//! OpenTelemetry holds, and hang; the SDK's own samplers and processors do not log there.
 
 use std::cell::Cell;
 
@@ -24,7 +28,6 @@ use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState}
 use tracing_core::Dispatch;
 use tracing_core::span::Id;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::registry::Extensions;
 
 use crate::trace_context::{SpanId, TraceContext, TraceId};
 
@@ -44,15 +47,6 @@ impl Drop for BusyGuard {
     }
 }
 
-/// Always `None`: `tracing-opentelemetry` 0.33+ stores nothing readable in span extensions
-/// (its `OtelData` is private), so OpenTelemetry's ids need the dispatcher and the span id:
-/// see [`span_context_of`]. Kept so that `layer::span_context` compiles until it calls
-/// [`span_context_of`] instead.
-#[allow(dead_code)] // unused once `layer.rs` calls `span_context_of`
-pub(crate) fn span_context(_ext: &Extensions<'_>) -> Option<TraceContext> {
-    None
-}
-
 /// OpenTelemetry's ids for span `id`: its trace id, its own span id and its flags, as they
 /// will be exported. `None` when no OpenTelemetry layer tracks the span, or its tracer makes
 /// no ids of its own (`tracing_opentelemetry::layer()` without a tracer): then the caller
@@ -60,7 +54,6 @@ pub(crate) fn span_context(_ext: &Extensions<'_>) -> Option<TraceContext> {
 ///
 /// Call it without holding the span's extensions: OpenTelemetry locks them. Allocates
 /// nothing once the span has started (clones of reference-counted handles only).
-#[allow(dead_code)] // until `layer.rs` calls it (it needs the layer's dispatcher)
 pub(crate) fn span_context_of(dispatch: &Dispatch, id: &Id) -> Option<TraceContext> {
     if BUSY.with(|b| b.replace(true)) {
         return None;

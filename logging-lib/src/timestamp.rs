@@ -83,10 +83,16 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         assert_eq!(fmt(0, 0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(fmt(1_795_341_601, 250_000_000), "2026-11-22T10:00:01.250000000Z");
+        assert_eq!(
+            fmt(1_795_341_601, 250_000_000),
+            "2026-11-22T10:00:01.250000000Z"
+        );
         // 2000-02-29 (leap day in a century leap year) and 2100-03-01 (no Feb 29th)
         assert_eq!(fmt(951_782_400, 1), "2000-02-29T00:00:00.000000001Z");
-        assert_eq!(fmt(4_107_542_400, 999_999_999), "2100-03-01T00:00:00.999999999Z");
+        assert_eq!(
+            fmt(4_107_542_400, 999_999_999),
+            "2100-03-01T00:00:00.999999999Z"
+        );
     }
 
     #[test]
@@ -97,7 +103,8 @@ mod tests {
             let c = civil_from_unix(day * 86_400);
             let next_day = c.day == prev.day + 1 && c.month == prev.month && c.year == prev.year;
             let next_month = c.day == 1 && (c.month == prev.month + 1 && c.year == prev.year);
-            let next_year = c.day == 1 && c.month == 1 && prev.month == 12 && c.year == prev.year + 1;
+            let next_year =
+                c.day == 1 && c.month == 1 && prev.month == 12 && c.year == prev.year + 1;
             assert!(next_day || next_month || next_year, "{prev:?} -> {c:?}");
             prev = c;
         }

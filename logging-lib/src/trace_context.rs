@@ -200,9 +200,9 @@ fn hex_digit(c: u8) -> Option<u8> {
 }
 
 fn parse_hex_u128(digits: &[u8]) -> Option<u128> {
-    digits
-        .iter()
-        .try_fold(0u128, |acc, &c| Some((acc << 4) | u128::from(hex_digit(c)?)))
+    digits.iter().try_fold(0u128, |acc, &c| {
+        Some((acc << 4) | u128::from(hex_digit(c)?))
+    })
 }
 
 fn parse_hex_u8(digits: &[u8]) -> Option<u8> {
@@ -262,7 +262,8 @@ mod tests {
 
     #[test]
     fn accepts_future_versions_and_white_space() {
-        let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
+        let future =
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
         let ctx = TraceContext::parse_traceparent(future).unwrap();
         assert_eq!(ctx.to_traceparent(), GOOD);
         assert!(TraceContext::parse_traceparent(&format!(" {GOOD}\t")).is_some());

@@ -63,7 +63,12 @@ fn steady_state_events_do_not_allocate() {
         .build()
         .unwrap();
     tracing::subscriber::with_default(logger, || {
-        let span = info_span!("http_request", "http.method" = "POST", route = "/checkout", user = 7);
+        let span = info_span!(
+            "http_request",
+            "http.method" = "POST",
+            route = "/checkout",
+            user = 7
+        );
         let _e = span.enter();
         // Warm up: thread-local buffers, redaction cache, writer blocks.
         for i in 0..20_000 {

@@ -60,7 +60,10 @@ fn golden_line_text_inside_a_span() {
 fn assert_timestamp(ts: &str) {
     // 2026-11-22T10:00:01.250000000Z: UTC, exactly nine fraction digits.
     assert_eq!(ts.len(), 30, "{ts}");
-    assert!(ts.ends_with('Z') && &ts[19..20] == "." && &ts[10..11] == "T", "{ts}");
+    assert!(
+        ts.ends_with('Z') && &ts[19..20] == "." && &ts[10..11] == "T",
+        "{ts}"
+    );
     assert!(ts[20..29].bytes().all(|b| b.is_ascii_digit()), "{ts}");
 }
 
@@ -98,7 +101,13 @@ fn fixed_key_names_used_as_fields_are_prefixed() {
     let lines = capture(|| {
         let span = info_span!("s", level = "span-level", service = "span-service");
         let _e = span.enter();
-        info!(target = "t2", timestamp = 5, trace_id = "user", span = 1, "m");
+        info!(
+            target = "t2",
+            timestamp = 5,
+            trace_id = "user",
+            span = 1,
+            "m"
+        );
     });
     let l = &lines[0];
     assert_eq!(l["service"], "checkout");
@@ -195,9 +204,10 @@ fn control_characters_and_newlines_never_break_the_line() {
 #[test]
 fn long_values_are_cut_with_a_marker() {
     let big = "x".repeat(100_000);
-    let lines = capture_with(Config::new("s").value_cap(1000), || {
-        info!(big = big.as_str(), shown = %big, "{}", big)
-    });
+    let lines = capture_with(
+        Config::new("s").value_cap(1000),
+        || info!(big = big.as_str(), shown = %big, "{}", big),
+    );
     let l = &lines[0];
     for key in ["big", "shown", "message"] {
         let v = l[key].as_str().unwrap();
@@ -226,7 +236,14 @@ fn secrets_are_redacted_in_events_and_spans() {
         );
     });
     let l = &lines[0];
-    for key in ["db_password", "Authorization", "api_key", "session_token", "card_number", "Set-Cookie"] {
+    for key in [
+        "db_password",
+        "Authorization",
+        "api_key",
+        "session_token",
+        "card_number",
+        "Set-Cookie",
+    ] {
         assert_eq!(l[key], "[REDACTED]", "{key}");
     }
     assert_eq!(l["user"], "ann");
@@ -278,7 +295,10 @@ fn trace_ids_are_shared_by_a_trace_and_absent_outside() {
         let t = l["trace_id"].as_str().unwrap();
         let s = l["span_id"].as_str().unwrap();
         assert!(t.len() == 32 && s.len() == 16 && l["trace_flags"] == "01");
-        assert!(t.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         assert!(t.bytes().any(|b| b != b'0') && s.bytes().any(|b| b != b'0'));
     }
 }
@@ -286,10 +306,9 @@ fn trace_ids_are_shared_by_a_trace_and_absent_outside() {
 #[test]
 fn remote_parent_continues_a_trace() {
     use tailrace_log::{TraceContext, TraceSpanExt};
-    let parent = TraceContext::parse_traceparent(
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-    )
-    .unwrap();
+    let parent =
+        TraceContext::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .unwrap();
     let lines = capture(|| {
         let span = info_span!("http_request");
         span.set_remote_parent(parent);
@@ -311,7 +330,10 @@ fn remote_parent_continues_a_trace() {
 fn caller_can_be_switched_on() {
     let lines = capture_with(Config::new("s").caller(true), || info!("here"));
     let caller = lines[0]["caller"].as_str().unwrap();
-    assert!(caller.starts_with("logging-lib/tests/lines.rs:") || caller.starts_with("tests/lines.rs:"), "{caller}");
+    assert!(
+        caller.starts_with("logging-lib/tests/lines.rs:") || caller.starts_with("tests/lines.rs:"),
+        "{caller}"
+    );
     let keys = top_level_keys(&serde_json::to_string(&lines[0]).unwrap());
     assert!(keys.contains(&"caller".to_owned()));
 }
@@ -336,19 +358,51 @@ fn level_directives_filter_and_can_change_at_run_time() {
         trace!("hidden");
     });
     drop(guard);
-    let messages: Vec<_> = capture.lines().iter().map(|l| l["message"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(messages, ["shown 1", "shown 2", "shown 3: the old filter stays after a bad one"]);
+    let messages: Vec<_> = capture
+        .lines()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "shown 1",
+            "shown 2",
+            "shown 3: the old filter stays after a bad one"
+        ]
+    );
 }
 
 #[test]
 fn bad_level_directives_are_clear_errors() {
     for bad in ["infoo", "info,my_crate=loud", "warnn"] {
-        let err = Config::new("s").ignore_env().level(bad).build().err().expect(bad).to_string();
-        assert!(err.contains("invalid log level") && err.contains(bad), "{err}");
+        let err = Config::new("s")
+            .ignore_env()
+            .level(bad)
+            .build()
+            .err()
+            .expect(bad)
+            .to_string();
+        assert!(
+            err.contains("invalid log level") && err.contains(bad),
+            "{err}"
+        );
     }
-    let err = Config::new("s").ignore_env().level("infoo").build().err().unwrap().to_string();
+    let err = Config::new("s")
+        .ignore_env()
+        .level("infoo")
+        .build()
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("did you mean `info`"), "{err}");
-    assert!(Config::new("s").ignore_env().level("info,hyper=warn,my_crate").build().is_ok());
+    assert!(
+        Config::new("s")
+            .ignore_env()
+            .level("info,hyper=warn,my_crate")
+            .build()
+            .is_ok()
+    );
 }
 
 fn key_strategy() -> impl Strategy<Value = String> {
@@ -415,8 +469,18 @@ proptest! {
 }
 
 const FIXED_AND_SPAN: [&str; 12] = [
-    "timestamp", "level", "message", "target", "service", "version", "env", "trace_id",
-    "span_id", "trace_flags", "span", "caller",
+    "timestamp",
+    "level",
+    "message",
+    "target",
+    "service",
+    "version",
+    "env",
+    "trace_id",
+    "span_id",
+    "trace_flags",
+    "span",
+    "caller",
 ];
 
 /// Spans and events with field names known only at run time, through `tracing`'s own
@@ -454,7 +518,11 @@ mod dynamic {
         meta
     }
 
-    pub fn emit(message: &str, span_fields: &[(&'static str, String)], event_fields: &[(&'static str, i64)]) {
+    pub fn emit(
+        message: &str,
+        span_fields: &[(&'static str, String)],
+        event_fields: &[(&'static str, i64)],
+    ) {
         let names: Vec<&'static str> = span_fields.iter().map(|(k, _)| *k).collect();
         let meta = site("prop_span", &names, Kind::SPAN);
         let values: Vec<(tracing::field::Field, Option<&dyn Value>)> = meta
@@ -504,7 +572,11 @@ mod dynamic {
 #[test]
 fn integers_past_u64_are_written_exactly() {
     let capture = common::Capture::default();
-    let (logger, guard) = Config::new("s").ignore_env().writer(capture.clone()).build().unwrap();
+    let (logger, guard) = Config::new("s")
+        .ignore_env()
+        .writer(capture.clone())
+        .build()
+        .unwrap();
     tracing::subscriber::with_default(logger, || info!(big = u128::MAX, small = i128::MIN, "m"));
     drop(guard);
     let text = capture.text();

@@ -23,14 +23,31 @@ fn a_panic_is_logged_as_one_error_line() {
     assert!(result.is_err());
     // No flush here: the hook must have done it.
     let lines = capture.lines();
-    let line = lines.iter().find(|l| l["target"] == "panic").expect("a panic line");
+    let line = lines
+        .iter()
+        .find(|l| l["target"] == "panic")
+        .expect("a panic line");
     assert_eq!(line["level"], "error");
     assert_eq!(line["message"], "panicked: card 42 declined");
-    assert!(line["location"].as_str().unwrap().contains("tests/panic.rs:"), "{line:?}");
-    assert_eq!(line["span"], "http_request", "the panic is tied to its trace");
+    assert!(
+        line["location"]
+            .as_str()
+            .unwrap()
+            .contains("tests/panic.rs:"),
+        "{line:?}"
+    );
+    assert_eq!(
+        line["span"], "http_request",
+        "the panic is tied to its trace"
+    );
     assert!(line["trace_id"].is_string());
 
     // A second subscriber cannot be installed: a clear error, not a panic.
-    let err = Config::new("x").ignore_env().writer(std::io::sink()).init().err().unwrap();
+    let err = Config::new("x")
+        .ignore_env()
+        .writer(std::io::sink())
+        .init()
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("already installed"), "{err}");
 }

@@ -206,12 +206,6 @@ impl NonBlocking {
             st = shared.room.wait(st).unwrap_or_else(|e| e.into_inner());
         }
     }
-
-    /// Lines dropped in lossy mode that the writer has not reported yet.
-    #[cfg(test)]
-    pub(crate) fn pending_dropped(&self) -> u64 {
-        lock(&self.shared.state).dropped
-    }
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -398,7 +392,11 @@ mod tests {
         for line in out.lines() {
             let (t, i) = line.split_once(' ').unwrap();
             let t: usize = t.parse().unwrap();
-            assert_eq!(i.parse::<usize>().unwrap(), next[t], "thread {t} out of order");
+            assert_eq!(
+                i.parse::<usize>().unwrap(),
+                next[t],
+                "thread {t} out of order"
+            );
             next[t] += 1;
         }
         assert_eq!(next, [5000; 4]);
@@ -439,8 +437,6 @@ mod tests {
         for _ in 0..1000 {
             nb.write_line(&line);
         }
-        let dropped_before_release = nb.pending_dropped();
-        assert!(dropped_before_release > 900, "{dropped_before_release}");
         open.store(true, Ordering::SeqCst);
         drop(guard);
         let out = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
@@ -450,8 +446,13 @@ mod tests {
             .filter_map(|l| l.strip_prefix("dropped "))
             .map(|n| n.parse::<u64>().unwrap())
             .sum();
-        assert_eq!(kept + reported, 1000, "every line is either written or counted");
-        assert!(reported >= dropped_before_release);
+        assert_eq!(
+            kept + reported,
+            1000,
+            "every line is either written or counted"
+        );
+        // At most three blocks of ten lines each can be held: nearly all were dropped.
+        assert!(reported > 900, "{reported}");
     }
 
     #[test]

@@ -20,7 +20,10 @@ impl Capture {
     /// Every line, checked to be one JSON object ending in `\n`.
     pub fn lines(&self) -> Vec<Map<String, Value>> {
         let text = self.text();
-        assert!(text.is_empty() || text.ends_with('\n'), "unterminated line in {text:?}");
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "unterminated line in {text:?}"
+        );
         text.lines().map(parse_line).collect()
     }
 }
@@ -56,7 +59,10 @@ pub fn top_level_keys(line: &str) -> Vec<String> {
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("an object")
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            mut self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
             while let Some(k) = map.next_key::<String>()? {
                 map.next_value::<serde::de::IgnoredAny>()?;
                 self.0.push(k);
