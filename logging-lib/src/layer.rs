@@ -22,7 +22,7 @@ use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::json;
 use crate::output::non_blocking::NonBlocking;
-use crate::redact::{REDACTED, Redactor, SecretCache};
+use crate::redact::{REDACTED, Redactor};
 use crate::timestamp::{RFC3339_LEN, write_rfc3339};
 use crate::trace_context::{SpanId, TraceContext, hex_byte};
 
@@ -127,7 +127,7 @@ pub(crate) struct SpanData {
     /// The span's own position in its trace (its `span_id` is the span's own id).
     pub(crate) context: TraceContext,
     /// The span's fields, each value already rendered as JSON.
-    fields: Vec<(&'static str, Vec<u8>)>,
+    fields: Vec<(OutKey, Vec<u8>)>,
 }
 
 /// Reach into a span's trace context from outside the layer (`TraceSpanExt`), through
@@ -156,12 +156,24 @@ struct OutKey {
     prefixed: bool,
 }
 
+fn is_fixed_key(name: &str) -> bool {
+    FIXED_KEYS.contains(&name)
+}
+
 impl OutKey {
     fn new(name: &'static str) -> Self {
         Self {
             name,
-            prefixed: FIXED_KEYS.contains(&name),
+            prefixed: is_fixed_key(name),
         }
+    }
+
+    /// One bit of a 64-bit filter, from the written key's length and last byte: two keys
+    /// written the same always get the same bit, so a clear bit proves "not seen yet".
+    fn filter_bit(self) -> u64 {
+        let len = self.name.len() + if self.prefixed { USER_PREFIX.len() } else { 0 };
+        let last = self.name.as_bytes().last().copied().unwrap_or(b'.');
+        1 << ((len.wrapping_mul(7) ^ usize::from(last)) & 63)
     }
 
     /// Whether the two keys are written the same, also across the `fields.` prefix.
@@ -189,13 +201,94 @@ impl OutKey {
     }
 }
 
+/// The keys already written in the current line, so none is written twice.
+struct SeenKeys {
+    keys: Vec<OutKey>,
+    filter: u64,
+}
+
+impl SeenKeys {
+    const fn new() -> Self {
+        Self {
+            keys: Vec::new(),
+            filter: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.keys.clear();
+        self.filter = 0;
+    }
+
+    /// Records `key`; `false` when a key written the same was already there.
+    fn insert(&mut self, key: OutKey) -> bool {
+        let bit = key.filter_bit();
+        if self.filter & bit != 0 && self.keys.iter().any(|k| k.same(key)) {
+            return false;
+        }
+        self.filter |= bit;
+        self.keys.push(key);
+        true
+    }
+}
+
+/// What is known about a field name: computed once per name and thread, then looked up by
+/// the name's address (every `tracing` field name is a `&'static str`): checking ten fields
+/// against the fixed keys and the secret words on every event would cost more than writing
+/// them.
+#[derive(Clone, Copy)]
+struct KeyInfo {
+    addr: usize,
+    len: usize,
+    redactor: u32,
+    key: OutKey,
+    secret: bool,
+}
+
+const KEY_CACHE_SLOTS: usize = 256;
+
+struct KeyCache {
+    slots: [Option<KeyInfo>; KEY_CACHE_SLOTS],
+}
+
+impl KeyCache {
+    const fn new() -> Self {
+        Self {
+            slots: [None; KEY_CACHE_SLOTS],
+        }
+    }
+
+    fn get(&mut self, name: &'static str, redactor: &Redactor) -> KeyInfo {
+        let addr = name.as_ptr() as usize;
+        // Fibonacci hashing of the address: neighbouring names land far apart.
+        let slot = (addr ^ name.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 8);
+        let slot = &mut self.slots[slot % KEY_CACHE_SLOTS];
+        if let Some(info) = *slot
+            && info.addr == addr
+            && info.len == name.len()
+            && info.redactor == redactor.id()
+        {
+            return info;
+        }
+        let info = KeyInfo {
+            addr,
+            len: name.len(),
+            redactor: redactor.id(),
+            key: OutKey::new(name),
+            secret: redactor.is_secret(name),
+        };
+        *slot = Some(info);
+        info
+    }
+}
+
 /// Per-thread buffers, reused for every event.
 struct Scratch {
     line: Vec<u8>,
     fields: Vec<u8>,
     message: Vec<u8>,
-    seen: Vec<OutKey>,
-    secrets: SecretCache,
+    seen: SeenKeys,
+    keys: KeyCache,
 }
 
 impl Scratch {
@@ -204,8 +297,8 @@ impl Scratch {
             line: Vec::new(),
             fields: Vec::new(),
             message: Vec::new(),
-            seen: Vec::new(),
-            secrets: SecretCache::new(),
+            seen: SeenKeys::new(),
+            keys: KeyCache::new(),
         }
     }
 }
@@ -280,7 +373,7 @@ where
             fields: &mut s.fields,
             message: &mut s.message,
             seen: &mut s.seen,
-            secrets: &mut s.secrets,
+            keys: &mut s.keys,
             from_log: normalized.is_some(),
         }));
 
@@ -335,7 +428,7 @@ fn write_trace_ids(line: &mut Vec<u8>, c: &TraceContext) {
     line.push(b'"');
 }
 
-fn write_span_fields<S>(line: &mut Vec<u8>, seen: &mut Vec<OutKey>, span: &SpanRef<'_, S>)
+fn write_span_fields<S>(line: &mut Vec<u8>, seen: &mut SeenKeys, span: &SpanRef<'_, S>)
 where
     S: for<'a> LookupSpan<'a>,
 {
@@ -343,12 +436,11 @@ where
     let Some(data) = ext.get::<SpanData>() else {
         return;
     };
-    for (name, value) in &data.fields {
-        let key = OutKey::new(name);
-        if seen.iter().any(|k| k.same(key)) {
+    for (key, value) in &data.fields {
+        let key = *key;
+        if !seen.insert(key) {
             continue; // an event field or an inner span already set it
         }
-        seen.push(key);
         key.write(line);
         line.extend_from_slice(value);
     }
@@ -449,8 +541,8 @@ struct EventFields<'a> {
     format: &'a LineFormat,
     fields: &'a mut Vec<u8>,
     message: &'a mut Vec<u8>,
-    seen: &'a mut Vec<OutKey>,
-    secrets: &'a mut SecretCache,
+    seen: &'a mut SeenKeys,
+    keys: &'a mut KeyCache,
     from_log: bool,
 }
 
@@ -469,13 +561,12 @@ impl FieldSink for EventFields<'_> {
         if self.from_log && name.starts_with("log.") {
             return None; // `tracing-log` carries the record's metadata as fields
         }
-        let key = OutKey::new(name);
-        if self.seen.iter().any(|k| k.same(key)) {
+        let info = self.keys.get(name, &self.format.redactor);
+        if !self.seen.insert(info.key) {
             return None;
         }
-        self.seen.push(key);
-        key.write(self.fields);
-        if self.format.redactor.is_secret_static(name, self.secrets) {
+        info.key.write(self.fields);
+        if info.secret {
             json::write_str(self.fields, REDACTED, usize::MAX);
             return None;
         }
@@ -494,7 +585,7 @@ impl FieldSink for EventFields<'_> {
 /// again replaces its value.
 struct SpanFields<'a> {
     format: &'a LineFormat,
-    fields: &'a mut Vec<(&'static str, Vec<u8>)>,
+    fields: &'a mut Vec<(OutKey, Vec<u8>)>,
 }
 
 impl FieldSink for SpanFields<'_> {
@@ -502,10 +593,10 @@ impl FieldSink for SpanFields<'_> {
         let name = field.name();
         // Spans are created far less often than events: no cache needed here.
         let secret = self.format.redactor.is_secret(name);
-        let i = match self.fields.iter().position(|(n, _)| *n == name) {
+        let i = match self.fields.iter().position(|(k, _)| k.name == name) {
             Some(i) => i,
             None => {
-                self.fields.push((name, Vec::new()));
+                self.fields.push((OutKey::new(name), Vec::new()));
                 self.fields.len() - 1
             }
         };

@@ -27,7 +27,7 @@ pub const REDACTED: &str = "[REDACTED]";
 #[derive(Debug)]
 pub struct Redactor {
     words: Vec<Box<str>>,
-    /// Tells this redactor's answers apart in the shared per-thread cache.
+    /// Tells this redactor's answers apart in caches shared by several loggers.
     id: u32,
 }
 
@@ -62,58 +62,9 @@ impl Redactor {
         })
     }
 
-    /// [`Self::is_secret`] for a field name that lives for the whole program (every
-    /// `tracing` field name does), answered from a small per-thread cache keyed by the name's
-    /// address: checking ten fields against nine words on every event would cost more than
-    /// formatting them.
-    pub fn is_secret_static(&self, key: &'static str, cache: &mut SecretCache) -> bool {
-        let addr = key.as_ptr() as usize;
-        let slot = &mut cache.slots[(addr >> 3 ^ key.len()) % CACHE_SLOTS];
-        if slot.addr == addr && slot.len == key.len() && slot.redactor == self.id {
-            return slot.secret;
-        }
-        let secret = self.is_secret(key);
-        *slot = Slot {
-            addr,
-            len: key.len(),
-            redactor: self.id,
-            secret,
-        };
-        secret
-    }
-}
-
-const CACHE_SLOTS: usize = 128;
-
-#[derive(Clone, Copy)]
-struct Slot {
-    addr: usize,
-    len: usize,
-    redactor: u32,
-    secret: bool,
-}
-
-/// A direct-mapped cache of redaction answers; one per thread.
-pub struct SecretCache {
-    slots: [Slot; CACHE_SLOTS],
-}
-
-impl SecretCache {
-    pub const fn new() -> Self {
-        Self {
-            slots: [Slot {
-                addr: 0,
-                len: 0,
-                redactor: 0,
-                secret: false,
-            }; CACHE_SLOTS],
-        }
-    }
-}
-
-impl Default for SecretCache {
-    fn default() -> Self {
-        Self::new()
+    /// Tells this redactor's answers apart in caches shared by several loggers.
+    pub fn id(&self) -> u32 {
+        self.id
     }
 }
 
@@ -152,17 +103,5 @@ mod tests {
         assert!(r.is_secret("user_ssn"));
         assert!(r.is_secret("password"));
         assert!(!r.is_secret("card"));
-    }
-
-    #[test]
-    fn cache_answers_per_redactor() {
-        let plain = Redactor::new(Vec::<String>::new());
-        let strict = Redactor::new(["email"]);
-        let mut cache = SecretCache::new();
-        for _ in 0..3 {
-            assert!(!plain.is_secret_static("email", &mut cache));
-            assert!(strict.is_secret_static("email", &mut cache));
-            assert!(plain.is_secret_static("db_password", &mut cache));
-        }
     }
 }

@@ -45,7 +45,32 @@ pub const RFC3339_LEN: usize = 30;
 /// epoch (a clock that far off is a broken clock, and the line must stay valid).
 pub fn write_rfc3339(time: SystemTime, out: &mut [u8; RFC3339_LEN]) {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let c = civil_from_unix(since.as_secs() as i64);
+    // Lines come many per second: reuse the date and time of day of the previous line.
+    let (secs, nanos) = (since.as_secs(), since.subsec_nanos());
+    let (last_secs, prefix) = LAST_SECOND.get();
+    if last_secs == secs && secs != 0 {
+        out[..SECONDS_LEN].copy_from_slice(&prefix);
+    } else {
+        write_seconds(secs, out);
+        let mut prefix = [0u8; SECONDS_LEN];
+        prefix.copy_from_slice(&out[..SECONDS_LEN]);
+        LAST_SECOND.set((secs, prefix));
+    }
+    out[19] = b'.';
+    put_digits(&mut out[20..29], nanos);
+    out[29] = b'Z';
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, the part that changes once a second.
+const SECONDS_LEN: usize = 19;
+
+thread_local! {
+    static LAST_SECOND: std::cell::Cell<(u64, [u8; SECONDS_LEN])> =
+        const { std::cell::Cell::new((0, [0; SECONDS_LEN])) };
+}
+
+fn write_seconds(secs: u64, out: &mut [u8; RFC3339_LEN]) {
+    let c = civil_from_unix(secs as i64);
     let year = c.year.clamp(0, 9999) as u32;
     put_digits(&mut out[0..4], year);
     out[4] = b'-';
@@ -58,9 +83,6 @@ pub fn write_rfc3339(time: SystemTime, out: &mut [u8; RFC3339_LEN]) {
     put_digits(&mut out[14..16], c.minute);
     out[16] = b':';
     put_digits(&mut out[17..19], c.second);
-    out[19] = b'.';
-    put_digits(&mut out[20..29], since.subsec_nanos());
-    out[29] = b'Z';
 }
 
 fn put_digits(out: &mut [u8], mut v: u32) {
