@@ -7,14 +7,13 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use tracing_core::Level;
-use tracing_core::LevelFilter;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::registry::{LookupSpan, Registry};
-use tracing_subscriber::reload;
 
 use crate::error::Error;
 use crate::layer::{JsonLayer, LineFormat};
+use crate::level::{LevelFilterLayer, LevelHandle, parse_directives, parse_level_name};
 use crate::output::non_blocking::{
     Backpressure, BufferConfig, DropReport, NonBlocking, WriterGuard,
 };
@@ -30,7 +29,7 @@ pub const DEFAULT_VALUE_CAP: usize = 16 * 1024;
 pub const DEFAULT_LEVEL: &str = "info";
 
 /// The level filter stack under the JSON layer.
-pub type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
+pub type Filtered = Layered<LevelFilterLayer, Registry>;
 
 /// The complete subscriber built by [`Config::build`].
 pub type Logger = Layered<JsonLayer<Filtered>, Filtered>;
@@ -219,9 +218,9 @@ impl Config {
     /// `tracing::subscriber::with_default`, or tests).
     pub fn build(self) -> Result<(Logger, Guard), Error> {
         let filter = self.filter()?;
-        let (filter, reload) = reload::Layer::new(filter);
+        let (filter, level) = LevelFilterLayer::new(filter);
         let (layer, mut guard) = self.layer::<Filtered>()?;
-        guard.level = Some(LevelHandle { reload });
+        guard.level = Some(level);
         let logger = Registry::default().with(filter).with(layer);
         Ok((logger, guard))
     }
@@ -284,66 +283,6 @@ impl Config {
     }
 }
 
-/// `LOG_LEVEL` holds one level name, nothing else: a typo there must not silently mean
-/// "trace everything of a target named infoo", as it would in `RUST_LOG` syntax.
-fn parse_level_name(source: &'static str, value: &str) -> Result<EnvFilter, Error> {
-    let v = value.trim().to_ascii_lowercase();
-    let level = match v.as_str() {
-        "trace" | "debug" | "info" | "error" | "off" => v,
-        "warn" | "warning" => "warn".to_owned(),
-        _ => {
-            return Err(Error::InvalidLevel {
-                source_name: source,
-                value: value.to_owned(),
-                reason: "expected one of trace, debug, info, warn, error, off".to_owned(),
-            });
-        }
-    };
-    parse_directives(source, &level)
-}
-
-/// Parses `RUST_LOG`-style directives, refusing a bare word that is a misspelt level name.
-pub(crate) fn parse_directives(source: &'static str, value: &str) -> Result<EnvFilter, Error> {
-    let invalid = |reason: String| Error::InvalidLevel {
-        source_name: source,
-        value: value.to_owned(),
-        reason,
-    };
-    for directive in value.split(',').map(str::trim) {
-        if directive.is_empty() || directive.contains(['=', '[', ':']) {
-            continue;
-        }
-        let lower = directive.to_ascii_lowercase();
-        if let Some(level) = ["trace", "debug", "info", "warn", "error", "off"]
-            .into_iter()
-            .find(|l| lower != *l && edit_distance(&lower, l) <= 2)
-        {
-            return Err(invalid(format!(
-                "`{directive}` is not a level: did you mean `{level}`? (to enable a target \
-                 named `{directive}` write `{directive}=trace`)"
-            )));
-        }
-    }
-    EnvFilter::builder()
-        .parse(value)
-        .map_err(|e| invalid(e.to_string()))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b = b.as_bytes();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// Renders the lossy mode's report: one `warn` line in the usual shape.
 fn drop_report(service: &str, version: Option<&str>, env: Option<&str>) -> DropReport {
     let format = LineFormat::new(
@@ -372,44 +311,6 @@ fn drop_report(service: &str, version: Option<&str>, env: Option<&str>) -> DropR
         json::write_u64(out, dropped);
         out.extend_from_slice(b"}\n");
     })
-}
-
-/// Changes the level filter while the program runs.
-#[derive(Clone)]
-pub struct LevelHandle {
-    reload: reload::Handle<EnvFilter, Registry>,
-}
-
-impl LevelHandle {
-    /// Replaces the level directives (`RUST_LOG` syntax). An invalid string is an error and
-    /// leaves the current filter in place.
-    pub fn set(&self, directives: &str) -> Result<(), Error> {
-        let filter = parse_directives("LevelHandle::set", directives)?;
-        self.reload
-            .reload(filter)
-            .map_err(|e| Error::Reload(e.to_string()))?;
-        self.sync_log_max_level();
-        Ok(())
-    }
-
-    /// The directives in force.
-    pub fn current(&self) -> String {
-        self.reload
-            .with_current(|f| f.to_string())
-            .unwrap_or_default()
-    }
-
-    /// Keeps the `log` crate's own fast check in step with our filter, so disabled `log`
-    /// macros in dependencies cost nothing.
-    fn sync_log_max_level(&self) {
-        let max = self
-            .reload
-            .with_current(|f| f.max_level_hint())
-            .ok()
-            .flatten()
-            .unwrap_or(LevelFilter::TRACE);
-        log::set_max_level(tracing_log::AsLog::as_log(&max));
-    }
 }
 
 /// Keeps the writer thread alive; dropping it writes and flushes every pending line.

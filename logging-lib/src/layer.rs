@@ -125,9 +125,39 @@ pub(crate) fn level_str(level: &Level) -> &'static str {
 /// What this layer keeps in each span's extensions.
 pub(crate) struct SpanData {
     /// The span's own position in its trace (its `span_id` is the span's own id).
-    pub(crate) context: TraceContext,
+    context: TraceContext,
+    /// `,"trace_id":…,"span_id":…,"trace_flags":…` for `context`, rendered once.
+    ids_json: Vec<u8>,
     /// The span's fields, each value already rendered as JSON.
     fields: Vec<(OutKey, Vec<u8>)>,
+}
+
+impl SpanData {
+    fn new(context: TraceContext) -> Self {
+        let mut data = Self {
+            context,
+            ids_json: Vec::new(),
+            fields: Vec::new(),
+        };
+        data.set_context(context);
+        data
+    }
+
+    fn set_context(&mut self, context: TraceContext) {
+        self.context = context;
+        self.ids_json.clear();
+        write_trace_ids(&mut self.ids_json, &context);
+    }
+
+    /// Appends the fields no event field or inner span has written yet.
+    fn write_fields(&self, line: &mut Vec<u8>, seen: &mut SeenKeys) {
+        for (key, value) in &self.fields {
+            if seen.insert(*key) {
+                key.write(line);
+                line.extend_from_slice(value);
+            }
+        }
+    }
 }
 
 /// Reach into a span's trace context from outside the layer (`TraceSpanExt`), through
@@ -343,8 +373,10 @@ where
             return;
         };
         if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
-            data.context.trace_id = parent.trace_id;
-            data.context.trace_flags = parent.trace_flags;
+            data.set_context(TraceContext {
+                span_id: data.context.span_id,
+                ..parent
+            });
         }
     }
 
@@ -352,12 +384,28 @@ where
     /// Call it without holding the span's extensions: OpenTelemetry locks them.
     fn trace_context(&self, span: &SpanRef<'_, S>) -> Option<TraceContext> {
         #[cfg(feature = "opentelemetry")]
-        if let Some(dispatch) = self.dispatch.get().and_then(|d| d.upgrade())
-            && let Some(c) = crate::otel::span_context_of(&dispatch, &span.id())
-        {
+        if let Some(c) = self.otel_context(span) {
             return Some(c);
         }
         span_context(&span.extensions())
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn otel_context(&self, span: &SpanRef<'_, S>) -> Option<TraceContext> {
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        crate::otel::span_context_of(&dispatch, &span.id())
+    }
+
+    fn write_caller(&self, line: &mut Vec<u8>, meta: &Metadata<'_>) {
+        if self.format.caller
+            && let (Some(file), Some(n)) = (meta.file(), meta.line())
+        {
+            line.extend_from_slice(b",\"caller\":\"");
+            json::escape_into(line, file);
+            line.push(b':');
+            json::write_u64(line, u64::from(n));
+            line.push(b'"');
+        }
     }
 
     fn format_event(&self, s: &mut Scratch, event: &Event<'_>, ctx: &Context<'_, S>) {
@@ -386,27 +434,43 @@ where
             meta.target(),
         );
 
-        let span = ctx.event_span(event);
-        if let Some(span) = &span {
-            if let Some(c) = self.trace_context(span) {
-                write_trace_ids(line, &c);
+        match ctx.event_span(event) {
+            Some(span) => {
+                // OpenTelemetry's ids need the span's extensions unlocked: ask first.
+                #[cfg(feature = "opentelemetry")]
+                let otel = self.otel_context(&span);
+                let ext = span.extensions();
+                let data = ext.get::<SpanData>();
+                #[cfg(feature = "opentelemetry")]
+                if let Some(c) = otel {
+                    write_trace_ids(line, &c);
+                } else if let Some(d) = data {
+                    line.extend_from_slice(&d.ids_json);
+                }
+                #[cfg(not(feature = "opentelemetry"))]
+                if let Some(d) = data {
+                    line.extend_from_slice(&d.ids_json);
+                }
+                line.extend_from_slice(b",\"span\":");
+                json::write_str(line, span.name(), self.format.value_cap);
+                self.write_caller(line, meta);
+                line.extend_from_slice(&s.fields);
+                if let Some(d) = data {
+                    d.write_fields(line, &mut s.seen);
+                }
+                drop(ext);
+                // Outer spans, innermost first: each lookup walks one step up.
+                let mut next = span.parent();
+                while let Some(outer) = next {
+                    if let Some(d) = outer.extensions().get::<SpanData>() {
+                        d.write_fields(line, &mut s.seen);
+                    }
+                    next = outer.parent();
+                }
             }
-            line.extend_from_slice(b",\"span\":");
-            json::write_str(line, span.name(), self.format.value_cap);
-        }
-        if self.format.caller
-            && let (Some(file), Some(n)) = (meta.file(), meta.line())
-        {
-            line.extend_from_slice(b",\"caller\":\"");
-            json::escape_into(line, file);
-            line.push(b':');
-            json::write_u64(line, u64::from(n));
-            line.push(b'"');
-        }
-        line.extend_from_slice(&s.fields);
-        if let Some(span) = span {
-            for span in span.scope() {
-                write_span_fields(line, &mut s.seen, &span);
+            None => {
+                self.write_caller(line, meta);
+                line.extend_from_slice(&s.fields);
             }
         }
         line.extend_from_slice(b"}\n");
@@ -426,24 +490,6 @@ fn write_trace_ids(line: &mut Vec<u8>, c: &TraceContext) {
     line.extend_from_slice(b"\",\"trace_flags\":\"");
     line.extend_from_slice(&hex_byte(c.trace_flags));
     line.push(b'"');
-}
-
-fn write_span_fields<S>(line: &mut Vec<u8>, seen: &mut SeenKeys, span: &SpanRef<'_, S>)
-where
-    S: for<'a> LookupSpan<'a>,
-{
-    let ext = span.extensions();
-    let Some(data) = ext.get::<SpanData>() else {
-        return;
-    };
-    for (key, value) in &data.fields {
-        let key = *key;
-        if !seen.insert(key) {
-            continue; // an event field or an inner span already set it
-        }
-        key.write(line);
-        line.extend_from_slice(value);
-    }
 }
 
 impl<S> Layer<S> for JsonLayer<S>
@@ -469,10 +515,7 @@ where
             },
             None => TraceContext::new_root(),
         };
-        let mut data = SpanData {
-            context,
-            fields: Vec::new(),
-        };
+        let mut data = SpanData::new(context);
         attrs.record(&mut span_visitor(&self.format, &mut data));
         span.extensions_mut().insert(data);
     }

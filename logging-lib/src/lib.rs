@@ -35,6 +35,7 @@ mod config;
 mod error;
 mod json;
 pub mod layer;
+mod level;
 pub mod output;
 mod panic_hook;
 pub mod redact;
@@ -47,9 +48,10 @@ pub mod http;
 #[cfg(feature = "opentelemetry")]
 pub mod otel;
 
-pub use config::{Config, DEFAULT_LEVEL, DEFAULT_VALUE_CAP, Filtered, Guard, LevelHandle, Logger};
+pub use config::{Config, DEFAULT_LEVEL, DEFAULT_VALUE_CAP, Filtered, Guard, Logger};
 pub use error::Error;
 pub use layer::JsonLayer;
+pub use level::{LevelFilterLayer, LevelHandle};
 pub use output::rolling::{RollingPolicy, Rotation};
 pub use span_ext::{TraceSpanExt, current_trace_context};
 pub use trace_context::{SpanId, TraceContext, TraceId};
