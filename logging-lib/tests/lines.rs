@@ -468,20 +468,7 @@ proptest! {
     }
 }
 
-const FIXED_AND_SPAN: [&str; 12] = [
-    "timestamp",
-    "level",
-    "message",
-    "target",
-    "service",
-    "version",
-    "env",
-    "trace_id",
-    "span_id",
-    "trace_flags",
-    "span",
-    "caller",
-];
+use tailrace_log::layer::FIXED_KEYS as FIXED_AND_SPAN;
 
 /// Spans and events with field names known only at run time, through `tracing`'s own
 /// dynamic callsite machinery.
