@@ -34,10 +34,12 @@ impl TraceId {
         }
     }
 
+    /// The id as an integer (big-endian reading of its 16 bytes).
     pub const fn to_u128(self) -> u128 {
         self.0
     }
 
+    /// The 16 bytes, as OpenTelemetry and the wire formats carry them.
     pub const fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }
@@ -66,10 +68,12 @@ impl SpanId {
         }
     }
 
+    /// The id as an integer (big-endian reading of its 8 bytes).
     pub const fn to_u64(self) -> u64 {
         self.0
     }
 
+    /// The 8 bytes, as OpenTelemetry and the wire formats carry them.
     pub const fn to_bytes(self) -> [u8; 8] {
         self.0.to_be_bytes()
     }
@@ -109,10 +113,12 @@ impl fmt::Debug for SpanId {
 /// The position of a span in a distributed trace: what `traceparent` carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TraceContext {
+    /// The trace every span of one request shares.
     pub trace_id: TraceId,
     /// The span this context points at: for an incoming header, the caller's span (the
     /// remote parent); for the current span, that span's own id.
     pub span_id: SpanId,
+    /// W3C trace flags; bit 0 is "sampled".
     pub trace_flags: u8,
 }
 
@@ -172,6 +178,7 @@ impl TraceContext {
         s
     }
 
+    /// Whether the caller decided to record this trace.
     pub fn is_sampled(&self) -> bool {
         self.trace_flags & FLAG_SAMPLED != 0
     }
