@@ -1,0 +1,373 @@
+//! Read positions that survive restarts, and that only ever move past accepted lines.
+//!
+//! In: "these bytes of this file were read and are in batch N" and "batch N was accepted"
+//! (a 2xx, or a 400 whose rejections are final). Out: per file, the offset up to which every
+//! line was accepted by Loki ([`AckTracker`]), and the positions file on disk ([`Positions`]),
+//! written atomically (temp file, fsync, rename, fsync of the directory).
+//!
+//! Promtail saves the offset of what it *read*, so a batch dropped after its retries is
+//! lost for good; here a position never passes a line Loki has not taken.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The positions file format this build writes and reads.
+pub const POSITIONS_VERSION: u32 = 1;
+
+/// Who a file is, independent of its current name: a renamed file keeps its position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    /// A hash of the file's first bytes: an inode reused for a new file is a new file.
+    pub fingerprint: u64,
+}
+
+/// One file's saved position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePosition {
+    /// The name the file had when last seen.
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub identity: FileIdentity,
+    /// Every byte before this offset was accepted by Loki.
+    pub offset: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PositionsFile {
+    version: u32,
+    files: Vec<FilePosition>,
+}
+
+/// What went wrong with a positions file; the shipper reports it and carries on.
+#[derive(Debug, thiserror::Error)]
+pub enum PositionsError {
+    #[error("positions file {path} is unusable ({reason}); moved aside to {moved_to} and starting without positions")]
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        moved_to: PathBuf,
+    },
+    #[error("cannot read positions file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write positions file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The saved positions of every known file, keyed by identity.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Positions {
+    files: BTreeMap<FileIdentity, FilePosition>,
+}
+
+impl Positions {
+    /// Loads `path`. A missing file is an empty start. An empty, truncated, corrupt or
+    /// wrong-version file is moved aside and reported in the second value: the shipper must
+    /// start (a crash loop on a bad positions file helps nobody) and say so.
+    pub fn load(path: &Path) -> (Self, Option<PositionsError>) {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Self::default(), None),
+            Err(source) => {
+                let err = PositionsError::Read {
+                    path: path.to_owned(),
+                    source,
+                };
+                return (Self::default(), Some(err));
+            }
+        };
+        match Self::parse(&bytes) {
+            Ok(p) => (p, None),
+            Err(reason) => {
+                let moved_to = aside_name(path);
+                let moved_to = match fs::rename(path, &moved_to) {
+                    Ok(()) => moved_to,
+                    Err(_) => path.to_owned(), // unwritable dir: leave it, still start
+                };
+                let err = PositionsError::Corrupt {
+                    path: path.to_owned(),
+                    reason,
+                    moved_to,
+                };
+                (Self::default(), Some(err))
+            }
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
+            return Err("empty".into());
+        }
+        let file: PositionsFile =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+        if file.version != POSITIONS_VERSION {
+            return Err(format!(
+                "version {} (this build reads version {POSITIONS_VERSION})",
+                file.version
+            ));
+        }
+        let files = file.files.into_iter().map(|f| (f.identity, f)).collect();
+        Ok(Self { files })
+    }
+
+    /// Writes atomically: a crash at any moment leaves either the old or the new file.
+    pub fn save(&self, path: &Path) -> Result<(), PositionsError> {
+        let err = |source| PositionsError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let file = PositionsFile {
+            version: POSITIONS_VERSION,
+            files: self.files.values().cloned().collect(),
+        };
+        let json = serde_json::to_vec_pretty(&file).expect("positions serialize");
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(err)?;
+        let tmp = path.with_extension("json.tmp");
+        let mut f = File::create(&tmp).map_err(err)?;
+        f.write_all(&json).and_then(|()| f.sync_all()).map_err(err)?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(err)?;
+        // The rename itself must reach the disk too.
+        File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &FileIdentity) -> Option<&FilePosition> {
+        self.files.get(id)
+    }
+
+    /// Records that everything before `offset` of this file was accepted.
+    pub fn set(&mut self, path: &Path, identity: FileIdentity, offset: u64) {
+        let entry = self.files.entry(identity).or_insert_with(|| FilePosition {
+            path: path.to_owned(),
+            identity,
+            offset,
+        });
+        entry.path = path.to_owned();
+        entry.offset = offset;
+    }
+
+    /// Forgets files that are gone, so the positions file does not grow forever.
+    pub fn retain(&mut self, mut keep: impl FnMut(&FilePosition) -> bool) {
+        self.files.retain(|_, p| keep(p));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FilePosition> {
+        self.files.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+fn aside_name(path: &Path) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".corrupt-{secs}"));
+    path.with_file_name(name)
+}
+
+/// An opaque batch number handed out by the batcher.
+pub type BatchId = u64;
+
+/// Tracks, per file, which read segments are in which batch, and yields the offset below
+/// which every batch was accepted.
+///
+/// A file's lines enter batches in read order, so each batch holds one contiguous segment
+/// of each file it touches; batches may be accepted in any order (one stream's batch may
+/// wait on a retry while another's succeeds), and the committed offset only moves over a
+/// prefix of accepted segments.
+#[derive(Debug, Default)]
+pub struct AckTracker {
+    files: BTreeMap<FileIdentity, VecDeque<Segment>>,
+}
+
+#[derive(Debug)]
+struct Segment {
+    batch: BatchId,
+    end: u64,
+    accepted: bool,
+}
+
+impl AckTracker {
+    /// Records that bytes of `file` up to `end` went into `batch`. Calls for one file must
+    /// come in read order.
+    pub fn add(&mut self, file: FileIdentity, batch: BatchId, end: u64) {
+        let segments = self.files.entry(file).or_default();
+        match segments.back_mut() {
+            Some(last) if last.batch == batch => last.end = last.end.max(end),
+            _ => segments.push_back(Segment {
+                batch,
+                end,
+                accepted: false,
+            }),
+        }
+    }
+
+    /// Marks `batch` accepted and returns the files whose committed offset moved, with the
+    /// new offset.
+    pub fn accept(&mut self, batch: BatchId) -> Vec<(FileIdentity, u64)> {
+        let mut moved = Vec::new();
+        for (file, segments) in &mut self.files {
+            let mut touched = false;
+            for s in segments.iter_mut().filter(|s| s.batch == batch) {
+                s.accepted = true;
+                touched = true;
+            }
+            if !touched {
+                continue;
+            }
+            let mut committed = None;
+            while segments.front().is_some_and(|s| s.accepted) {
+                committed = segments.pop_front().map(|s| s.end);
+            }
+            if let Some(offset) = committed {
+                moved.push((*file, offset));
+            }
+        }
+        self.files.retain(|_, s| !s.is_empty());
+        moved
+    }
+
+    /// Whether any segment of `file` still waits for Loki.
+    pub fn pending(&self, file: &FileIdentity) -> bool {
+        self.files.get(file).is_some_and(|s| !s.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id(n: u64) -> FileIdentity {
+        FileIdentity {
+            dev: 1,
+            ino: n,
+            fingerprint: n * 7,
+        }
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("positions.json");
+        let mut p = Positions::default();
+        p.set(Path::new("/var/log/a.log"), id(1), 42);
+        p.set(Path::new("/var/log/b.log"), id(2), 7);
+        p.save(&path).unwrap();
+        let (loaded, err) = Positions::load(&path);
+        assert!(err.is_none());
+        assert_eq!(loaded, p);
+        assert_eq!(loaded.get(&id(1)).unwrap().offset, 42);
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn missing_file_is_an_empty_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, err) = Positions::load(&dir.path().join("none.json"));
+        assert!(p.is_empty() && err.is_none());
+    }
+
+    #[test]
+    fn bad_files_are_moved_aside_and_reported() {
+        let cases: [(&str, &[u8]); 5] = [
+            ("empty", b""),
+            ("nul bytes", &[0u8; 64]),
+            ("truncated mid-write", br#"{"version":1,"files":[{"path":"/a","dev":1,"#),
+            ("wrong version", br#"{"version":99,"files":[]}"#),
+            ("wrong types", br#"{"version":1,"files":[{"path":3,"dev":"x","ino":1,"fingerprint":1,"offset":-1}]}"#),
+        ];
+        for (what, bytes) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("positions.json");
+            fs::write(&path, bytes).unwrap();
+            let (p, err) = Positions::load(&path);
+            assert!(p.is_empty(), "{what}");
+            let err = err.unwrap_or_else(|| panic!("{what}: no error"));
+            let msg = err.to_string();
+            assert!(msg.contains("positions.json") && msg.contains("moved aside"), "{what}: {msg}");
+            assert!(!path.exists(), "{what}: not moved aside");
+            let aside: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(aside.len(), 1, "{what}");
+        }
+    }
+
+    #[test]
+    fn retain_prunes_gone_files() {
+        let mut p = Positions::default();
+        p.set(Path::new("/a"), id(1), 1);
+        p.set(Path::new("/b"), id(2), 2);
+        p.retain(|f| f.path != Path::new("/a"));
+        assert_eq!(p.len(), 1);
+        assert!(p.get(&id(2)).is_some());
+    }
+
+    #[test]
+    fn offsets_move_only_over_accepted_prefixes() {
+        let mut t = AckTracker::default();
+        t.add(id(1), 10, 100);
+        t.add(id(1), 11, 200);
+        t.add(id(1), 12, 300);
+        assert!(t.accept(11).is_empty(), "batch 10 still waits");
+        assert_eq!(t.accept(10), vec![(id(1), 200)]);
+        assert!(t.pending(&id(1)));
+        assert_eq!(t.accept(12), vec![(id(1), 300)]);
+        assert!(!t.pending(&id(1)));
+    }
+
+    proptest! {
+        /// Whatever order batches are accepted in, the committed offset is the end of the
+        /// longest accepted prefix, and never goes backwards.
+        #[test]
+        fn committed_offset_is_the_accepted_prefix(
+            n in 1usize..30,
+            order in Just(()).prop_perturb(|_, mut rng| {
+                let mut v: Vec<usize> = (0..30).collect();
+                for i in (1..v.len()).rev() { v.swap(i, (rng.next_u32() as usize) % (i + 1)); }
+                v
+            }),
+        ) {
+            let mut t = AckTracker::default();
+            for b in 0..n {
+                t.add(id(1), b as u64, (b as u64 + 1) * 10);
+            }
+            let mut accepted = vec![false; n];
+            let mut committed = 0;
+            for b in order.into_iter().filter(|b| *b < n) {
+                accepted[b] = true;
+                for (_, off) in t.accept(b as u64) {
+                    prop_assert!(off > committed);
+                    committed = off;
+                }
+                let prefix = accepted.iter().take_while(|a| **a).count() as u64;
+                prop_assert_eq!(committed, prefix * 10);
+            }
+            prop_assert_eq!(committed, n as u64 * 10);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! `tailrace`: tails container log files and pushes them to Grafana Loki without losing or
+//! duplicating a line.
+//!
+//! The shipper is a pipeline; each module is one stage:
+//! - [`checkpoint`]: positions that only move past lines Loki accepted, saved atomically.
+
+pub mod checkpoint;

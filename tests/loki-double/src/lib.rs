@@ -1,0 +1,1 @@
+//! A test double of Loki's push API (being written).
