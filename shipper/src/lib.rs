@@ -2,6 +2,8 @@
 //! duplicating a line.
 //!
 //! The shipper is a pipeline; each module is one stage:
+//! - [`labels`]: stream labels from paths, inputs and JSON lines, made valid for Loki.
 //! - [`checkpoint`]: positions that only move past lines Loki accepted, saved atomically.
 
 pub mod checkpoint;
+pub mod labels;
