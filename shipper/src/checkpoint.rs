@@ -48,7 +48,9 @@ struct PositionsFile {
 /// What went wrong with a positions file; the shipper reports it and carries on.
 #[derive(Debug, thiserror::Error)]
 pub enum PositionsError {
-    #[error("positions file {path} is unusable ({reason}); moved aside to {moved_to} and starting without positions")]
+    #[error(
+        "positions file {path} is unusable ({reason}); moved aside to {moved_to} and starting without positions"
+    )]
     Corrupt {
         path: PathBuf,
         reason: String,
@@ -135,11 +137,16 @@ impl Positions {
             files: self.files.values().cloned().collect(),
         };
         let json = serde_json::to_vec_pretty(&file).expect("positions serialize");
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(err)?;
         let tmp = path.with_extension("json.tmp");
         let mut f = File::create(&tmp).map_err(err)?;
-        f.write_all(&json).and_then(|()| f.sync_all()).map_err(err)?;
+        f.write_all(&json)
+            .and_then(|()| f.sync_all())
+            .map_err(err)?;
         drop(f);
         fs::rename(&tmp, path).map_err(err)?;
         // The rename itself must reach the disk too.
@@ -310,7 +317,10 @@ mod tests {
             assert!(p.is_empty(), "{what}");
             let err = err.unwrap_or_else(|| panic!("{what}: no error"));
             let msg = err.to_string();
-            assert!(msg.contains("positions.json") && msg.contains("moved aside"), "{what}: {msg}");
+            assert!(
+                msg.contains("positions.json") && msg.contains("moved aside"),
+                "{what}: {msg}"
+            );
             assert!(!path.exists(), "{what}: not moved aside");
             let aside: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
             assert_eq!(aside.len(), 1, "{what}");

@@ -56,14 +56,18 @@ where
             continue;
         }
         if out.len() == MAX_LABEL_NAMES {
-            repairs.push(format!("label {fixed:?} dropped: Loki allows {MAX_LABEL_NAMES} label names"));
+            repairs.push(format!(
+                "label {fixed:?} dropped: Loki allows {MAX_LABEL_NAMES} label names"
+            ));
             continue;
         }
         let mut value = value;
         if value.len() > MAX_VALUE_BYTES {
             let cut = floor_char_boundary(&value, MAX_VALUE_BYTES);
             value.truncate(cut);
-            repairs.push(format!("label {fixed:?} value cut to {MAX_VALUE_BYTES} bytes"));
+            repairs.push(format!(
+                "label {fixed:?} value cut to {MAX_VALUE_BYTES} bytes"
+            ));
         }
         out.push((fixed, value));
     }
@@ -79,7 +83,11 @@ pub fn sanitize_name(name: &str) -> String {
         if i == 0 && c.is_ascii_digit() {
             out.push('_');
         }
-        out.push(if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' });
+        out.push(if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        });
     }
     out.truncate(MAX_NAME_BYTES); // ASCII only by now: any index is a char boundary
     out
@@ -186,7 +194,10 @@ mod tests {
             ("container".to_owned(), "api".to_owned()),
         ];
         assert_eq!(labels_from_path(pod), expected);
-        assert_eq!(labels_from_path(&pod.with_file_name("0.log.20261122-095959")), expected);
+        assert_eq!(
+            labels_from_path(&pod.with_file_name("0.log.20261122-095959")),
+            expected
+        );
         let link = Path::new(
             "/var/log/containers/api-7d9f8c6b5-x2k4q_shop_api-9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b.log",
         );
@@ -205,7 +216,10 @@ mod tests {
         let log = dst.join(format!("{id}-json.log"));
         std::fs::write(&log, b"").unwrap();
         let labels = labels_from_path(&log);
-        assert!(labels.contains(&("container".into(), "shop-api-1".into())), "{labels:?}");
+        assert!(
+            labels.contains(&("container".into(), "shop-api-1".into())),
+            "{labels:?}"
+        );
         assert!(labels.contains(&("compose_project".into(), "shop".into())));
         assert!(labels.contains(&("compose_service".into(), "api".into())));
     }

@@ -1,0 +1,246 @@
+//! Gathers entries into push-sized batches, one batcher per tenant.
+//!
+//! In: entries with their stream's labels and where they came from (file identity and the
+//! offset just after their line). Out: [`Batch`]es of streams, each stream's entries sorted
+//! by time, flushed when `max_bytes` is reached or the oldest entry waited `max_wait`, never
+//! over [`crate::config::MAX_BATCH_BYTES`]; each batch carries, per file, the offset its
+//! lines reach, for the checkpoint to commit once Loki accepts the batch.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{BatchId, FileIdentity};
+use crate::encode::{Entry, Stream};
+use crate::labels::LabelSet;
+
+/// Bytes counted per entry on top of its line and metadata (timestamp, framing), so the
+/// estimate errs on the large side.
+const ENTRY_OVERHEAD: usize = 32;
+
+/// A batch ready to encode and push.
+#[derive(Debug)]
+pub struct Batch {
+    pub id: BatchId,
+    pub tenant: String,
+    pub streams: Vec<Stream>,
+    /// Per file, the offset just after the last line of that file in this batch.
+    pub segments: Vec<(FileIdentity, u64)>,
+    /// The size estimate the batch was cut at.
+    pub bytes: usize,
+    pub entries: usize,
+}
+
+/// Accumulates one tenant's entries.
+#[derive(Debug)]
+pub struct Batcher {
+    tenant: String,
+    max_bytes: usize,
+    max_wait: Duration,
+    streams: HashMap<LabelSet, Vec<Entry>>,
+    segments: Vec<(FileIdentity, u64)>,
+    bytes: usize,
+    entries: usize,
+    oldest: Option<Instant>,
+    next_id: BatchId,
+}
+
+impl Batcher {
+    pub fn new(tenant: impl Into<String>, max_bytes: usize, max_wait: Duration) -> Self {
+        Self {
+            tenant: tenant.into(),
+            max_bytes: max_bytes.max(1),
+            max_wait,
+            streams: HashMap::new(),
+            segments: Vec::new(),
+            bytes: 0,
+            entries: 0,
+            oldest: None,
+            next_id: 1,
+        }
+    }
+
+    /// Adds an entry; returns the batch that had to be cut first to keep under `max_bytes`.
+    pub fn push(
+        &mut self,
+        labels: &LabelSet,
+        entry: Entry,
+        source: Option<(FileIdentity, u64)>,
+        now: Instant,
+    ) -> Option<Batch> {
+        let size = entry_size(&entry);
+        let cut = if self.entries > 0 && self.bytes + size + self.stream_cost(labels) > self.max_bytes {
+            self.take()
+        } else {
+            None
+        };
+        let stream_size = self.stream_cost(labels);
+        self.streams.entry(labels.clone()).or_default().push(entry);
+        self.bytes += size + stream_size;
+        self.entries += 1;
+        self.oldest.get_or_insert(now);
+        if let Some((file, end)) = source {
+            match self.segments.iter_mut().find(|(f, _)| *f == file) {
+                Some((_, e)) => *e = (*e).max(end),
+                None => self.segments.push((file, end)),
+            }
+        }
+        cut
+    }
+
+    /// The batch, when it is full or its oldest entry has waited `max_wait`.
+    pub fn poll(&mut self, now: Instant) -> Option<Batch> {
+        let due = self
+            .oldest
+            .is_some_and(|t| now.duration_since(t) >= self.max_wait);
+        if self.bytes >= self.max_bytes || due {
+            self.take()
+        } else {
+            None
+        }
+    }
+
+    /// When the current batch falls due, if it has entries.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.oldest.map(|t| t + self.max_wait)
+    }
+
+    /// Cuts whatever is gathered (shutdown, or a forced flush).
+    pub fn take(&mut self) -> Option<Batch> {
+        if self.entries == 0 {
+            return None;
+        }
+        let mut streams: Vec<Stream> = self
+            .streams
+            .drain()
+            .map(|(labels, mut entries)| {
+                // Loki accepts out-of-order entries only within its window: send each
+                // stream in time order.
+                entries.sort_by_key(|e| e.timestamp_ns);
+                Stream {
+                    labels: labels.pairs().to_vec(),
+                    entries,
+                }
+            })
+            .collect();
+        streams.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let id = self.next_id;
+        self.next_id += 1;
+        let batch = Batch {
+            id,
+            tenant: self.tenant.clone(),
+            streams,
+            segments: std::mem::take(&mut self.segments),
+            bytes: self.bytes,
+            entries: self.entries,
+        };
+        self.bytes = 0;
+        self.entries = 0;
+        self.oldest = None;
+        Some(batch)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// What a new stream adds to the request: its label string, once.
+    fn stream_cost(&self, labels: &LabelSet) -> usize {
+        if self.streams.contains_key(labels) {
+            0
+        } else {
+            labels_size(labels)
+        }
+    }
+}
+
+fn entry_size(e: &Entry) -> usize {
+    e.line.len()
+        + ENTRY_OVERHEAD
+        + e.structured_metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>()
+}
+
+fn labels_size(labels: &LabelSet) -> usize {
+    labels.pairs().iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>() + 16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::build_label_set;
+
+    fn labels(job: &str) -> LabelSet {
+        build_label_set([("job".to_owned(), job.to_owned())]).0
+    }
+
+    fn entry(ts: i64, line: &str) -> Entry {
+        Entry {
+            timestamp_ns: ts,
+            line: line.to_owned(),
+            structured_metadata: Vec::new(),
+        }
+    }
+
+    fn file(n: u64) -> FileIdentity {
+        FileIdentity {
+            dev: 1,
+            ino: n,
+            fingerprint: n,
+        }
+    }
+
+    #[test]
+    fn cuts_before_exceeding_max_bytes() {
+        let now = Instant::now();
+        let mut b = Batcher::new("", 1000, Duration::from_secs(1));
+        let line = "x".repeat(200);
+        let mut batches = Vec::new();
+        for i in 0..20 {
+            if let Some(batch) = b.push(&labels("a"), entry(i, &line), Some((file(1), (i as u64 + 1) * 201)), now) {
+                batches.push(batch);
+            }
+        }
+        batches.extend(b.take());
+        assert!(batches.len() > 3);
+        let total: usize = batches.iter().map(|b| b.entries).sum();
+        assert_eq!(total, 20, "nothing lost at a cut");
+        for batch in &batches {
+            assert!(batch.bytes <= 1000, "{}", batch.bytes);
+        }
+        // Each batch's segment ends where the next one's lines begin, in order.
+        let ends: Vec<u64> = batches.iter().map(|b| b.segments[0].1).collect();
+        assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+        assert_eq!(*ends.last().unwrap(), 20 * 201);
+    }
+
+    #[test]
+    fn flushes_after_max_wait_and_sorts_each_stream() {
+        let t0 = Instant::now();
+        let mut b = Batcher::new("tenant-a", 1 << 20, Duration::from_secs(1));
+        assert!(b.push(&labels("a"), entry(30, "c"), None, t0).is_none());
+        assert!(b.push(&labels("b"), entry(5, "z"), None, t0).is_none());
+        assert!(b.push(&labels("a"), entry(10, "a"), None, t0).is_none());
+        assert!(b.poll(t0 + Duration::from_millis(999)).is_none());
+        assert_eq!(b.deadline(), Some(t0 + Duration::from_secs(1)));
+        let batch = b.poll(t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(batch.tenant, "tenant-a");
+        assert_eq!(batch.streams.len(), 2);
+        let a = &batch.streams[0];
+        assert_eq!(a.labels, vec![("job".to_owned(), "a".to_owned())]);
+        let ts: Vec<i64> = a.entries.iter().map(|e| e.timestamp_ns).collect();
+        assert_eq!(ts, [10, 30]);
+        assert!(b.is_empty() && b.poll(t0 + Duration::from_secs(5)).is_none());
+    }
+
+    #[test]
+    fn batch_ids_increase() {
+        let now = Instant::now();
+        let mut b = Batcher::new("", 100, Duration::from_secs(1));
+        b.push(&labels("a"), entry(1, "x"), None, now);
+        let first = b.take().unwrap().id;
+        b.push(&labels("a"), entry(2, "y"), None, now);
+        assert!(b.take().unwrap().id > first);
+    }
+}
