@@ -9,9 +9,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{BatchId, FileIdentity};
+use crate::checkpoint::BatchId;
 use crate::encode::{Entry, Stream};
 use crate::labels::LabelSet;
+use crate::tail::FileKey;
 
 /// Bytes counted per entry on top of its line and metadata (timestamp, framing), so the
 /// estimate errs on the large side.
@@ -24,9 +25,12 @@ pub struct Batch {
     pub tenant: String,
     pub streams: Vec<Stream>,
     /// Per file, the offset just after the last line of that file in this batch.
-    pub segments: Vec<(FileIdentity, u64)>,
+    pub segments: Vec<(FileKey, u64)>,
     /// The size estimate the batch was cut at.
     pub bytes: usize,
+    /// The part of `bytes` that is entries ([`entry_size`] summed): what the memory bound
+    /// charged for them.
+    pub entry_bytes: usize,
     pub entries: usize,
 }
 
@@ -37,8 +41,9 @@ pub struct Batcher {
     max_bytes: usize,
     max_wait: Duration,
     streams: HashMap<LabelSet, Vec<Entry>>,
-    segments: Vec<(FileIdentity, u64)>,
+    segments: Vec<(FileKey, u64)>,
     bytes: usize,
+    entry_bytes: usize,
     entries: usize,
     oldest: Option<Instant>,
     next_id: BatchId,
@@ -53,6 +58,7 @@ impl Batcher {
             streams: HashMap::new(),
             segments: Vec::new(),
             bytes: 0,
+            entry_bytes: 0,
             entries: 0,
             oldest: None,
             next_id: 1,
@@ -64,18 +70,20 @@ impl Batcher {
         &mut self,
         labels: &LabelSet,
         entry: Entry,
-        source: Option<(FileIdentity, u64)>,
+        source: Option<(FileKey, u64)>,
         now: Instant,
     ) -> Option<Batch> {
         let size = entry_size(&entry);
-        let cut = if self.entries > 0 && self.bytes + size + self.stream_cost(labels) > self.max_bytes {
-            self.take()
-        } else {
-            None
-        };
+        let cut =
+            if self.entries > 0 && self.bytes + size + self.stream_cost(labels) > self.max_bytes {
+                self.take()
+            } else {
+                None
+            };
         let stream_size = self.stream_cost(labels);
         self.streams.entry(labels.clone()).or_default().push(entry);
         self.bytes += size + stream_size;
+        self.entry_bytes += size;
         self.entries += 1;
         self.oldest.get_or_insert(now);
         if let Some((file, end)) = source {
@@ -131,9 +139,11 @@ impl Batcher {
             streams,
             segments: std::mem::take(&mut self.segments),
             bytes: self.bytes,
+            entry_bytes: self.entry_bytes,
             entries: self.entries,
         };
         self.bytes = 0;
+        self.entry_bytes = 0;
         self.entries = 0;
         self.oldest = None;
         Some(batch)
@@ -153,7 +163,8 @@ impl Batcher {
     }
 }
 
-fn entry_size(e: &Entry) -> usize {
+/// What one entry is counted as, in batches and against the memory bound.
+pub fn entry_size(e: &Entry) -> usize {
     e.line.len()
         + ENTRY_OVERHEAD
         + e.structured_metadata
@@ -163,7 +174,12 @@ fn entry_size(e: &Entry) -> usize {
 }
 
 fn labels_size(labels: &LabelSet) -> usize {
-    labels.pairs().iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>() + 16
+    labels
+        .pairs()
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 6)
+        .sum::<usize>()
+        + 16
 }
 
 #[cfg(test)]
@@ -183,11 +199,14 @@ mod tests {
         }
     }
 
-    fn file(n: u64) -> FileIdentity {
-        FileIdentity {
-            dev: 1,
-            ino: n,
-            fingerprint: n,
+    fn file(n: u64) -> FileKey {
+        FileKey {
+            path: format!("/var/log/{n}.log").into(),
+            id: crate::tail::FileId {
+                dev: 1,
+                ino: n,
+                fingerprint: n,
+            },
         }
     }
 
@@ -198,7 +217,12 @@ mod tests {
         let line = "x".repeat(200);
         let mut batches = Vec::new();
         for i in 0..20 {
-            if let Some(batch) = b.push(&labels("a"), entry(i, &line), Some((file(1), (i as u64 + 1) * 201)), now) {
+            if let Some(batch) = b.push(
+                &labels("a"),
+                entry(i, &line),
+                Some((file(1), (i as u64 + 1) * 201)),
+                now,
+            ) {
                 batches.push(batch);
             }
         }

@@ -16,33 +16,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::tail::{FileId, FileKey};
+
 /// The positions file format this build writes and reads.
 pub const POSITIONS_VERSION: u32 = 1;
 
-/// Who a file is, independent of its current name: a renamed file keeps its position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct FileIdentity {
-    pub dev: u64,
-    pub ino: u64,
-    /// A hash of the file's first bytes: an inode reused for a new file is a new file.
-    pub fingerprint: u64,
-}
-
 /// One file's saved position.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilePosition {
-    /// The name the file had when last seen.
+    /// The watched path the file was read through (a rotated file keeps its stream's path).
     pub path: PathBuf,
-    #[serde(flatten)]
-    pub identity: FileIdentity,
+    /// Who the file is, independent of its name: a renamed file keeps its position.
+    pub id: FileId,
     /// Every byte before this offset was accepted by Loki.
     pub offset: u64,
+}
+
+/// The on-disk form of one position: plain integers, one object per file.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedPosition {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    fingerprint: u64,
+    offset: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct PositionsFile {
     version: u32,
-    files: Vec<FilePosition>,
+    files: Vec<SavedPosition>,
 }
 
 /// What went wrong with a positions file; the shipper reports it and carries on.
@@ -73,7 +77,7 @@ pub enum PositionsError {
 /// The saved positions of every known file, keyed by identity.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Positions {
-    files: BTreeMap<FileIdentity, FilePosition>,
+    files: BTreeMap<FileId, FilePosition>,
 }
 
 impl Positions {
@@ -122,7 +126,23 @@ impl Positions {
                 file.version
             ));
         }
-        let files = file.files.into_iter().map(|f| (f.identity, f)).collect();
+        let files = file
+            .files
+            .into_iter()
+            .map(|f| {
+                let id = FileId {
+                    dev: f.dev,
+                    ino: f.ino,
+                    fingerprint: f.fingerprint,
+                };
+                let position = FilePosition {
+                    path: f.path,
+                    id,
+                    offset: f.offset,
+                };
+                (id, position)
+            })
+            .collect();
         Ok(Self { files })
     }
 
@@ -134,7 +154,17 @@ impl Positions {
         };
         let file = PositionsFile {
             version: POSITIONS_VERSION,
-            files: self.files.values().cloned().collect(),
+            files: self
+                .files
+                .values()
+                .map(|p| SavedPosition {
+                    path: p.path.clone(),
+                    dev: p.id.dev,
+                    ino: p.id.ino,
+                    fingerprint: p.id.fingerprint,
+                    offset: p.offset,
+                })
+                .collect(),
         };
         let json = serde_json::to_vec_pretty(&file).expect("positions serialize");
         let dir = path
@@ -154,15 +184,15 @@ impl Positions {
         Ok(())
     }
 
-    pub fn get(&self, id: &FileIdentity) -> Option<&FilePosition> {
+    pub fn get(&self, id: &FileId) -> Option<&FilePosition> {
         self.files.get(id)
     }
 
     /// Records that everything before `offset` of this file was accepted.
-    pub fn set(&mut self, path: &Path, identity: FileIdentity, offset: u64) {
-        let entry = self.files.entry(identity).or_insert_with(|| FilePosition {
+    pub fn set(&mut self, path: &Path, id: FileId, offset: u64) {
+        let entry = self.files.entry(id).or_insert_with(|| FilePosition {
             path: path.to_owned(),
-            identity,
+            id,
             offset,
         });
         entry.path = path.to_owned();
@@ -209,7 +239,7 @@ pub type BatchId = u64;
 /// prefix of accepted segments.
 #[derive(Debug, Default)]
 pub struct AckTracker {
-    files: BTreeMap<FileIdentity, VecDeque<Segment>>,
+    files: BTreeMap<FileKey, VecDeque<Segment>>,
 }
 
 #[derive(Debug)]
@@ -222,7 +252,7 @@ struct Segment {
 impl AckTracker {
     /// Records that bytes of `file` up to `end` went into `batch`. Calls for one file must
     /// come in read order.
-    pub fn add(&mut self, file: FileIdentity, batch: BatchId, end: u64) {
+    pub fn add(&mut self, file: FileKey, batch: BatchId, end: u64) {
         let segments = self.files.entry(file).or_default();
         match segments.back_mut() {
             Some(last) if last.batch == batch => last.end = last.end.max(end),
@@ -236,7 +266,7 @@ impl AckTracker {
 
     /// Marks `batch` accepted and returns the files whose committed offset moved, with the
     /// new offset.
-    pub fn accept(&mut self, batch: BatchId) -> Vec<(FileIdentity, u64)> {
+    pub fn accept(&mut self, batch: BatchId) -> Vec<(FileKey, u64)> {
         let mut moved = Vec::new();
         for (file, segments) in &mut self.files {
             let mut touched = false;
@@ -252,7 +282,7 @@ impl AckTracker {
                 committed = segments.pop_front().map(|s| s.end);
             }
             if let Some(offset) = committed {
-                moved.push((*file, offset));
+                moved.push((file.clone(), offset));
             }
         }
         self.files.retain(|_, s| !s.is_empty());
@@ -260,7 +290,7 @@ impl AckTracker {
     }
 
     /// Whether any segment of `file` still waits for Loki.
-    pub fn pending(&self, file: &FileIdentity) -> bool {
+    pub fn pending(&self, file: &FileKey) -> bool {
         self.files.get(file).is_some_and(|s| !s.is_empty())
     }
 }
@@ -270,11 +300,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn id(n: u64) -> FileIdentity {
-        FileIdentity {
+    fn id(n: u64) -> FileId {
+        FileId {
             dev: 1,
             ino: n,
             fingerprint: n * 7,
+        }
+    }
+
+    fn key(n: u64) -> FileKey {
+        FileKey {
+            path: format!("/var/log/{n}.log").into(),
+            id: id(n),
         }
     }
 
@@ -340,14 +377,14 @@ mod tests {
     #[test]
     fn offsets_move_only_over_accepted_prefixes() {
         let mut t = AckTracker::default();
-        t.add(id(1), 10, 100);
-        t.add(id(1), 11, 200);
-        t.add(id(1), 12, 300);
+        t.add(key(1), 10, 100);
+        t.add(key(1), 11, 200);
+        t.add(key(1), 12, 300);
         assert!(t.accept(11).is_empty(), "batch 10 still waits");
-        assert_eq!(t.accept(10), vec![(id(1), 200)]);
-        assert!(t.pending(&id(1)));
-        assert_eq!(t.accept(12), vec![(id(1), 300)]);
-        assert!(!t.pending(&id(1)));
+        assert_eq!(t.accept(10), vec![(key(1), 200)]);
+        assert!(t.pending(&key(1)));
+        assert_eq!(t.accept(12), vec![(key(1), 300)]);
+        assert!(!t.pending(&key(1)));
     }
 
     proptest! {
@@ -364,7 +401,7 @@ mod tests {
         ) {
             let mut t = AckTracker::default();
             for b in 0..n {
-                t.add(id(1), b as u64, (b as u64 + 1) * 10);
+                t.add(key(1), b as u64, (b as u64 + 1) * 10);
             }
             let mut accepted = vec![false; n];
             let mut committed = 0;

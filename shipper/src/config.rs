@@ -103,7 +103,7 @@ pub struct InputConfig {
     pub paths: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_format")]
     pub format: Format,
     #[serde(default)]
     pub start_at: StartAt,
@@ -111,6 +111,11 @@ pub struct InputConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default = "default_json_labels")]
     pub json_labels: Vec<String>,
+}
+
+fn deserialize_format<'de, D: Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map_err(de::Error::custom)
 }
 
 /// Where to start a file that has no saved position.
@@ -190,7 +195,11 @@ impl ByteSize {
             "mib" | "m" => 1024 * 1024,
             "gb" => 1000 * 1000 * 1000,
             "gib" | "g" => 1024 * 1024 * 1024,
-            _ => return Err(format!("`{s}`: unknown size unit `{unit}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown size unit `{unit}` (use B, KiB, MiB, GiB, KB, MB, GB)"
+                ));
+            }
         };
         Ok(Self((number * factor as f64) as u64))
     }
@@ -231,16 +240,20 @@ impl HumanDuration {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(s.len());
         let (number, unit) = (&s[..split], &s[split..]);
-        let number: f64 = number
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration: expected a number and a unit, like 5s"))?;
+        let number: f64 = number.parse().map_err(|_| {
+            format!("`{s}` is not a duration: expected a number and a unit, like 5s")
+        })?;
         let seconds = match unit {
             "ms" => number / 1000.0,
             "s" => number,
             "m" => number * 60.0,
             "h" => number * 3600.0,
             "" => return Err(format!("`{s}`: a duration needs a unit (ms, s, m, h)")),
-            _ => return Err(format!("`{s}`: unknown duration unit `{unit}` (use ms, s, m, h)")),
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown duration unit `{unit}` (use ms, s, m, h)"
+                ));
+            }
         };
         Ok(Self(Duration::from_secs_f64(seconds)))
     }
@@ -301,8 +314,12 @@ impl Config {
             key,
             message,
         };
-        let url = url::Url::parse(&self.loki.url)
-            .map_err(|e| invalid("loki.url".into(), format!("`{}` is not a URL: {e}", self.loki.url)))?;
+        let url = url::Url::parse(&self.loki.url).map_err(|e| {
+            invalid(
+                "loki.url".into(),
+                format!("`{}` is not a URL: {e}", self.loki.url),
+            )
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(
                 "loki.url".into(),
@@ -319,16 +336,25 @@ impl Config {
             ));
         }
         if self.inputs.is_empty() {
-            return Err(invalid("inputs".into(), "at least one input is needed".into()));
+            return Err(invalid(
+                "inputs".into(),
+                "at least one input is needed".into(),
+            ));
         }
         for (i, input) in self.inputs.iter().enumerate() {
             if input.paths.is_empty() {
-                return Err(invalid(format!("inputs[{i}].paths"), "at least one glob is needed".into()));
+                return Err(invalid(
+                    format!("inputs[{i}].paths"),
+                    "at least one glob is needed".into(),
+                ));
             }
             for (list, globs) in [("paths", &input.paths), ("exclude", &input.exclude)] {
                 for (j, glob) in globs.iter().enumerate() {
                     globset::Glob::new(glob).map_err(|e| {
-                        invalid(format!("inputs[{i}].{list}[{j}]"), format!("`{glob}` is not a valid glob: {e}"))
+                        invalid(
+                            format!("inputs[{i}].{list}[{j}]"),
+                            format!("`{glob}` is not a valid glob: {e}"),
+                        )
                     })?;
                 }
             }
@@ -387,7 +413,10 @@ limits:
 
     #[test]
     fn defaults_fill_everything_but_url_and_inputs() {
-        let c = parse("loki: {url: 'http://loki:3100/loki/api/v1/push'}\ninputs: [{paths: ['/x/*.log']}]").unwrap();
+        let c = parse(
+            "loki: {url: 'http://loki:3100/loki/api/v1/push'}\ninputs: [{paths: ['/x/*.log']}]",
+        )
+        .unwrap();
         assert_eq!(c.loki.timeout.0, Duration::from_secs(10));
         assert_eq!(c.positions.sync_interval.0, Duration::from_secs(5));
         assert_eq!(c.inputs[0].json_labels, ["level", "service"]);
@@ -400,31 +429,73 @@ limits:
         assert_eq!(ByteSize::parse("1.5MiB").unwrap(), ByteSize(1_572_864));
         assert_eq!(ByteSize::parse("64MB").unwrap(), ByteSize(64_000_000));
         assert_eq!(ByteSize::parse("4096").unwrap(), ByteSize(4096));
-        assert!(ByteSize::parse("12 parsecs").unwrap_err().contains("unknown size unit"));
-        assert_eq!(HumanDuration::parse("500ms").unwrap().0, Duration::from_millis(500));
-        assert_eq!(HumanDuration::parse("5m").unwrap().0, Duration::from_secs(300));
-        assert!(HumanDuration::parse("5").unwrap_err().contains("needs a unit"));
+        assert!(
+            ByteSize::parse("12 parsecs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+        assert_eq!(
+            HumanDuration::parse("500ms").unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            HumanDuration::parse("5m").unwrap().0,
+            Duration::from_secs(300)
+        );
+        assert!(
+            HumanDuration::parse("5")
+                .unwrap_err()
+                .contains("needs a unit")
+        );
     }
 
     #[test]
     fn mistakes_name_the_file_key_line_and_column() {
-        let err = parse(&FULL.replace("  timeout: 10s", "  timout: 10s")).unwrap_err().to_string();
+        let err = parse(&FULL.replace("  timeout: 10s", "  timout: 10s"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("tailrace.yaml: "), "{err}");
-        assert!(err.contains("unknown field `timout`") && err.contains("line 7"), "{err}");
+        assert!(
+            err.contains("unknown field `timout`") && err.contains("line 7"),
+            "{err}"
+        );
 
-        let err = parse(&FULL.replace("memory: 64MiB", "memory: lots")).unwrap_err().to_string();
-        assert!(err.contains("limits.memory") && err.contains("`lots`"), "{err}");
+        let err = parse(&FULL.replace("memory: 64MiB", "memory: lots"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("limits.memory") && err.contains("`lots`"),
+            "{err}"
+        );
 
-        let err = parse(&FULL.replace("format: auto", "format: syslog")).unwrap_err().to_string();
-        assert!(err.contains("syslog") && err.contains("line 15"), "{err}");
+        let err = parse(&FULL.replace("format: auto", "format: syslog"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inputs[0]") && err.contains("unknown log format `syslog`"),
+            "{err}"
+        );
+        assert!(err.contains("line 12"), "{err}");
 
-        let err = parse(&FULL.replace("http://127.0.0.1:3100", "127.0.0.1 3100")).unwrap_err().to_string();
-        assert!(err.contains("loki.url") && err.contains("not a URL"), "{err}");
+        let err = parse(&FULL.replace("http://127.0.0.1:3100", "127.0.0.1 3100"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("loki.url") && err.contains("not a URL"),
+            "{err}"
+        );
 
-        let err = parse(&FULL.replace("\"**/*.gz\"", "\"[unclosed\"")).unwrap_err().to_string();
-        assert!(err.contains("inputs[0].exclude[0]") && err.contains("not a valid glob"), "{err}");
+        let err = parse(&FULL.replace("\"**/*.gz\"", "\"[unclosed\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inputs[0].exclude[0]") && err.contains("not a valid glob"),
+            "{err}"
+        );
 
-        let err = parse(&FULL.replace("max_bytes: 1MiB", "max_bytes: 8MiB")).unwrap_err().to_string();
+        let err = parse(&FULL.replace("max_bytes: 1MiB", "max_bytes: 8MiB"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("loki.batch.max_bytes"), "{err}");
     }
 }

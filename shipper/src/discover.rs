@@ -132,6 +132,13 @@ impl Discovery {
         found
     }
 
+    /// The first input whose globs take `path` (for positions saved by an earlier run).
+    pub fn input_of(&self, path: &Path) -> Option<usize> {
+        self.inputs.iter().position(|i| {
+            i.include.iter().any(|(_, m, _)| m.is_match(path)) && !i.exclude.is_match(path)
+        })
+    }
+
     pub fn base_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self
             .inputs

@@ -1,1 +1,77 @@
-//! A test double of Loki's push API (being written).
+//! A test double of Grafana Loki's push API that answers as a real Loki 3.4 does.
+//!
+//! No Loki runs where Tailrace's tests run, so its shipper is tested against this: an HTTP
+//! server on `127.0.0.1` that takes pushes the way Loki's distributor and ingester do, stores
+//! what Loki would store, and answers with Loki's status codes and message texts (taken from
+//! Loki's source, `pkg/loghttp/push`, `pkg/distributor`, `pkg/ingester`, `pkg/validation`).
+//! It is deliberately no easier than Loki: whatever a shipper gets away with here, it gets
+//! away with in production.
+//!
+//! # What comes in
+//! `POST /loki/api/v1/push` (and the legacy `/api/prom/push`), with
+//! - `Content-Type: application/json`: `{"streams":[{"stream":{"job":"api"},"values":[["<unix
+//!   ns as a string>","line",{"trace_id":"..."}]]}]}`; or any other content type: a
+//!   [`proto::PushRequest`] compressed with raw block snappy ([`proto::encode_push_body`]);
+//! - `Content-Encoding`: none, `snappy` (ignored, as Loki does), `gzip` or `deflate`;
+//! - `X-Scope-OrgID`: the tenant; none means `fake`, the name Loki uses in single-tenant mode.
+//!
+//! # What goes out
+//! - `204`, empty: everything stored.
+//! - `400` with the reasons: a **partial success**. Entries that passed are stored, the
+//!   others are not, and retrying cannot help. Too old (7 days), too new (10 minutes ahead),
+//!   more than an hour behind the newest entry of the stream, a line over 256 KiB, more than
+//!   15 labels, overlong label names or values, structured metadata over its limits. A label
+//!   string PromQL cannot parse, a body that is not what its headers say (`snappy: corrupt
+//!   input`, `unexpected EOF`, a number for a JSON timestamp), an unsupported
+//!   `Content-Encoding` or a missing `Content-Type` fail the whole request instead.
+//! - `422`: a push with no streams.
+//! - `429`: over the tenant's ingestion rate (4 MiB/s, burst 6 MiB): nothing stored, retry
+//!   later. Over a stream's own rate (3 MiB/s, burst 15 MiB) or the tenant's stream limit
+//!   (5000): that stream is refused, the others stored.
+//!
+//! When the ingester refuses entries of several streams in one push, Loki reports only the
+//! last stream's refusal, and so does the double. Exact repeats (same tenant, labels,
+//! timestamp and line) are stored once and answered `204`: replaying a batch after a crash is
+//! safe as long as entries keep their timestamps. Loki adds `service_name` to every stream
+//! (from `service`, `app`, ..., `job`, else `unknown_service`); the stored labels include it.
+//!
+//! # In tests
+//! ```no_run
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use loki_double::{Clock, LokiDouble};
+//!
+//! // The sample log files are dated 2026-11-22T10:00Z.
+//! let loki = LokiDouble::builder()
+//!     .clock(Clock::fixed(UNIX_EPOCH + Duration::from_secs(1_795_341_600)))
+//!     .start();
+//! // ... point the shipper at loki.url() ...
+//! loki.fail_for(Duration::from_secs(2), 503); // an outage the shipper must ride out
+//! assert!(loki.wait_for_entries(3, Duration::from_secs(10)));
+//! for entry in loki.entries() {
+//!     println!("{:?} {} {}", entry.labels, entry.timestamp_ns, entry.line);
+//! }
+//! ```
+//! The server runs on its own thread and tokio runtime, so it serves sync tests and tokio
+//! tests alike. Faults ([`LokiDouble::fail_next`], [`LokiDouble::fail_for`],
+//! [`LokiDouble::delay`], [`LokiDouble::drop_connections_for`],
+//! [`LokiDouble::lose_answers_for`], [`LokiDouble::refuse`] and [`LokiDouble::resume`],
+//! [`LokiDouble::respond_with`]) can be set at any time while it runs.
+//!
+//! # Not reproduced
+//! Loki's query API; `detected_level` (Loki 3 adds it to structured metadata from the line's
+//! level); streams going idle (a stream never leaves the stream limit's count); stream
+//! sharding; jsoniter's byte positions in JSON error texts.
+
+mod config;
+mod decode;
+mod gofmt;
+mod ingest;
+mod labels;
+pub mod proto;
+mod rate;
+mod recorded;
+mod server;
+
+pub use config::{Clock, Limits};
+pub use recorded::{RequestStats, StoredEntry, StoredStream, StreamEntry};
+pub use server::{DEFAULT_TENANT, LokiDouble, LokiDoubleBuilder, Reply};

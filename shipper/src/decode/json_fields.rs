@@ -1,0 +1,594 @@
+//! The few fields the shipper wants from a log line that is a JSON object.
+//!
+//! In: one decoded line (the text of a plain line, or of a Docker/CRI record) and the keys
+//! the shipper turns into labels (`level`, `service`, ...). Out: [`JsonFields`]: the line's
+//! own timestamp, the wanted label values, and the trace and span ids (for Loki's structured
+//! metadata, never labels). Separate from the decoders because the shipper decides which
+//! timestamp wins (the runtime's or the application's) and which labels to keep.
+//!
+//! Cheap for lines that are not JSON (one look at the first non-blank byte) and for those
+//! that are: the line is scanned once with a borrowing scanner (see `json_scan`), nothing is
+//! decoded except the values of the keys asked for, nested objects are skipped without
+//! recursion.
+//!
+//! Rules, for predictable labels:
+//! - The whole line must be one valid JSON object, else nothing is extracted (a line cut by
+//!   `max_line_bytes` is no longer JSON).
+//! - Only top-level keys count. A key that appears twice: the first occurrence decides, even
+//!   when its value is unusable.
+//! - Timestamp: the first of `timestamp`, `ts`, `time` (in that order of preference) whose
+//!   value parses. A string is RFC 3339 (any fraction length, `Z` or an offset) or a number
+//!   in a string; a number (or numeric string) is epoch seconds, milliseconds, microseconds
+//!   or nanoseconds, told apart by magnitude (see [`epoch_to_nanos`]). Timestamps far in
+//!   the past or future are returned as they are; only ones outside `i64` nanoseconds
+//!   (1677..2262) are dropped.
+//! - Labels: a string value as decoded, a number or boolean as written; `null`, objects,
+//!   arrays and empty strings give no label. Returned in the order of `wanted_labels`.
+//! - `level` is normalised: trimmed, lowercase, `warning` → `warn`, and the numeric levels of
+//!   bunyan and pino (10/20/30/40/50/60 → trace/debug/info/warn/error/fatal; other numbers
+//!   as written). A boolean, `null`, object or array `level` is ignored.
+//! - `trace_id` and `span_id`: non-empty string values, as written.
+
+use super::json_scan::{Scalar, scan_object};
+use super::rfc3339::parse_rfc3339;
+
+/// What [`extract`] found in one line. All empty when the line is not a JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonFields {
+    /// The line's own time, unix nanoseconds.
+    pub timestamp: Option<i64>,
+    /// `(key, value)` for each wanted key the line has, in the order they were asked for.
+    pub labels: Vec<(String, String)>,
+    /// The `trace_id` value (W3C: 32 hex digits, but not checked here).
+    pub trace_id: Option<String>,
+    /// The `span_id` value.
+    pub span_id: Option<String>,
+}
+
+/// Extracts the timestamp, the values of `wanted_labels`, and the trace/span ids of `line`,
+/// if it is a JSON object. Never panics, whatever the text.
+#[must_use]
+pub fn extract<S: AsRef<str>>(line: &str, wanted_labels: &[S]) -> JsonFields {
+    if !line.trim_start().starts_with('{') {
+        return JsonFields::default();
+    }
+    let mut found = Found::new(wanted_labels.len());
+    let scanned = scan_object(line, |key, value| {
+        let key = key.decode(); // borrows unless the key has escapes
+        // `wanted` is short (a handful of label names): a linear search is the fast choice.
+        if let Some(i) = wanted_labels.iter().position(|w| w.as_ref() == key) {
+            found.labels[i].get_or_insert(value);
+        }
+        let slot = match &*key {
+            "timestamp" => &mut found.timestamp,
+            "ts" => &mut found.ts,
+            "time" => &mut found.time,
+            "trace_id" => &mut found.trace_id,
+            "span_id" => &mut found.span_id,
+            _ => return,
+        };
+        slot.get_or_insert(value);
+    });
+    if scanned.is_err() {
+        return JsonFields::default();
+    }
+
+    let timestamp = [found.timestamp, found.ts, found.time]
+        .into_iter()
+        .flatten()
+        .find_map(timestamp_of);
+    let mut labels = Vec::new();
+    for (i, value) in found.labels.iter().enumerate() {
+        let name = wanted_labels[i].as_ref();
+        // A name listed twice in `wanted_labels` gives one label.
+        if labels
+            .iter()
+            .any(|(have, _): &(String, String)| have == name)
+        {
+            continue;
+        }
+        let text = match value {
+            Some(v) if name == "level" => level_of(*v),
+            Some(v) => label_text(*v),
+            None => None,
+        };
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            labels.push((name.to_owned(), text));
+        }
+    }
+    JsonFields {
+        timestamp,
+        labels,
+        trace_id: found.trace_id.and_then(non_empty_string),
+        span_id: found.span_id.and_then(non_empty_string),
+    }
+}
+
+/// The first value seen for each key of interest.
+struct Found<'a> {
+    timestamp: Option<Scalar<'a>>,
+    ts: Option<Scalar<'a>>,
+    time: Option<Scalar<'a>>,
+    trace_id: Option<Scalar<'a>>,
+    span_id: Option<Scalar<'a>>,
+    labels: Vec<Option<Scalar<'a>>>,
+}
+
+impl Found<'_> {
+    fn new(wanted: usize) -> Self {
+        Found {
+            timestamp: None,
+            ts: None,
+            time: None,
+            trace_id: None,
+            span_id: None,
+            labels: vec![None; wanted],
+        }
+    }
+}
+
+fn non_empty_string(value: Scalar<'_>) -> Option<String> {
+    match value {
+        Scalar::Str(s) => Some(s.decode().into_owned()).filter(|s| !s.is_empty()),
+        _ => None,
+    }
+}
+
+fn label_text(value: Scalar<'_>) -> Option<String> {
+    match value {
+        Scalar::Str(s) => Some(s.decode().into_owned()),
+        Scalar::Number(n) => Some(n.to_owned()),
+        Scalar::Bool(b) => Some(b.to_string()),
+        Scalar::Null | Scalar::Object | Scalar::Array => None,
+    }
+}
+
+/// `level` as the one spelling per level that Loki's `detected_level` and people expect.
+fn level_of(value: Scalar<'_>) -> Option<String> {
+    match value {
+        Scalar::Str(s) => Some(normalise_level_name(&s.decode())),
+        Scalar::Number(n) => Some(
+            match n {
+                "10" => "trace",
+                "20" => "debug",
+                "30" => "info",
+                "40" => "warn",
+                "50" => "error",
+                "60" => "fatal",
+                other => other,
+            }
+            .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+fn normalise_level_name(name: &str) -> String {
+    let lower = name.trim().to_lowercase();
+    if lower == "warning" {
+        "warn".to_owned()
+    } else {
+        lower
+    }
+}
+
+fn timestamp_of(value: Scalar<'_>) -> Option<i64> {
+    match value {
+        Scalar::Number(n) => epoch_to_nanos(n),
+        Scalar::Str(s) => {
+            let text = s.decode();
+            epoch_to_nanos(&text).or_else(|| parse_rfc3339(text.as_bytes()).ok())
+        }
+        _ => None,
+    }
+}
+
+/// An epoch time written as a decimal number (`1795341600`, `1795341600.1`, `1.7953416e9`,
+/// `-5`), in unix nanoseconds. The unit is told apart by the magnitude of the integer part:
+///
+/// | integer part   | unit         | today's value        |
+/// |----------------|--------------|----------------------|
+/// | below 10^11    | seconds      | 1.8 x 10^9           |
+/// | below 10^14    | milliseconds | 1.8 x 10^12          |
+/// | below 10^17    | microseconds | 1.8 x 10^15          |
+/// | from 10^17     | nanoseconds  | 1.8 x 10^18          |
+///
+/// Each unit's values from 1973 to 2262 (the end of `i64` nanoseconds) fall in its band;
+/// a millisecond time before 1973-03-03 would read as seconds, and no log is that old.
+/// Digits below a nanosecond are cut, not rounded, and no float is involved, so
+/// `1795341600.100000321` is exact. `None` for text that is not a number (an optional `-`,
+/// digits, optional `.digits`, optional exponent; leading zeros allowed) or whose time
+/// does not fit in `i64` nanoseconds.
+#[must_use]
+pub fn epoch_to_nanos(number: &str) -> Option<i64> {
+    let (negative, unsigned) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(e) => (&unsigned[..e], parse_exponent(&unsigned[e + 1..])?),
+        None => (unsigned, 0),
+    };
+    let (int_digits, frac_digits) = match mantissa.split_once('.') {
+        Some((int, frac)) => (int, frac),
+        None => (mantissa, ""),
+    };
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int_digits.is_empty()
+        || !all_digits(int_digits)
+        || !all_digits(frac_digits)
+        || (mantissa.contains('.') && frac_digits.is_empty())
+    {
+        return None;
+    }
+
+    // The value is 0.d1 d2 d3 ... x 10^point, with d the significant digits (leading zeros
+    // dropped). Then floor(value x 10^k) is the number formed by the first point + k digits.
+    let digits = || {
+        int_digits
+            .bytes()
+            .chain(frac_digits.bytes())
+            .skip_while(|&b| b == b'0')
+    };
+    let leading_zeros = int_digits.len() + frac_digits.len() - digits().count();
+    let point =
+        i64::try_from(int_digits.len()).ok()? - i64::try_from(leading_zeros).ok()? + exponent;
+    let first_digits = |count: i64| -> Option<u128> {
+        if count <= 0 {
+            return Some(0);
+        }
+        if count > 39 {
+            return None; // beyond u128, far beyond i64 nanoseconds
+        }
+        let mut value: u128 = 0;
+        let mut it = digits();
+        for _ in 0..count {
+            let d = it.next().map_or(0, |b| u128::from(b - b'0'));
+            value = value.checked_mul(10)?.checked_add(d)?;
+        }
+        Some(value)
+    };
+
+    let whole = first_digits(point)?;
+    let scale = match whole {
+        w if w < 100_000_000_000 => 9,         // seconds
+        w if w < 100_000_000_000_000 => 6,     // milliseconds
+        w if w < 100_000_000_000_000_000 => 3, // microseconds
+        _ => 0,                                // nanoseconds
+    };
+    let nanos = i128::try_from(first_digits(point + scale)?).ok()?;
+    i64::try_from(if negative { -nanos } else { nanos }).ok()
+}
+
+/// An exponent, clamped far outside any useful range so the arithmetic stays small.
+fn parse_exponent(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let magnitude = digits.trim_start_matches('0');
+    let value = if magnitude.len() > 6 {
+        1_000_000
+    } else {
+        magnitude.parse::<i64>().unwrap_or(0)
+    };
+    Some(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WANTED: &[&str] = &["level", "service"];
+    const T0: i64 = 1_795_341_600_000_000_000; // 2026-11-22T10:00:00Z
+
+    fn level(line: &str) -> Option<String> {
+        extract(line, &["level"])
+            .labels
+            .into_iter()
+            .find(|(k, _)| k == "level")
+            .map(|(_, v)| v)
+    }
+
+    #[test]
+    fn the_logging_library_line() {
+        let line = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","level":"info","message":"request handled","target":"api::http","service":"api","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":"01","method":"GET"}"#;
+        let f = extract(line, WANTED);
+        assert_eq!(f.timestamp, Some(T0 + 1_250_000_000));
+        assert_eq!(
+            f.labels,
+            [
+                ("level".to_owned(), "info".to_owned()),
+                ("service".to_owned(), "api".to_owned())
+            ]
+        );
+        assert_eq!(
+            f.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(f.span_id.as_deref(), Some("00f067aa0ba902b7"));
+        // `&[String]` works too, as the config holds it.
+        let owned: Vec<String> = WANTED.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(extract(line, &owned), f);
+    }
+
+    #[test]
+    fn not_json_gives_nothing() {
+        for line in [
+            "",
+            "plain text",
+            "  [1,2]",
+            "{not json}",
+            "{\"level\":\"info\"",
+            "{\"level\":\"info\"} tail",
+        ] {
+            assert_eq!(extract(line, WANTED), JsonFields::default(), "{line:?}");
+        }
+        assert_eq!(
+            level("  \t{\"level\":\"info\"}  "),
+            Some("info".into()),
+            "blank around the object"
+        );
+    }
+
+    #[test]
+    fn levels_are_normalised() {
+        let cases = [
+            (r#""info""#, "info"),
+            (r#""INFO""#, "info"),
+            (r#""WARN""#, "warn"),
+            (r#""warn""#, "warn"),
+            (r#""Warning""#, "warn"),
+            (r#""WARNING""#, "warn"),
+            (r#"" Error ""#, "error"),
+            (r#""dpanic""#, "dpanic"),
+            ("10", "trace"),
+            ("20", "debug"),
+            ("30", "info"),
+            ("40", "warn"),
+            ("50", "error"),
+            ("60", "fatal"),
+            ("35", "35"),
+        ];
+        for (json, want) in cases {
+            assert_eq!(
+                level(&format!(r#"{{"msg":"x","level":{json}}}"#)),
+                Some(want.to_owned()),
+                "{json}"
+            );
+        }
+        for json in [r#"{"a":1}"#, "[1]", "null", "true", r#""""#, r#""  ""#] {
+            assert_eq!(level(&format!(r#"{{"level":{json}}}"#)), None, "{json}");
+        }
+    }
+
+    #[test]
+    fn awkward_json_is_handled() {
+        // Nested objects: only top-level keys count.
+        let f = extract(
+            r#"{"ctx":{"level":"debug","ts":1},"level":"info","x":[{"service":"no"}]}"#,
+            WANTED,
+        );
+        assert_eq!(f.labels, [("level".to_owned(), "info".to_owned())]);
+        assert_eq!(f.timestamp, None);
+        // Huge numbers: kept as text in labels, never a panic or an overflow.
+        let huge = format!(
+            r#"{{"service":{0},"ts":{0},"level":1e999999}}"#,
+            "9".repeat(400)
+        );
+        let f = extract(&huge, WANTED);
+        assert_eq!(f.labels[1], ("service".to_owned(), "9".repeat(400)));
+        assert_eq!(f.labels[0], ("level".to_owned(), "1e999999".to_owned()));
+        assert_eq!(f.timestamp, None);
+        // Duplicate keys: the first wins, also when it is unusable.
+        let f = extract(
+            r#"{"level":"info","level":"error","service":"a","service":"b"}"#,
+            WANTED,
+        );
+        assert_eq!(
+            f.labels,
+            [
+                ("level".to_owned(), "info".to_owned()),
+                ("service".to_owned(), "a".to_owned())
+            ]
+        );
+        assert_eq!(level(r#"{"level":{"name":"info"},"level":"error"}"#), None);
+        let f = extract(
+            r#"{"ts":1795341600,"trace_id":"a","span_id":"c","ts":1,"trace_id":"b","span_id":"d"}"#,
+            WANTED,
+        );
+        assert_eq!(f.timestamp, Some(T0));
+        assert_eq!(
+            (f.trace_id.as_deref(), f.span_id.as_deref()),
+            (Some("a"), Some("c"))
+        );
+        // A level that is an object is ignored, the rest still extracted.
+        let f = extract(
+            r#"{"level":{"name":"info"},"service":"api","ts":1795341600}"#,
+            WANTED,
+        );
+        assert_eq!(f.labels, [("service".to_owned(), "api".to_owned())]);
+        assert_eq!(f.timestamp, Some(T0));
+        // Escaped keys and values decode.
+        let f = extract(
+            r#"{"lev\u0065l":"\u0057ARN","service":"caf\u00e9"}"#,
+            WANTED,
+        );
+        assert_eq!(
+            f.labels,
+            [
+                ("level".to_owned(), "warn".to_owned()),
+                ("service".to_owned(), "café".to_owned())
+            ]
+        );
+        // Deeply nested value.
+        let deep = format!(
+            r#"{{"level":"info","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(level(&deep), Some("info".into()));
+        // Empty, null and non-string ids give none.
+        let f = extract(r#"{"trace_id":"","span_id":7}"#, WANTED);
+        assert_eq!((f.trace_id, f.span_id), (None, None));
+    }
+
+    #[test]
+    fn wanted_labels_keep_their_order_and_are_not_repeated() {
+        let f = extract(
+            r#"{"service":"api","level":"info","env":"prod"}"#,
+            &["env", "level", "env", "missing"],
+        );
+        assert_eq!(
+            f.labels,
+            [
+                ("env".to_owned(), "prod".to_owned()),
+                ("level".to_owned(), "info".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamp_keys_in_order_of_preference() {
+        let f = extract(
+            r#"{"time":"2026-11-22T10:00:03Z","ts":"2026-11-22T10:00:02Z","timestamp":"2026-11-22T10:00:01Z"}"#,
+            WANTED,
+        );
+        assert_eq!(f.timestamp, Some(T0 + 1_000_000_000));
+        let f = extract(
+            r#"{"time":"2026-11-22T10:00:03Z","timestamp":"yesterday"}"#,
+            WANTED,
+        );
+        assert_eq!(
+            f.timestamp,
+            Some(T0 + 3_000_000_000),
+            "an unparsable one gives way"
+        );
+    }
+
+    #[test]
+    fn timestamp_forms() {
+        let ts = |json: &str| extract(&format!(r#"{{"ts":{json}}}"#), WANTED).timestamp;
+        // RFC 3339, offsets, fractions.
+        assert_eq!(
+            ts(r#""2026-11-22T12:00:00.5+02:00""#),
+            Some(T0 + 500_000_000)
+        );
+        assert_eq!(ts(r#""2026-11-22T10:00:00Z""#), Some(T0));
+        // Epoch in each unit, as numbers and as strings.
+        for json in [
+            "1795341600",
+            "1795341600000",
+            "1795341600000000",
+            "1795341600000000000",
+            r#""1795341600""#,
+            r#""1795341600000""#,
+            "1.7953416e9",
+            "1795341600.0",
+        ] {
+            assert_eq!(ts(json), Some(T0), "{json}");
+        }
+        assert_eq!(
+            ts("1795341600.100000321"),
+            Some(T0 + 100_000_321),
+            "exact, no float"
+        );
+        assert_eq!(ts("1795341600123.456"), Some(T0 + 123_456_000));
+        assert_eq!(
+            ts("1795341600.1234567899"),
+            Some(T0 + 123_456_789),
+            "cut below 1 ns"
+        );
+        // 100 years away either side: returned, the shipper decides.
+        assert_eq!(
+            ts(r#""2126-11-22T10:00:00Z""#),
+            Some(4_951_015_200_000_000_000)
+        );
+        assert_eq!(ts("4951015200"), Some(4_951_015_200_000_000_000));
+        assert_eq!(
+            ts(r#""1926-11-22T10:00:00Z""#),
+            Some(-1_360_418_400_000_000_000)
+        );
+        assert_eq!(ts("-1360418400"), Some(-1_360_418_400_000_000_000));
+        // Not times.
+        for json in [
+            "true",
+            "null",
+            "{}",
+            r#""soon""#,
+            r#""""#,
+            r#""12:00""#,
+            "1e400",
+            r#""1795341600s""#,
+        ] {
+            assert_eq!(ts(json), None, "{json}");
+        }
+        assert_eq!(ts(&"9".repeat(40)), None, "beyond i64 nanoseconds");
+    }
+
+    #[test]
+    fn epoch_magnitudes_and_edges() {
+        assert_eq!(epoch_to_nanos("0"), Some(0));
+        assert_eq!(epoch_to_nanos("0.000000001"), Some(1));
+        assert_eq!(epoch_to_nanos("-0.5"), Some(-500_000_000));
+        assert_eq!(
+            epoch_to_nanos("9223372036"),
+            Some(9_223_372_036_000_000_000),
+            "seconds up to 2262"
+        );
+        assert_eq!(
+            epoch_to_nanos("99999999999"),
+            None,
+            "still seconds, so past 2262"
+        );
+        assert_eq!(
+            epoch_to_nanos("100000000000"),
+            Some(100_000_000_000_000_000),
+            "smallest milliseconds"
+        );
+        assert_eq!(
+            epoch_to_nanos("9223372036854"),
+            Some(9_223_372_036_854_000_000)
+        );
+        assert_eq!(
+            epoch_to_nanos("99999999999999"),
+            None,
+            "still milliseconds, so past 2262"
+        );
+        assert_eq!(
+            epoch_to_nanos("100000000000000"),
+            Some(100_000_000_000_000_000),
+            "smallest microseconds"
+        );
+        assert_eq!(
+            epoch_to_nanos("99999999999999999"),
+            None,
+            "still microseconds, so past 2262"
+        );
+        assert_eq!(
+            epoch_to_nanos("100000000000000000"),
+            Some(100_000_000_000_000_000),
+            "smallest nanoseconds"
+        );
+        assert_eq!(epoch_to_nanos("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(epoch_to_nanos("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(epoch_to_nanos("9223372036854775808"), None);
+        assert_eq!(epoch_to_nanos("00001795341600"), Some(T0), "leading zeros");
+        assert_eq!(
+            epoch_to_nanos(&format!("0.{}1e43", "0".repeat(42))),
+            Some(1_000_000_000)
+        );
+        assert_eq!(epoch_to_nanos("17953416E+2"), Some(T0));
+        assert_eq!(epoch_to_nanos("1e-999999999999999999999"), Some(0));
+        for bad in [
+            "", "-", ".5", "5.", "1e", "1e+", "0x10", "+5", "1_000", " 5", "5 ", "--5", "1.2.3",
+            "١٢",
+        ] {
+            assert_eq!(epoch_to_nanos(bad), None, "{bad:?}");
+        }
+    }
+}

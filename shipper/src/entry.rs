@@ -1,0 +1,206 @@
+//! Makes the Loki entry and its stream's labels from a decoded record.
+//!
+//! In: a [`Record`] from the decoder, the file it came from ([`FileContext`]: the input's
+//! static labels, the labels its path tells, its name) and the time the line was read.
+//! Out: the stream's [`LabelSet`] and the [`Entry`]: the record's own timestamp when it has
+//! one (the runtime's, or a JSON line's `timestamp`/`ts`/`time`), so a replay after a crash
+//! produces the same (labels, timestamp, line) and Loki keeps one copy; `trace_id`,
+//! `span_id`, `filename` and `truncated` as structured metadata, never labels.
+
+use std::sync::Arc;
+
+use crate::decode::{self, Record};
+use crate::encode::Entry;
+use crate::labels::{LabelSet, build_label_set};
+
+/// What is constant for one file.
+#[derive(Debug)]
+pub struct FileContext {
+    /// The input's static labels, then the path's; earlier wins a clash.
+    base_labels: Vec<(String, String)>,
+    json_labels: Vec<String>,
+    filename: String,
+    /// Label sets built so far: a file has few.
+    label_sets: Vec<KnownLabels>,
+}
+
+/// A label set and what it was built from: the record's stream and its JSON label values.
+type KnownLabels = (Option<decode::Stream>, Vec<(String, String)>, Arc<LabelSet>);
+
+/// The result of [`FileContext::make`].
+pub struct Made<'a> {
+    pub labels: &'a Arc<LabelSet>,
+    pub entry: Entry,
+    /// Label repairs made for a stream seen for the first time (to warn about once).
+    pub repairs: Vec<String>,
+}
+
+/// How many distinct label sets one file may produce before JSON label values stop being
+/// used as labels (a `level` key with unbounded values must not explode the stream count).
+const MAX_LABEL_SETS_PER_FILE: usize = 64;
+
+impl FileContext {
+    pub fn new(
+        static_labels: &[(String, String)],
+        path_labels: Vec<(String, String)>,
+        json_labels: &[String],
+        filename: String,
+    ) -> Self {
+        let mut base_labels = static_labels.to_vec();
+        base_labels.extend(path_labels);
+        Self {
+            base_labels,
+            json_labels: json_labels.to_vec(),
+            filename,
+            label_sets: Vec::new(),
+        }
+    }
+
+    pub fn filename(&self) -> &str {
+        &self.filename
+    }
+
+    /// Turns a record into an entry. `read_time_ns` is used only when neither the format
+    /// nor the line carries a time.
+    pub fn make(&mut self, record: Record, read_time_ns: i64) -> Made<'_> {
+        let fields = decode::extract(&record.line, &self.json_labels);
+        let timestamp_ns = record
+            .timestamp
+            .or(fields.timestamp)
+            .unwrap_or(read_time_ns);
+        // The runtime's time wins for Docker and CRI; a plain file's JSON time for plain.
+        let mut metadata = Vec::with_capacity(4);
+        if let Some(t) = fields.trace_id {
+            metadata.push(("trace_id".to_owned(), t));
+        }
+        if let Some(s) = fields.span_id {
+            metadata.push(("span_id".to_owned(), s));
+        }
+        metadata.push(("filename".to_owned(), self.filename.clone()));
+        if record.truncated {
+            metadata.push(("truncated".to_owned(), "true".to_owned()));
+        }
+
+        let mut json_values = fields.labels;
+        let known = self
+            .label_sets
+            .iter()
+            .position(|(s, v, _)| *s == record.stream && *v == json_values);
+        let (index, repairs) = match known {
+            Some(i) => (i, Vec::new()),
+            None => {
+                if self.label_sets.len() >= MAX_LABEL_SETS_PER_FILE {
+                    json_values.clear();
+                }
+                let mut candidates = self.base_labels.clone();
+                if let Some(stream) = record.stream {
+                    candidates.push(("stream".to_owned(), stream.as_str().to_owned()));
+                }
+                candidates.extend(json_values.iter().cloned());
+                let (set, repairs) = build_label_set(candidates);
+                match self
+                    .label_sets
+                    .iter()
+                    .position(|(s, v, _)| *s == record.stream && *v == json_values)
+                {
+                    Some(i) => (i, Vec::new()),
+                    None => {
+                        self.label_sets
+                            .push((record.stream, json_values, Arc::new(set)));
+                        (self.label_sets.len() - 1, repairs)
+                    }
+                }
+            }
+        };
+        Made {
+            labels: &self.label_sets[index].2,
+            entry: Entry {
+                timestamp_ns,
+                line: record.line,
+                structured_metadata: metadata,
+            },
+            repairs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Stream;
+
+    fn ctx() -> FileContext {
+        FileContext::new(
+            &[("job".to_owned(), "pods".to_owned())],
+            vec![("namespace".to_owned(), "shop".to_owned())],
+            &["level".to_owned(), "service".to_owned()],
+            "/var/log/pods/x/api/0.log".to_owned(),
+        )
+    }
+
+    fn record(line: &str, ts: Option<i64>, stream: Option<Stream>) -> Record {
+        Record {
+            line: line.to_owned(),
+            timestamp: ts,
+            stream,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_tailrace_log_line_gives_labels_metadata_and_its_own_time() {
+        let mut c = ctx();
+        let line = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","level":"WARNING","message":"m","target":"api","service":"api","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}"#;
+        let made = c.make(record(line, None, None), 1);
+        assert_eq!(made.labels.get("level"), Some("warn"));
+        assert_eq!(made.labels.get("service"), Some("api"));
+        assert_eq!(made.labels.get("job"), Some("pods"));
+        assert_eq!(made.labels.get("namespace"), Some("shop"));
+        assert_eq!(made.labels.get("trace_id"), None, "never a label");
+        assert_eq!(made.entry.timestamp_ns, 1_795_341_601_250_000_000);
+        let md = &made.entry.structured_metadata;
+        assert!(md.contains(&("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())));
+        assert!(md.contains(&("span_id".into(), "00f067aa0ba902b7".into())));
+        assert!(md.contains(&("filename".into(), "/var/log/pods/x/api/0.log".into())));
+    }
+
+    #[test]
+    fn the_runtime_time_wins_and_read_time_is_the_last_resort() {
+        let mut c = ctx();
+        let with_json_time = r#"{"ts":1795341601}"#;
+        assert_eq!(
+            c.make(record(with_json_time, Some(7), Some(Stream::Stdout)), 1)
+                .entry
+                .timestamp_ns,
+            7
+        );
+        assert_eq!(
+            c.make(record("plain", None, None), 99).entry.timestamp_ns,
+            99
+        );
+    }
+
+    #[test]
+    fn stream_is_a_label_and_truncation_is_marked() {
+        let mut c = ctx();
+        let mut r = record("x", Some(1), Some(Stream::Stderr));
+        r.truncated = true;
+        let made = c.make(r, 0);
+        assert_eq!(made.labels.get("stream"), Some("stderr"));
+        assert!(
+            made.entry
+                .structured_metadata
+                .contains(&("truncated".into(), "true".into()))
+        );
+    }
+
+    #[test]
+    fn label_sets_are_bounded_per_file() {
+        let mut c = ctx();
+        for i in 0..200 {
+            let line = format!(r#"{{"level":"l{i}"}}"#);
+            c.make(record(&line, Some(i), None), 0);
+        }
+        assert!(c.label_sets.len() <= MAX_LABEL_SETS_PER_FILE + 1);
+    }
+}

@@ -1,0 +1,657 @@
+//! Wires the stages together and runs them until shutdown.
+//!
+//! ```text
+//!  discover ─► tail ─► decode ─► entry ─┐  (reader thread: files are the buffer; reading
+//!                                       │   pauses when the memory bound is reached)
+//!                                       ▼
+//!                                     batch ─► encode ─► push ─► checkpoint
+//!                                  (batcher task)    (pusher task: one request at a time
+//!                                                     per tenant, oldest first)
+//! ```
+//!
+//! In: the checked [`Config`] and a shutdown signal. Out: lines in Loki, positions on disk.
+//! A file position moves only when Loki accepted every line before it (2xx, or a final
+//! 400); the memory held by a line is given back at the same moment.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc as std_mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::batch::{Batch, Batcher};
+use crate::checkpoint::{AckTracker, Positions};
+use crate::config::{Config, Encoding, StartAt};
+use crate::decode::Decoder;
+use crate::discover::{DirWatcher, Discovery, InputGlobs};
+use crate::encode::{self, Encoder, Entry, Stream};
+use crate::entry::FileContext;
+use crate::labels::{LabelSet, labels_from_path};
+use crate::push::{Backoff, FinalResult, PushClient, PushConfig};
+use crate::tail::{FileId, FileKey, Tailer, TailerConfig};
+
+/// How often files are scanned for when no watcher event comes.
+const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
+/// How long the reader sleeps when every file is at its end.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// Bytes read per file per poll, so one busy file does not starve the others.
+const READ_BUDGET: usize = 1024 * 1024;
+
+/// Counters of a run, for logs, tests and (later) metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub lines_read: AtomicU64,
+    pub entries_sent: AtomicU64,
+    pub entries_rejected: AtomicU64,
+    pub batches_sent: AtomicU64,
+    pub push_attempts_failed: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub positions_write_failures: AtomicU64,
+}
+
+/// One entry on its way from the reader to the batcher.
+struct Item {
+    labels: Arc<LabelSet>,
+    entry: Entry,
+    source: (FileKey, u64),
+}
+
+/// Runs the shipper until `shutdown` turns true, then sends what was read within
+/// `shutdown_timeout`, writes positions and returns.
+pub async fn run(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) -> Result<(), PipelineError> {
+    let positions_path = config.positions.path.clone();
+    let (positions, problem) = Positions::load(&positions_path);
+    if let Some(problem) = problem {
+        tracing::error!(error = %problem, "positions file");
+    }
+    let positions = Arc::new(Mutex::new(positions));
+    let memory = Arc::new(MemoryBudget::new(config.limits.memory.0 as usize));
+    let acks = Arc::new(Mutex::new(AckTracker::default()));
+
+    let mut push_config = PushConfig::new(config.loki.url.clone());
+    push_config.tenant = config.loki.tenant.clone();
+    push_config.timeout = config.loki.timeout.0;
+    push_config.backoff = Backoff::default();
+    let client = PushClient::new(&push_config).map_err(|e| PipelineError::Push(e.to_string()))?;
+
+    let (item_tx, item_rx) = mpsc::channel::<Item>(4096);
+    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(2);
+    let stop_reading = Arc::new(AtomicBool::new(false));
+
+    let reader = {
+        let config = config.clone();
+        let positions = positions.lock().expect("positions lock").clone();
+        let memory = Arc::clone(&memory);
+        let stop = Arc::clone(&stop_reading);
+        let stats = Arc::clone(&stats);
+        std::thread::Builder::new()
+            .name("tailrace-reader".into())
+            .spawn(move || ReadLoop::new(&config, positions, item_tx, memory, stop, stats).run())
+            .map_err(|e| PipelineError::Thread(e.to_string()))?
+    };
+
+    let batcher = tokio::spawn(batch_loop(
+        item_rx,
+        batch_tx,
+        Batcher::new(
+            config.loki.tenant.clone(),
+            config.loki.batch.max_bytes.0 as usize,
+            config.loki.batch.max_wait.0,
+        ),
+        Arc::clone(&acks),
+    ));
+    let (push_stop_tx, push_stop_rx) = watch::channel(false);
+    let format = match config.loki.encoding {
+        Encoding::Protobuf => encode::Format::Protobuf,
+        Encoding::Json => encode::Format::JsonGzip,
+    };
+    let pusher = tokio::spawn(push_loop(
+        batch_rx,
+        client,
+        Encoder::new(format),
+        push_stop_rx,
+        Arc::clone(&acks),
+        Arc::clone(&positions),
+        Arc::clone(&memory),
+        Arc::clone(&stats),
+    ));
+    let checkpointer = tokio::spawn(checkpoint_loop(
+        Arc::clone(&positions),
+        positions_path.clone(),
+        config.positions.sync_interval.0,
+        shutdown.clone(),
+        Arc::clone(&stats),
+    ));
+
+    let mut shutdown = shutdown;
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tracing::info!("shutting down: sending what was read");
+    stop_reading.store(true, Ordering::SeqCst);
+    memory.close();
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    let deadline = tokio::time::sleep(SHUTDOWN_TIMEOUT);
+    tokio::pin!(deadline);
+    let drained = async {
+        let _ = batcher.await;
+        let _ = pusher.await;
+    };
+    tokio::select! {
+        () = drained => {}
+        () = &mut deadline => {
+            tracing::warn!("shutdown deadline reached: unsent lines stay in their files for the next start");
+            let _ = push_stop_tx.send(true);
+        }
+    }
+    let _ = checkpointer.await;
+    let saved = positions
+        .lock()
+        .expect("positions lock")
+        .save(&positions_path);
+    saved.map_err(|e| PipelineError::Positions(e.to_string()))
+}
+
+/// How long shutdown waits for the last pushes.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A run that could not start or finish cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("cannot set up pushing to Loki: {0}")]
+    Push(String),
+    #[error("cannot start the reader thread: {0}")]
+    Thread(String),
+    #[error("{0}")]
+    Positions(String),
+}
+
+/// The reader thread's state: discovery, the tailer, and per-path decoding.
+struct ReadLoop {
+    discovery: Discovery,
+    inputs: Vec<crate::config::InputConfig>,
+    max_line_bytes: usize,
+    tailer: Tailer,
+    files: HashMap<PathBuf, PathState>,
+    watched: HashSet<PathBuf>,
+    positions: Positions,
+    tx: mpsc::Sender<Item>,
+    memory: Arc<MemoryBudget>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    warned_streams: HashSet<Arc<LabelSet>>,
+}
+
+struct PathState {
+    decoder: Decoder,
+    context: FileContext,
+}
+
+impl ReadLoop {
+    fn new(
+        config: &Config,
+        positions: Positions,
+        tx: mpsc::Sender<Item>,
+        memory: Arc<MemoryBudget>,
+        stop: Arc<AtomicBool>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let globs = config
+            .inputs
+            .iter()
+            .map(|i| {
+                InputGlobs::new(&i.paths, &i.exclude)
+                    .expect("globs were checked with the configuration")
+            })
+            .collect();
+        let max_line_bytes = config.limits.max_line_bytes.0 as usize;
+        let mut tailer_config = TailerConfig::default();
+        tailer_config.reader.max_line_bytes = max_line_bytes;
+        Self {
+            discovery: Discovery::new(globs),
+            inputs: config.inputs.clone(),
+            max_line_bytes,
+            tailer: Tailer::new(tailer_config),
+            files: HashMap::new(),
+            watched: HashSet::new(),
+            positions,
+            tx,
+            memory,
+            stop,
+            stats,
+            warned_streams: HashSet::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let (wake_tx, wake_rx) = std_mpsc::channel();
+        let watcher = DirWatcher::start(&self.discovery.base_dirs(), wake_tx);
+        if let Some(problem) = &watcher.error {
+            tracing::warn!(problem = %problem, "file watcher");
+        }
+        self.resume_saved();
+        let mut last_scan: Option<Instant> = None;
+        let mut woken = false;
+        while !self.stop.load(Ordering::SeqCst) {
+            if woken || last_scan.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL) {
+                self.scan();
+                last_scan = Some(Instant::now());
+            }
+            let lines = self.poll();
+            woken = false;
+            if lines == 0 {
+                match wake_rx.recv_timeout(IDLE_WAIT) {
+                    Ok(()) => {
+                        while wake_rx.try_recv().is_ok() {}
+                        woken = true;
+                    }
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                        std::thread::sleep(IDLE_WAIT);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Continues every file the positions file knows, by identity, before anything new.
+    fn resume_saved(&mut self) {
+        let saved: Vec<_> = self.positions.iter().cloned().collect();
+        for pos in saved {
+            let Some(input) = self.input_for(&pos.path) else {
+                continue;
+            };
+            match self.tailer.resume(&pos.path, pos.id, pos.offset) {
+                Ok(found) => {
+                    tracing::debug!(path = %pos.path.display(), offset = pos.offset, ?found, "resumed");
+                    self.track(pos.path.clone(), input);
+                }
+                Err(e) => tracing::warn!(path = %pos.path.display(), error = %e, "cannot resume"),
+            }
+        }
+    }
+
+    fn input_for(&self, path: &std::path::Path) -> Option<usize> {
+        self.discovery.input_of(path)
+    }
+
+    fn scan(&mut self) {
+        for found in self.discovery.scan() {
+            if self.watched.contains(&found.path) {
+                continue;
+            }
+            let result = match self.inputs[found.input].start_at {
+                StartAt::Beginning => self.tailer.watch(&found.path),
+                StartAt::End => FileId::of_path(&found.path).and_then(|id| {
+                    let size = std::fs::metadata(&found.path)?.len();
+                    self.tailer.resume(&found.path, id, size).map(|_| ())
+                }),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(path = %found.path.display(), "tailing");
+                    self.track(found.path, found.input);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %found.path.display(), error = %e, "cannot open; will retry at the next scan")
+                }
+            }
+        }
+    }
+
+    fn track(&mut self, path: PathBuf, input: usize) {
+        let cfg = &self.inputs[input];
+        let static_labels: Vec<(String, String)> = cfg
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let context = FileContext::new(
+            &static_labels,
+            labels_from_path(&path),
+            &cfg.json_labels,
+            path.display().to_string(),
+        );
+        self.files.insert(
+            path.clone(),
+            PathState {
+                decoder: Decoder::new(cfg.format, self.max_line_bytes),
+                context,
+            },
+        );
+        self.watched.insert(path);
+    }
+
+    /// Reads what is new everywhere; returns how many lines.
+    fn poll(&mut self) -> u64 {
+        let files = &mut self.files;
+        let tx = &self.tx;
+        let memory = &self.memory;
+        let stats = &self.stats;
+        let warned = &mut self.warned_streams;
+        let stop = &self.stop;
+        let summary = self.tailer.poll(READ_BUDGET, &mut |key, line| {
+            let Some(state) = files.get_mut(&key.path) else {
+                return;
+            };
+            stats.lines_read.fetch_add(1, Ordering::Relaxed);
+            let record = match state.decoder.decode(line.bytes) {
+                Ok(Some(record)) => record,
+                Ok(None) => return, // part of a record still being joined
+                Err(e) => {
+                    if stats.decode_errors.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                        tracing::warn!(file = %key.path.display(), offset = line.offset_end, error = %e, "malformed line");
+                    }
+                    e.into_fallback()
+                }
+            };
+            let mut record = record;
+            record.truncated |= line.truncated;
+            let made = state.context.make(record, now_ns());
+            if !made.repairs.is_empty() && warned.insert(Arc::clone(made.labels)) {
+                tracing::warn!(file = %key.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
+            }
+            let charge = crate::batch::entry_size(&made.entry);
+            if !memory.acquire(charge) && stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let item = Item {
+                labels: Arc::clone(made.labels),
+                entry: made.entry,
+                source: (key.clone(), line.offset_end),
+            };
+            if tx.blocking_send(item).is_err() {
+                memory.release(charge);
+            }
+        });
+        for (path, error) in &summary.errors {
+            tracing::warn!(path = %path.display(), error = %error, "cannot read");
+        }
+        summary.lines
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+async fn batch_loop(
+    mut rx: mpsc::Receiver<Item>,
+    tx: mpsc::Sender<Batch>,
+    mut batcher: Batcher,
+    acks: Arc<Mutex<AckTracker>>,
+) {
+    loop {
+        let deadline = batcher.deadline();
+        let item = match deadline {
+            Some(d) => tokio::select! {
+                item = rx.recv() => item,
+                () = tokio::time::sleep_until(d.into()) => {
+                    if let Some(b) = batcher.poll(Instant::now()) {
+                        dispatch(b, &tx, &acks).await;
+                    }
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(item) = item else { break };
+        if let Some(b) = batcher.push(&item.labels, item.entry, Some(item.source), Instant::now()) {
+            dispatch(b, &tx, &acks).await;
+        }
+        if let Some(b) = batcher.poll(Instant::now()) {
+            dispatch(b, &tx, &acks).await;
+        }
+    }
+    if let Some(b) = batcher.take() {
+        dispatch(b, &tx, &acks).await;
+    }
+}
+
+async fn dispatch(batch: Batch, tx: &mpsc::Sender<Batch>, acks: &Mutex<AckTracker>) {
+    {
+        let mut acks = acks.lock().expect("acks lock");
+        for (file, end) in &batch.segments {
+            acks.add(file.clone(), batch.id, *end);
+        }
+    }
+    let _ = tx.send(batch).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn push_loop(
+    mut rx: mpsc::Receiver<Batch>,
+    client: PushClient,
+    mut encoder: Encoder,
+    stop: watch::Receiver<bool>,
+    acks: Arc<Mutex<AckTracker>>,
+    positions: Arc<Mutex<Positions>>,
+    memory: Arc<MemoryBudget>,
+    stats: Arc<Stats>,
+) {
+    while let Some(batch) = rx.recv().await {
+        let delivered = deliver(&client, &mut encoder, batch.streams, &stop, &stats).await;
+        if !delivered {
+            // Shut down (or retries ran out): the lines stay unacknowledged, so their
+            // files are read again from before them at the next start.
+            continue;
+        }
+        stats.batches_sent.fetch_add(1, Ordering::Relaxed);
+        memory.release(batch.entry_bytes);
+        let moved = acks.lock().expect("acks lock").accept(batch.id);
+        let mut positions = positions.lock().expect("positions lock");
+        for (file, offset) in moved {
+            positions.set(&file.path, file.id, offset);
+        }
+    }
+}
+
+/// Pushes `streams`, halving on a 413 until each part is accepted. Returns whether Loki took
+/// everything it ever will of them.
+async fn deliver(
+    client: &PushClient,
+    encoder: &mut Encoder,
+    streams: Vec<Stream>,
+    stop: &watch::Receiver<bool>,
+    stats: &Stats,
+) -> bool {
+    let mut queue = vec![streams];
+    while let Some(streams) = queue.pop() {
+        let body = match encoder.encode(&streams) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a batch; its lines are dropped");
+                continue;
+            }
+        };
+        let outcome = client.push_with_retry(&body, stop).await;
+        stats
+            .push_attempts_failed
+            .fetch_add(u64::from(outcome.failed_attempts), Ordering::Relaxed);
+        match outcome.result {
+            FinalResult::Accepted => {
+                stats
+                    .entries_sent
+                    .fetch_add(body.entries as u64, Ordering::Relaxed);
+            }
+            FinalResult::PartiallyRejected { rejections } => {
+                let rejected: usize = rejections.iter().map(|r| r.count).sum();
+                stats
+                    .entries_rejected
+                    .fetch_add(rejected as u64, Ordering::Relaxed);
+                stats.entries_sent.fetch_add(
+                    body.entries.saturating_sub(rejected) as u64,
+                    Ordering::Relaxed,
+                );
+            }
+            FinalResult::TooLarge => {
+                let (a, b) = split_streams(streams);
+                if b.is_empty() {
+                    tracing::error!("Loki refuses a single entry as too large; it is dropped");
+                    continue;
+                }
+                // Older half first: it is pushed next.
+                queue.push(b);
+                queue.push(a);
+            }
+            FinalResult::RetriesExhausted { .. } | FinalResult::ShutDown { .. } => return false,
+        }
+    }
+    true
+}
+
+/// Splits a batch's entries into two halves, each keeping its streams' labels.
+fn split_streams(streams: Vec<Stream>) -> (Vec<Stream>, Vec<Stream>) {
+    let total: usize = streams.iter().map(|s| s.entries.len()).sum();
+    let mut first = Vec::new();
+    let mut second = Vec::new();
+    let mut taken = 0;
+    for mut s in streams {
+        let room = (total / 2)
+            .saturating_sub(taken)
+            .max(usize::from(taken == 0));
+        if room >= s.entries.len() {
+            taken += s.entries.len();
+            first.push(s);
+        } else if room == 0 {
+            second.push(s);
+        } else {
+            let rest = s.entries.split_off(room);
+            taken += room;
+            second.push(Stream {
+                labels: s.labels.clone(),
+                entries: rest,
+            });
+            first.push(s);
+        }
+    }
+    (first, second)
+}
+
+async fn checkpoint_loop(
+    positions: Arc<Mutex<Positions>>,
+    path: PathBuf,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    stats: Arc<Stats>,
+) {
+    let mut last_saved: Option<Positions> = None;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let current = positions.lock().expect("positions lock").clone();
+        if last_saved.as_ref() == Some(&current) {
+            continue;
+        }
+        match current.save(&path) {
+            Ok(()) => last_saved = Some(current),
+            Err(e) => {
+                stats
+                    .positions_write_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "positions not saved; retrying at the next interval");
+            }
+        }
+    }
+}
+
+/// One bound over the bytes of every entry read and not yet accepted by Loki. At the bound
+/// the reader waits: the files are the buffer.
+pub struct MemoryBudget {
+    state: Mutex<(usize, bool)>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            state: Mutex::new((0, false)),
+            freed: Condvar::new(),
+            max,
+        }
+    }
+
+    /// Takes `n` bytes, waiting while that would pass the bound (a single entry larger
+    /// than the bound is let through alone). `false` when closed for shutdown.
+    pub fn acquire(&self, n: usize) -> bool {
+        let mut st = self.state.lock().expect("memory lock");
+        while st.0 > 0 && st.0 + n > self.max && !st.1 {
+            st = self.freed.wait(st).expect("memory lock");
+        }
+        if st.1 {
+            return false;
+        }
+        st.0 += n;
+        true
+    }
+
+    pub fn release(&self, n: usize) {
+        let mut st = self.state.lock().expect("memory lock");
+        st.0 = st.0.saturating_sub(n);
+        self.freed.notify_all();
+    }
+
+    /// Wakes waiters and refuses further takes.
+    pub fn close(&self) {
+        self.state.lock().expect("memory lock").1 = true;
+        self.freed.notify_all();
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.state.lock().expect("memory lock").0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(n: usize) -> Stream {
+        Stream {
+            labels: vec![("job".into(), "a".into())],
+            entries: (0..n)
+                .map(|i| Entry {
+                    timestamp_ns: i as i64,
+                    line: i.to_string(),
+                    structured_metadata: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn split_keeps_every_entry_once_in_order() {
+        let (a, b) = split_streams(vec![stream(5), stream(4)]);
+        let count = |v: &Vec<Stream>| v.iter().map(|s| s.entries.len()).sum::<usize>();
+        assert_eq!(count(&a) + count(&b), 9);
+        assert!(count(&a) >= 4 && count(&b) >= 4);
+        let (a, b) = split_streams(vec![stream(1)]);
+        assert_eq!((count(&a), count(&b)), (1, 0));
+    }
+
+    #[test]
+    fn memory_budget_blocks_at_the_bound_and_lets_one_big_entry_through() {
+        let m = Arc::new(MemoryBudget::new(100));
+        assert!(m.acquire(500), "alone, a big entry passes");
+        let m2 = Arc::clone(&m);
+        let waiter = std::thread::spawn(move || m2.acquire(10));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "must wait for room");
+        m.release(500);
+        assert!(waiter.join().unwrap());
+        assert_eq!(m.in_use(), 10);
+        m.close();
+        assert!(!m.acquire(1000));
+    }
+}

@@ -1,0 +1,673 @@
+//! Tailing: files in, complete lines with their file identity and end offset out.
+//!
+//! In: the paths to follow ([`Tailer::watch`]), or the positions saved before a restart
+//! ([`Tailer::resume`]). Out: on each [`Tailer::poll`], every new complete line of every
+//! followed file, as a [`FileKey`] (which file) and a [`Line`] (the bytes, borrowed, and the
+//! offset just past the line: what a checkpoint stores).
+//!
+//! Why a stage of its own (as Vector keeps `lib/file-source` apart from everything else):
+//! the guarantee "never lose or duplicate a line across rotation, truncation and restarts"
+//! lives entirely here, and is tested here against a model (`model_tests.rs`), with files on
+//! a real file system and nothing else: no async, no channels, no Loki, no JSON. The
+//! pipeline runs [`Tailer::poll`] on a blocking thread.
+//!
+//! # What happens to a watched path
+//!
+//! A watched path is a *stream* of files: the file at the path now, and the files that were
+//! at the path before and were renamed away. Lines are handed out per stream in order: an
+//! older file is read to its end before a newer one is read at all.
+//!
+//! - **Rename rotation** (logrotate `app.log` → `app.log.1`, kubelet `0.log` →
+//!   `0.log.20240101-120000`): the path's device/inode changed. The old file stays open and is
+//!   read to its end (the writer may still append to it for a moment); then the new file is
+//!   read from offset 0. The old file is closed once it is at its end and a newer file holds
+//!   data (the writer has moved on), or after [`TailerConfig::rotate_wait`] at its end.
+//! - **Rotated several times between two polls** (`app.log` → `.1` → `.2`): every file in
+//!   the path's directory named like a rotation of it (`<name>.<suffix>`, `<name>-<suffix>`,
+//!   `<name>_<suffix>`, not compressed) that was not there at the previous look and is not
+//!   open is a generation that was never seen: it is read from 0, in rotation order, before
+//!   the new file. Rotation order: numeric suffixes of up to 6 digits count down
+//!   (`.2` is older than `.1`); other suffixes (timestamps) sort as text, later is newer.
+//!   Symlinks are resolved first, so the directory searched is the real file's.
+//! - **Copytruncate** (the file is now shorter than what was read, or its first bytes
+//!   changed): read again from offset 0 (counted). Lines written after the last read and
+//!   before the truncation are lost: no tailer can read bytes that are gone. The copy that
+//!   logrotate makes is not read (its lines were read from the original).
+//! - **Deleted while open**: read to its end through the open handle, then closed. A
+//!   deleted file still growing (its writer holds it open) is given up after
+//!   [`TailerConfig::deleted_hold`]; what was left is counted in [`TailStats`].
+//! - **A reused inode**: an inode number is only reused once every handle on the old file is
+//!   closed, so it can only fool a saved position; [`FileId`] carries a fingerprint of the
+//!   file's first line, and a saved position whose fingerprint differs is not applied.
+//! - **Restart**: [`Tailer::resume`] takes each saved `(path, FileId, offset)`. A file found
+//!   by identity, at the path or renamed in the same directory (even under a name no glob
+//!   matches), continues at its saved offset; every newer file of the stream is read from 0
+//!   (from its own saved offset if it has one).
+//!
+//! # Guarantee, and its limits
+//!
+//! Every complete line is handed out once, in order per file and per stream, across all of
+//! the above, provided `poll` keeps up. Lines are lost only where no tailer can read them:
+//! bytes truncated away before they were read; a file deleted before it was ever opened (or
+//! while this process was down); a deleted file given up after `deleted_hold`; the files of
+//! a stream that were renamed away while the process was down, when the saved file itself
+//! is gone too (the saved position no longer says which of the rotated files are newer).
+//! With a partial-line timeout set, a line whose writer paused mid-line for longer is
+//! handed out in two pieces (see `reader.rs`).
+
+pub mod identity;
+pub mod reader;
+
+#[cfg(test)]
+mod model_tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use identity::{FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT};
+pub use reader::{FileReader, FileStatus, Line, ReadOutcome, ReaderConfig, ReaderStats};
+
+/// Which file a line comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey {
+    /// The **watched** path (the stream), also for a file that was renamed away from it:
+    /// labels come from it, and it is what [`Tailer::resume`] takes back.
+    pub path: PathBuf,
+    /// The file's identity; a checkpoint stores it with the line's `offset_end`.
+    pub id: FileId,
+}
+
+/// How a [`Tailer`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TailerConfig {
+    pub reader: ReaderConfig,
+    /// Hand out a partial last line as it is once it has waited this long at the end of the
+    /// file (see `reader.rs`); `None`: wait for its `\n` forever. Default 5 s.
+    pub partial_timeout: Option<Duration>,
+    /// How long a renamed-away file at its end stays open while no newer file has data.
+    /// Default 10 s.
+    pub rotate_wait: Duration,
+    /// How long a deleted file is read at most after its deletion was noticed. Default 60 s.
+    pub deleted_hold: Duration,
+}
+
+impl Default for TailerConfig {
+    fn default() -> Self {
+        Self {
+            reader: ReaderConfig::default(),
+            partial_timeout: Some(Duration::from_secs(5)),
+            rotate_wait: Duration::from_secs(10),
+            deleted_hold: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters over the life of a [`Tailer`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TailStats {
+    /// Summed over every file read (see [`ReaderStats`]).
+    pub reader: ReaderStats,
+    /// A new file appeared at a watched path that had one before.
+    pub rotations: u64,
+    /// Renamed-away files found in a directory that had never been open (rotated again
+    /// before a poll saw them).
+    pub rotated_found: u64,
+    pub files_opened: u64,
+    pub files_closed: u64,
+    /// Deleted files closed before their end because of `deleted_hold`, and their unread
+    /// bytes.
+    pub deleted_given_up: u64,
+    pub given_up_bytes: u64,
+    /// Saved positions whose file was nowhere to be found.
+    pub resume_not_found: u64,
+    /// Errors reported by `poll`.
+    pub errors: u64,
+}
+
+/// What one [`Tailer::poll`] did.
+#[derive(Debug, Default)]
+pub struct PollSummary {
+    pub lines: u64,
+    pub bytes: u64,
+    /// Paths that could not be polled this time, and why. The others were polled.
+    pub errors: Vec<(PathBuf, io::Error)>,
+}
+
+/// Where [`Tailer::resume`] found a saved file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumed {
+    /// Still at the watched path.
+    AtPath,
+    /// Renamed away; it is read from the saved offset before the newer files.
+    Rotated(PathBuf),
+    /// Nowhere (deleted, or its content replaced): the stream starts with the file at the
+    /// path, from 0.
+    NotFound,
+}
+
+/// Follows many paths; see the module docs.
+#[derive(Debug)]
+pub struct Tailer {
+    config: TailerConfig,
+    streams: BTreeMap<PathBuf, Stream>,
+    stats: TailStats,
+}
+
+#[derive(Debug)]
+struct Stream {
+    path: PathBuf,
+    /// Open files, oldest first; the newest is the file at the path, if any.
+    files: VecDeque<Tracked>,
+    /// Device and inode of the file last seen (and opened) at the path.
+    at_path: Option<(u64, u64)>,
+    /// The rotated-looking files in the directory at the last look.
+    known: Vec<FileId>,
+    /// Positions given to `resume`, until the first poll.
+    saved: Vec<(FileId, u64)>,
+    polled: bool,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    reader: FileReader,
+    key: FileKey,
+    /// Size at this poll's check, before anything was read.
+    size: u64,
+    deleted_since: Option<Instant>,
+    eof_since: Option<Instant>,
+}
+
+impl Tailer {
+    pub fn new(config: TailerConfig) -> Self {
+        Self {
+            config,
+            streams: BTreeMap::new(),
+            stats: TailStats::default(),
+        }
+    }
+
+    /// Follows `path` from the beginning of the file there now (if any), and of every file
+    /// that appears there later. Files already renamed away from it are not read. Watching
+    /// a watched path changes nothing.
+    pub fn watch(&mut self, path: &Path) -> io::Result<()> {
+        if self.streams.contains_key(path) {
+            return Ok(());
+        }
+        let mut stream = Stream::new(path);
+        stream.known = list_siblings(path)?.into_iter().map(|s| s.id).collect();
+        match FileReader::open(path, self.config.reader) {
+            Ok(reader) => {
+                stream.at_path = Some((reader.id().dev, reader.id().ino));
+                stream.push(reader, &mut self.stats);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.streams.insert(path.to_owned(), stream);
+        Ok(())
+    }
+
+    /// Follows `path` from a saved position: the file `id` was handed out up to `offset`.
+    ///
+    /// Call once per saved file of the path (a stream can have several: a rotated file not
+    /// fully accepted downstream and the new one), all before the first poll. The oldest
+    /// saved file still found (by identity, at the path or renamed in its directory)
+    /// continues at its offset; every newer file of the stream follows, from its own saved
+    /// offset or from 0. If none is found, the file at the path is read from 0. Calling it
+    /// for a path that was already polled starts that path over.
+    pub fn resume(&mut self, path: &Path, id: FileId, offset: u64) -> io::Result<Resumed> {
+        let stream = self
+            .streams
+            .entry(path.to_owned())
+            .or_insert_with(|| Stream::new(path));
+        if stream.polled {
+            stream.close_all(&mut self.stats);
+            *stream = Stream::new(path);
+        }
+        stream.saved.push((id, offset));
+        let found = stream.setup_from_saved(self.config.reader, &mut self.stats)?;
+        let outcome = match found.iter().find(|(saved, _)| *saved == id) {
+            Some((_, at)) if at == path => Resumed::AtPath,
+            Some((_, at)) => Resumed::Rotated(at.clone()),
+            None => {
+                self.stats.resume_not_found += 1;
+                Resumed::NotFound
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Stops following `path` and closes its files. Returns whether it was followed.
+    pub fn forget(&mut self, path: &Path) -> bool {
+        match self.streams.remove(path) {
+            Some(mut stream) => {
+                stream.close_all(&mut self.stats);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The followed paths.
+    pub fn watched(&self) -> impl Iterator<Item = &Path> {
+        self.streams.keys().map(PathBuf::as_path)
+    }
+
+    /// Every open file and its offset (the first byte not handed out), oldest first per path.
+    pub fn open_files(&self) -> impl Iterator<Item = (&FileKey, u64)> {
+        self.streams
+            .values()
+            .flat_map(|s| s.files.iter().map(|t| (&t.key, t.reader.offset())))
+    }
+
+    pub fn stats(&self) -> TailStats {
+        let mut stats = self.stats;
+        for t in self.streams.values().flat_map(|s| &s.files) {
+            add_reader_stats(&mut stats.reader, &t.reader.stats());
+        }
+        stats
+    }
+
+    /// Reads what is new in every followed file: at most about `budget` bytes per path
+    /// (checked between lines), handing each complete line to `sink`.
+    pub fn poll(
+        &mut self,
+        budget: usize,
+        sink: &mut impl FnMut(&FileKey, Line<'_>),
+    ) -> PollSummary {
+        self.poll_at(Instant::now(), budget, sink)
+    }
+
+    /// [`poll`](Self::poll) with the time given (for `rotate_wait` and `deleted_hold`), so
+    /// a test can drive time. `now` must not go backwards.
+    pub fn poll_at(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        sink: &mut impl FnMut(&FileKey, Line<'_>),
+    ) -> PollSummary {
+        let mut summary = PollSummary::default();
+        for (path, stream) in &mut self.streams {
+            if let Err(e) = stream.poll(
+                &self.config,
+                now,
+                budget,
+                sink,
+                &mut summary,
+                &mut self.stats,
+            ) {
+                self.stats.errors += 1;
+                summary.errors.push((path.clone(), e));
+            }
+        }
+        summary
+    }
+}
+
+impl Stream {
+    fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            files: VecDeque::new(),
+            at_path: None,
+            known: Vec::new(),
+            saved: Vec::new(),
+            polled: false,
+        }
+    }
+
+    fn push(&mut self, reader: FileReader, stats: &mut TailStats) {
+        stats.files_opened += 1;
+        self.files.push_back(Tracked {
+            key: FileKey {
+                path: self.path.clone(),
+                id: reader.id(),
+            },
+            reader,
+            size: 0,
+            deleted_since: None,
+            eof_since: None,
+        });
+    }
+
+    fn close(&mut self, i: usize, stats: &mut TailStats) {
+        if let Some(t) = self.files.remove(i) {
+            stats.files_closed += 1;
+            add_reader_stats(&mut stats.reader, &t.reader.stats());
+            let id = t.reader.id();
+            if self.at_path == Some((id.dev, id.ino)) {
+                // Its inode may be reused at the path now: never take that for this file.
+                self.at_path = None;
+            }
+        }
+    }
+
+    fn close_all(&mut self, stats: &mut TailStats) {
+        while !self.files.is_empty() {
+            self.close(0, stats);
+        }
+    }
+
+    /// Rebuilds the (not yet read) file list from all saved positions. Returns which saved
+    /// identities were found, and where.
+    fn setup_from_saved(
+        &mut self,
+        config: ReaderConfig,
+        stats: &mut TailStats,
+    ) -> io::Result<Vec<(FileId, PathBuf)>> {
+        // Rebuilt from scratch: the files opened by an earlier call were never read.
+        stats.files_opened -= self.files.len() as u64;
+        self.files.clear();
+        let siblings = list_siblings(&self.path)?;
+        let at = match FileId::of_path(&self.path) {
+            Ok(id) => Some(id),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        self.known = siblings.iter().map(|s| s.id).collect();
+        self.at_path = at.map(|id| (id.dev, id.ino));
+        // Oldest first; the file at the path is the newest.
+        let mut candidates: Vec<(PathBuf, FileId)> = siblings
+            .into_iter()
+            .filter(|s| !at.is_some_and(|a| a.same_inode(&s.id)))
+            .map(|s| (s.path, s.id))
+            .collect();
+        candidates.extend(at.map(|id| (self.path.clone(), id)));
+        let matched: Vec<Option<(FileId, u64)>> = candidates
+            .iter()
+            .map(|(_, id)| self.saved.iter().copied().find(|(s, _)| s.matches(id)))
+            .collect();
+        let mut found = Vec::new();
+        let first = matched.iter().position(Option::is_some);
+        let from = first.unwrap_or(candidates.len().saturating_sub(1));
+        for ((path, id), saved) in candidates.iter().zip(&matched).skip(from) {
+            if first.is_none() && path != &self.path {
+                break; // nothing found: only the file at the path
+            }
+            let mut reader = match FileReader::open(path, config) {
+                Ok(r) if r.id().same_inode(id) => r,
+                Ok(_) => continue, // renamed again meanwhile: the next poll's scan sees it
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some((saved_id, offset)) = *saved {
+                reader.seek_to(offset)?;
+                reader.adopt_identity(saved_id);
+                found.push((saved_id, path.clone()));
+            } else if path != &self.path {
+                stats.rotated_found += 1;
+            }
+            self.push(reader, stats);
+        }
+        Ok(found)
+    }
+
+    fn poll(
+        &mut self,
+        config: &TailerConfig,
+        now: Instant,
+        budget: usize,
+        sink: &mut impl FnMut(&FileKey, Line<'_>),
+        summary: &mut PollSummary,
+        stats: &mut TailStats,
+    ) -> io::Result<()> {
+        self.polled = true;
+        self.saved.clear();
+
+        // 1. What is at the path now?
+        let at = match fs::metadata(&self.path) {
+            Ok(m) if m.is_file() => Some((m.dev(), m.ino())),
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        match at {
+            Some(now_at) if Some(now_at) == self.at_path => {}
+            Some(now_at) => {
+                let already_open = self
+                    .files
+                    .iter()
+                    .any(|t| (t.reader.id().dev, t.reader.id().ino) == now_at);
+                if !already_open {
+                    self.open_missed(config.reader, Some(now_at), stats)?;
+                    match FileReader::open(&self.path, config.reader) {
+                        Ok(reader) => {
+                            if self.at_path.is_some() || !self.files.is_empty() {
+                                stats.rotations += 1;
+                            }
+                            self.at_path = Some((reader.id().dev, reader.id().ino));
+                            self.push(reader, stats);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => self.at_path = None,
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    self.at_path = Some(now_at);
+                }
+            }
+            None => {
+                // Renamed away and not replaced yet, or deleted: a rotation may be sitting
+                // in the directory under its new name.
+                self.at_path = None;
+                self.open_missed(config.reader, None, stats)?;
+            }
+        }
+
+        // 2. Sizes, deletions, truncations, before anything is read.
+        let mut truncated = false;
+        for t in &mut self.files {
+            let status = t.reader.check()?;
+            t.size = status.size;
+            truncated |= status.truncated;
+            if status.deleted {
+                t.deleted_since.get_or_insert(now);
+            }
+        }
+        if truncated {
+            // logrotate's copy of the file is in the directory now: it is not a rotation.
+            self.known = list_siblings(&self.path)?
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+        }
+
+        // 3. Oldest first; a newer file only once every older one is done.
+        // Each round reads the oldest open file, and goes on only if it is done and closed.
+        let mut remaining = budget as u64;
+        while !self.files.is_empty() {
+            let is_last = self.files.len() == 1;
+            let newer_has_data = self.files.iter().skip(1).any(|t| t.size > 0);
+            let t = &mut self.files[0];
+            if let Some(since) = t.deleted_since
+                && now.saturating_duration_since(since) >= config.deleted_hold
+            {
+                stats.deleted_given_up += 1;
+                stats.given_up_bytes += t.size.saturating_sub(t.reader.offset());
+                self.close(0, stats);
+                continue;
+            }
+            let key = &mut t.key;
+            let outcome = t.reader.read_lines_with_id(
+                usize::try_from(remaining).unwrap_or(usize::MAX),
+                &mut |id, line| {
+                    if key.id != *id {
+                        key.id = *id;
+                    }
+                    sink(key, line);
+                },
+            )?;
+            t.key.id = t.reader.id();
+            remaining = remaining.saturating_sub(outcome.bytes);
+            summary.lines += outcome.lines as u64;
+            summary.bytes += outcome.bytes;
+            if !outcome.at_eof {
+                break; // budget spent
+            }
+            if outcome.bytes > 0 || t.eof_since.is_none() {
+                t.eof_since = Some(now);
+            }
+            let waited = t
+                .eof_since
+                .is_some_and(|s| now.saturating_duration_since(s) >= config.rotate_wait);
+            let done = t.deleted_since.is_some() || (!is_last && (newer_has_data || waited));
+            if done {
+                // Nobody will complete its last line now.
+                if config.partial_timeout.is_some()
+                    && let Some(line) = t.reader.take_partial()
+                {
+                    summary.lines += 1;
+                    sink(&t.key, line);
+                }
+                self.close(0, stats);
+                continue;
+            }
+            if let Some(timeout) = config.partial_timeout
+                && let Some(line) = t.reader.take_partial_if_older(timeout)
+            {
+                summary.lines += 1;
+                sink(&t.key, line);
+            }
+            break; // an older file may still grow: newer ones wait
+        }
+        Ok(())
+    }
+
+    /// Opens, oldest first, the rotated-looking files in the directory that were not there
+    /// at the last look and are not open: generations renamed away before a poll saw them.
+    fn open_missed(
+        &mut self,
+        config: ReaderConfig,
+        at: Option<(u64, u64)>,
+        stats: &mut TailStats,
+    ) -> io::Result<()> {
+        let siblings = list_siblings(&self.path)?;
+        for s in &siblings {
+            let open = self.files.iter().any(|t| t.reader.id().same_inode(&s.id));
+            let known = self.known.iter().any(|k| k.matches(&s.id));
+            if open || known || at == Some((s.id.dev, s.id.ino)) {
+                continue;
+            }
+            match FileReader::open(&s.path, config) {
+                Ok(reader) if reader.id().same_inode(&s.id) => {
+                    stats.rotated_found += 1;
+                    self.push(reader, stats);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.known = siblings.into_iter().map(|s| s.id).collect();
+        Ok(())
+    }
+}
+
+fn add_reader_stats(sum: &mut ReaderStats, s: &ReaderStats) {
+    sum.lines += s.lines;
+    sum.bytes += s.bytes;
+    sum.truncated_lines += s.truncated_lines;
+    sum.skipped_bytes += s.skipped_bytes;
+    sum.truncations += s.truncations;
+    sum.partial_lines += s.partial_lines;
+}
+
+/// A file in the watched path's directory named like a rotation of it.
+#[derive(Debug)]
+struct Sibling {
+    path: PathBuf,
+    id: FileId,
+}
+
+/// Where rotations of `path` live: the real file's directory and name (a symlink, as in
+/// `/var/log/containers`, points into the directory where kubelet rotates).
+fn rotation_home(path: &Path) -> Option<(PathBuf, OsString)> {
+    let real = fs::canonicalize(path)
+        .ok()
+        .or_else(|| {
+            // A dangling link: its target was renamed away and not replaced yet.
+            let target = fs::read_link(path).ok()?;
+            Some(match target.is_relative() {
+                true => path.parent()?.join(target),
+                false => target,
+            })
+        })
+        .unwrap_or_else(|| path.to_owned());
+    Some((real.parent()?.to_owned(), real.file_name()?.to_owned()))
+}
+
+/// Rotation order: oldest first.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// logrotate: `.1` is newer than `.2`.
+    Numbered(Reverse<u64>),
+    /// Timestamps and anything else: later sorts later.
+    Named(Vec<u8>),
+}
+
+fn rank(suffix: &[u8]) -> Rank {
+    if !suffix.is_empty() && suffix.len() <= 6 && suffix.iter().all(u8::is_ascii_digit) {
+        let n = suffix
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        Rank::Numbered(Reverse(n))
+    } else {
+        Rank::Named(suffix.to_vec())
+    }
+}
+
+/// The rotated-looking regular files next to `path`, oldest first. A missing directory has
+/// none; files that vanish while being looked at are skipped.
+fn list_siblings(path: &Path) -> io::Result<Vec<Sibling>> {
+    const COMPRESSED: [&[u8]; 7] = [b".gz", b".bz2", b".xz", b".zst", b".zip", b".lz4", b".Z"];
+    let Some((dir, base)) = rotation_home(path) else {
+        return Ok(Vec::new());
+    };
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let base = base.as_bytes();
+    let mut found = Vec::new();
+    for entry in entries {
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        let Some(rest) = name.strip_prefix(base) else {
+            continue;
+        };
+        let Some((&sep, suffix)) = rest.split_first() else {
+            continue;
+        };
+        if !matches!(sep, b'.' | b'-' | b'_')
+            || suffix.is_empty()
+            || COMPRESSED.iter().any(|c| suffix.ends_with(c))
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = fs::File::open(&path) else {
+            continue;
+        };
+        match file.metadata() {
+            Ok(m) if m.is_file() => {}
+            _ => continue,
+        }
+        let Ok(id) = FileId::of_file(&file) else {
+            continue;
+        };
+        found.push((rank(suffix), Sibling { path, id }));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found.into_iter().map(|(_, s)| s).collect())
+}
+
+#[cfg(test)]
+mod tests;

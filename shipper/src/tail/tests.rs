@@ -1,0 +1,549 @@
+//! Unit tests of [`Tailer`] with real files in a temporary directory.
+
+use super::*;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+
+fn append(path: &Path, bytes: &str) {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes.as_bytes())
+        .unwrap();
+}
+
+fn config() -> TailerConfig {
+    TailerConfig {
+        partial_timeout: None,
+        ..TailerConfig::default()
+    }
+}
+
+/// Every line of one poll as (watched file name, text).
+fn poll(t: &mut Tailer) -> Vec<(String, String)> {
+    poll_keys(t)
+        .into_iter()
+        .map(|(k, s, _)| (name(&k.path), s))
+        .collect()
+}
+
+fn poll_keys(t: &mut Tailer) -> Vec<(FileKey, String, u64)> {
+    poll_at(t, Instant::now(), usize::MAX)
+}
+
+fn poll_at(t: &mut Tailer, now: Instant, budget: usize) -> Vec<(FileKey, String, u64)> {
+    let mut got = Vec::new();
+    let summary = t.poll_at(now, budget, &mut |k, l| {
+        got.push((
+            k.clone(),
+            String::from_utf8(l.bytes.to_vec()).unwrap(),
+            l.offset_end,
+        ))
+    });
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.lines, got.len() as u64);
+    got
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn texts(lines: &[(String, String)]) -> Vec<&str> {
+    lines.iter().map(|l| l.1.as_str()).collect()
+}
+
+#[test]
+fn tails_several_files_with_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    append(&a, "a1\n");
+    let mut t = Tailer::new(config());
+    t.watch(&a).unwrap();
+    t.watch(&b).unwrap(); // not there yet
+    t.watch(&a).unwrap(); // twice: no effect
+    assert_eq!(t.watched().count(), 2);
+    append(&b, "b1\nb2\n");
+    append(&a, "a2\n");
+    let got = poll_keys(&mut t);
+    let mut simple: Vec<_> = got
+        .iter()
+        .map(|(k, s, o)| (name(&k.path), s.as_str(), *o))
+        .collect();
+    simple.sort();
+    assert_eq!(
+        simple,
+        [
+            ("a.log".into(), "a1", 3),
+            ("a.log".into(), "a2", 6),
+            ("b.log".into(), "b1", 3),
+            ("b.log".into(), "b2", 6)
+        ]
+    );
+    for (k, _, _) in &got {
+        assert_eq!(k.id, FileId::of_path(&k.path).unwrap());
+    }
+    assert!(poll(&mut t).is_empty());
+    append(&a, "a3\n");
+    assert_eq!(poll(&mut t), [("a.log".into(), "a3".into())]);
+}
+
+#[test]
+fn budget_applies_per_path_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    append(&a, "aaaa\naaab\naaac\n");
+    append(&b, "bbba\nbbbb\n");
+    let mut t = Tailer::new(config());
+    t.watch(&a).unwrap();
+    t.watch(&b).unwrap();
+    let first: Vec<_> = poll_at(&mut t, Instant::now(), 5)
+        .into_iter()
+        .map(|l| l.1)
+        .collect();
+    assert_eq!(first, ["aaaa", "bbba"]);
+    let rest: Vec<_> = poll_at(&mut t, Instant::now(), 100)
+        .into_iter()
+        .map(|l| l.1)
+        .collect();
+    assert_eq!(rest, ["aaab", "aaac", "bbbb"]);
+}
+
+#[test]
+fn rename_rotation_drains_the_old_file_then_reads_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["one"]);
+    let mut old_writer = OpenOptions::new().append(true).open(&p).unwrap();
+    old_writer.write_all(b"two\n").unwrap();
+    fs::rename(&p, dir.path().join("app.log.1")).unwrap();
+    append(&p, "new one\n");
+    // The writer had not reopened yet.
+    old_writer.write_all(b"three\n").unwrap();
+    let got = poll_keys(&mut t);
+    let got: Vec<_> = got
+        .iter()
+        .map(|(k, s, o)| (name(&k.path), s.as_str(), *o))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("app.log".into(), "two", 8),
+            ("app.log".into(), "three", 14),
+            ("app.log".into(), "new one", 8),
+        ]
+    );
+    assert_eq!(
+        t.open_files().count(),
+        1,
+        "the old file is done: the new one has data"
+    );
+    assert_eq!(t.stats().rotations, 1);
+    append(&p, "new two\n");
+    assert_eq!(texts(&poll(&mut t)), ["new two"]);
+}
+
+#[test]
+fn a_rotated_file_stays_open_until_rotate_wait_while_the_new_one_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\n");
+    let mut t = Tailer::new(TailerConfig {
+        rotate_wait: Duration::from_secs(10),
+        ..config()
+    });
+    t.watch(&p).unwrap();
+    let t0 = Instant::now();
+    poll_at(&mut t, t0, usize::MAX);
+    fs::rename(&p, dir.path().join("app.log.1")).unwrap();
+    File::create(&p).unwrap();
+    assert!(poll_at(&mut t, t0, usize::MAX).is_empty());
+    assert_eq!(t.open_files().count(), 2);
+    append(&dir.path().join("app.log.1"), "late\n");
+    let got = poll_at(&mut t, t0 + Duration::from_secs(5), usize::MAX);
+    assert_eq!(
+        got.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(),
+        ["late"]
+    );
+    assert_eq!(t.open_files().count(), 2);
+    assert!(poll_at(&mut t, t0 + Duration::from_secs(16), usize::MAX).is_empty());
+    assert_eq!(
+        t.open_files().count(),
+        1,
+        "closed after waiting 10 s at its end"
+    );
+}
+
+#[test]
+fn rotated_twice_between_polls_logrotate_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    let r1 = dir.path().join("app.log.1");
+    let r2 = dir.path().join("app.log.2");
+    append(&p, "g1 a\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["g1 a"]);
+    append(&p, "g1 b\n");
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g2 a\ng2 b\n");
+    fs::rename(&r1, &r2).unwrap();
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g3 a\n");
+    assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 a", "g2 b", "g3 a"]);
+    assert_eq!(t.stats().rotated_found, 1);
+    assert_eq!(t.open_files().count(), 1);
+    // The files left in the directory are known now: another rotation reads only the new.
+    append(&p, "g3 b\n");
+    fs::rename(&r2, dir.path().join("app.log.3")).unwrap();
+    fs::rename(&r1, &r2).unwrap();
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g4 a\n");
+    assert_eq!(texts(&poll(&mut t)), ["g3 b", "g4 a"]);
+}
+
+#[test]
+fn rotated_twice_between_polls_kubelet_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("0.log");
+    append(&p, "g1 a\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    poll(&mut t);
+    append(&p, "g1 b\n");
+    fs::rename(&p, dir.path().join("0.log.20261122-100000")).unwrap();
+    append(&p, "g2 a\n");
+    fs::rename(&p, dir.path().join("0.log.20261122-110000")).unwrap();
+    append(&p, "g3 a\n");
+    fs::rename(&p, dir.path().join("0.log.20261122-120000")).unwrap();
+    append(&p, "g4 a\n");
+    // Compressed older rotations are never read.
+    append(&dir.path().join("0.log.20261122-090000.gz"), "zip\n");
+    assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 a", "g3 a", "g4 a"]);
+    assert_eq!(t.stats().rotated_found, 2);
+}
+
+#[test]
+fn a_rotation_while_the_path_is_missing_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert!(poll(&mut t).is_empty());
+    // Created, written and renamed away between two polls; nothing at the path yet.
+    append(&p, "only\n");
+    fs::rename(&p, dir.path().join("app.log.1")).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["only"]);
+    append(&p, "next\n");
+    assert_eq!(texts(&poll(&mut t)), ["next"]);
+}
+
+#[test]
+fn rotations_there_before_watching_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&dir.path().join("app.log.1"), "old\n");
+    append(&dir.path().join("app.log-20260101"), "old\n");
+    append(&dir.path().join("app.logger"), "another file\n");
+    append(&p, "now\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["now"]);
+    fs::rename(&p, dir.path().join("app.log.2")).unwrap();
+    append(&p, "new\n");
+    assert_eq!(texts(&poll(&mut t)), ["new"]);
+    assert_eq!(t.stats().rotated_found, 0);
+}
+
+#[test]
+fn copytruncate_reads_again_from_the_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\ntwo\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    let before = poll_keys(&mut t);
+    fs::copy(&p, dir.path().join("app.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&p, "three\n");
+    let after = poll_keys(&mut t);
+    assert_eq!(
+        after
+            .iter()
+            .map(|l| (l.1.as_str(), l.2))
+            .collect::<Vec<_>>(),
+        [("three", 6)]
+    );
+    assert_ne!(after[0].0.id, before[0].0.id, "new content, new key");
+    assert_eq!(t.stats().reader.truncations, 1);
+    // The copy is not taken for a rotation later.
+    fs::remove_file(&p).unwrap();
+    append(&p, "four\n");
+    assert_eq!(texts(&poll(&mut t)), ["four"]);
+}
+
+#[test]
+fn a_deleted_file_is_drained_then_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\n");
+    let mut writer = OpenOptions::new().append(true).open(&p).unwrap();
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    fs::remove_file(&p).unwrap();
+    writer.write_all(b"two\n").unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["one", "two"]);
+    assert_eq!(t.open_files().count(), 0);
+    assert_eq!(t.stats().deleted_given_up, 0);
+    // A new file at the path is a new file.
+    append(&p, "three\n");
+    assert_eq!(texts(&poll(&mut t)), ["three"]);
+}
+
+#[test]
+fn a_deleted_file_is_held_at_most_deleted_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "aaaa\nbbbb\ncccc\n");
+    let mut t = Tailer::new(TailerConfig {
+        deleted_hold: Duration::from_secs(60),
+        ..config()
+    });
+    t.watch(&p).unwrap();
+    fs::remove_file(&p).unwrap();
+    let t0 = Instant::now();
+    assert_eq!(poll_at(&mut t, t0, 1).len(), 1);
+    assert_eq!(poll_at(&mut t, t0 + Duration::from_secs(59), 1).len(), 1);
+    assert!(poll_at(&mut t, t0 + Duration::from_secs(61), 1).is_empty());
+    assert_eq!(t.open_files().count(), 0);
+    let s = t.stats();
+    assert_eq!((s.deleted_given_up, s.given_up_bytes), (1, 5));
+}
+
+#[test]
+fn partial_lines_wait_then_time_out_in_the_tailer() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "whole\nhalf");
+    let mut t = Tailer::new(TailerConfig {
+        partial_timeout: Some(Duration::ZERO),
+        ..config()
+    });
+    t.watch(&p).unwrap();
+    let mut no_timeout = Tailer::new(config());
+    no_timeout.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut no_timeout)), ["whole"]);
+    assert_eq!(texts(&poll(&mut t)), ["whole", "half"]);
+    append(&p, " done\n");
+    assert_eq!(texts(&poll(&mut t)), [" done"]);
+    assert_eq!(texts(&poll(&mut no_timeout)), ["half done"]);
+}
+
+#[test]
+fn resume_continues_the_same_file_at_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\ntwo\n");
+    let id = FileId::of_path(&p).unwrap();
+    append(&p, "three\n");
+    let mut t = Tailer::new(config());
+    assert_eq!(t.resume(&p, id, 4).unwrap(), Resumed::AtPath);
+    let got = poll_keys(&mut t);
+    assert_eq!(
+        got.iter().map(|l| (l.1.as_str(), l.2)).collect::<Vec<_>>(),
+        [("two", 8), ("three", 14)]
+    );
+    assert!(got.iter().all(|l| l.0.id == id && l.0.path == p));
+}
+
+#[test]
+fn resume_finds_the_saved_file_renamed_logrotate_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    let r1 = dir.path().join("app.log.1");
+    let r2 = dir.path().join("app.log.2");
+    append(&p, "g0\n");
+    fs::rename(&p, &r1).unwrap(); // an old rotation: read before the checkpoint
+    append(&p, "g1 a\n");
+    let saved = FileId::of_path(&p).unwrap();
+    append(&p, "g1 b\n");
+    // Down: two rotations.
+    fs::rename(&r1, &r2).unwrap();
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g2 a\n");
+    fs::rename(&r2, dir.path().join("app.log.3")).unwrap();
+    fs::rename(&r1, &r2).unwrap();
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g3 a\n");
+    let mut t = Tailer::new(config());
+    assert_eq!(
+        t.resume(&p, saved, 5).unwrap(),
+        Resumed::Rotated(r2.clone())
+    );
+    let got = poll_keys(&mut t);
+    assert_eq!(
+        got.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(),
+        ["g1 b", "g2 a", "g3 a"]
+    );
+    assert_eq!(got[0].0.id, saved);
+    assert!(
+        got.iter().all(|l| l.0.path == p),
+        "keys carry the watched path"
+    );
+}
+
+#[test]
+fn resume_finds_the_saved_file_renamed_kubelet_style_under_no_glob() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("0.log");
+    append(&dir.path().join("0.log.20261122-080000"), "older\n");
+    append(&p, "g1 a\ng1 b\n");
+    let saved = FileId::of_path(&p).unwrap();
+    fs::rename(&p, dir.path().join("0.log.20261122-090000")).unwrap();
+    append(&p, "g2 a\n");
+    fs::rename(&p, dir.path().join("0.log.20261122-100000")).unwrap();
+    append(&p, "g3 a\n");
+    let mut t = Tailer::new(config());
+    let how = t.resume(&p, saved, 5).unwrap();
+    assert_eq!(
+        how,
+        Resumed::Rotated(dir.path().join("0.log.20261122-090000"))
+    );
+    assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 a", "g3 a"]);
+}
+
+#[test]
+fn resume_with_several_saved_files_of_one_path() {
+    // Downstream accepted the new file's first line before the rotated file's last one.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "g1 a\ng1 b\n");
+    let g1 = FileId::of_path(&p).unwrap();
+    fs::rename(&p, dir.path().join("app.log.1")).unwrap();
+    append(&p, "g2 a\ng2 b\n");
+    let g2 = FileId::of_path(&p).unwrap();
+    let mut t = Tailer::new(config());
+    t.resume(&p, g2, 5).unwrap();
+    t.resume(&p, g1, 5).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 b"]);
+}
+
+#[test]
+fn resume_does_not_apply_a_position_to_a_reused_inode_or_replaced_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "the old file, long gone\n");
+    let current = FileId::of_path(&p).unwrap();
+    // An inode reused for a new file: same device and inode, another first line.
+    let reused = FileId {
+        fingerprint: current.fingerprint ^ 1,
+        ..current
+    };
+    let mut t = Tailer::new(config());
+    assert_eq!(t.resume(&p, reused, 10).unwrap(), Resumed::NotFound);
+    assert_eq!(texts(&poll(&mut t)), ["the old file, long gone"]);
+    assert_eq!(t.stats().resume_not_found, 1);
+
+    // Copytruncate while down.
+    OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&p, "after the truncation, longer than before\n");
+    let mut t = Tailer::new(config());
+    assert_eq!(t.resume(&p, current, 24).unwrap(), Resumed::NotFound);
+    assert_eq!(
+        texts(&poll(&mut t)),
+        ["after the truncation, longer than before"]
+    );
+}
+
+#[test]
+fn resume_of_a_deleted_file_starts_the_new_file_from_the_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "gone\n");
+    let saved = FileId::of_path(&p).unwrap();
+    fs::remove_file(&p).unwrap();
+    let mut t = Tailer::new(config());
+    assert_eq!(t.resume(&p, saved, 5).unwrap(), Resumed::NotFound);
+    assert!(poll(&mut t).is_empty());
+    append(&p, "new\n");
+    assert_eq!(texts(&poll(&mut t)), ["new"]);
+}
+
+#[test]
+fn a_symlinked_path_finds_rotations_next_to_the_real_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pods = dir.path().join("pods");
+    let containers = dir.path().join("containers");
+    fs::create_dir_all(&pods).unwrap();
+    fs::create_dir_all(&containers).unwrap();
+    let real = pods.join("0.log");
+    let link = containers.join("app_ns_ctr-abc.log");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    append(&real, "g1 a\n");
+    let mut t = Tailer::new(config());
+    t.watch(&link).unwrap();
+    poll(&mut t);
+    append(&real, "g1 b\n");
+    fs::rename(&real, pods.join("0.log.20261122-100000")).unwrap();
+    append(&real, "g2 a\n");
+    fs::rename(&real, pods.join("0.log.20261122-110000")).unwrap();
+    append(&real, "g3 a\n");
+    let got = poll(&mut t);
+    assert_eq!(texts(&got), ["g1 b", "g2 a", "g3 a"]);
+    assert!(got.iter().all(|l| l.0 == "app_ns_ctr-abc.log"));
+}
+
+#[test]
+fn forget_closes_the_files_of_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "x\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(t.open_files().count(), 1);
+    assert!(t.forget(&p));
+    assert!(!t.forget(&p));
+    assert_eq!(t.open_files().count(), 0);
+    assert!(poll(&mut t).is_empty());
+}
+
+#[test]
+fn rotation_order_of_suffixes() {
+    let mut names = [
+        &b"2"[..],
+        b"1",
+        b"10",
+        b"20261122-110000",
+        b"20261122-100000",
+        b"20260101",
+    ];
+    names.sort_by_key(|n| rank(n));
+    assert_eq!(
+        names,
+        [
+            &b"10"[..],
+            b"2",
+            b"1",
+            b"20260101",
+            b"20261122-100000",
+            b"20261122-110000"
+        ]
+    );
+}
