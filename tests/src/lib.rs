@@ -1,1 +1,115 @@
-//! Shared helpers for the end-to-end tests in `tests/tests/`.
+//! Shared helpers for the end-to-end tests in `tests/tests/`: run the shipper in-process
+//! against a [`loki_double::LokiDouble`], and copy the sample files into a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailrace::config::Config;
+use tailrace::pipeline::{self, Stats};
+
+/// A shipper running on its own thread and runtime until [`RunningShipper::stop`].
+pub struct RunningShipper {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    pub stats: Arc<Stats>,
+}
+
+impl RunningShipper {
+    /// Starts the shipper with the configuration in `yaml` (checked as `tailrace check`
+    /// would).
+    pub fn start(yaml: &str) -> Self {
+        let config =
+            Config::from_yaml(yaml, Path::new("test.yaml")).expect("valid test configuration");
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let stats = Arc::new(Stats::default());
+        let run_stats = Arc::clone(&stats);
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(pipeline::run(config, stop_rx, run_stats))
+                .map_err(|e| e.to_string())
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+            stats,
+        }
+    }
+
+    /// Graceful shutdown (as on SIGTERM); returns the run's result.
+    pub fn stop(mut self) -> Result<(), String> {
+        let _ = self.stop.send(true);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("shipper thread")
+    }
+}
+
+impl Drop for RunningShipper {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `../shared/testdata` beside the repository.
+pub fn shared_testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+}
+
+/// Copies a directory tree (symlinks kept as symlinks), so tests never write into
+/// `../shared`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().expect("file type");
+        if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).expect("read link");
+            std::os::unix::fs::symlink(link, &target).expect("symlink");
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+            // The shared files are read-only; the copies must be writable to append.
+            let mut perms = std::fs::metadata(&target).expect("meta").permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&target, perms).expect("chmod");
+        }
+    }
+}
+
+/// Copies the shared samples into `to` and restores kubelet's symlinks: the shared copy of
+/// `kubernetes/var/log/containers/<pod>_<ns>_<container>-<id>.log` is stored as a small
+/// file holding the link's target (`../pods/...`), as archives that drop symlinks do.
+pub fn copy_samples(to: &Path) {
+    copy_tree(&shared_testdata(), to);
+    let links = to.join("kubernetes/var/log/containers");
+    for entry in std::fs::read_dir(&links).expect("read containers dir") {
+        let path = entry.expect("entry").path();
+        let meta = std::fs::symlink_metadata(&path).expect("meta");
+        if !meta.is_file() || meta.len() > 4096 {
+            continue;
+        }
+        let target = std::fs::read_to_string(&path).unwrap_or_default();
+        let target = target.trim();
+        if target.starts_with("../") && !target.contains('\n') {
+            std::fs::remove_file(&path).expect("remove placeholder");
+            std::os::unix::fs::symlink(target, &path).expect("symlink");
+        }
+    }
+}
+
+/// A short wait used while polling for a condition in tests (never a timing assertion).
+pub const POLL: Duration = Duration::from_millis(50);

@@ -201,6 +201,13 @@ fn timestamp_of(value: Scalar<'_>) -> Option<i64> {
 /// does not fit in `i64` nanoseconds.
 #[must_use]
 pub fn epoch_to_nanos(number: &str) -> Option<i64> {
+    // Fast refusal of RFC 3339 text, which is tried next (it fails at the `T`).
+    if !number
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return None;
+    }
     let (negative, unsigned) = match number.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, number),

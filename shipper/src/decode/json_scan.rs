@@ -447,6 +447,31 @@ mod tests {
     }
 
     #[test]
+    fn string_ends_are_found_at_every_offset_of_the_word_loop() {
+        for len in 0..25 {
+            for near_miss in [0x20, b'!', b'#', b'[', b']', b'|', 0x7f, 0x80, 0xff] {
+                assert_eq!(find_string_special(&vec![near_miss; len], 0), len);
+            }
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, b'\n', 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = special;
+                    assert_eq!(
+                        find_string_special(&bytes, 0),
+                        at,
+                        "{special:#x} at {at} of {len}"
+                    );
+                    if at > 0 {
+                        bytes[at - 1] = 0x80; // a byte with the high bit set just before
+                        assert_eq!(find_string_special(&bytes, 0), at);
+                    }
+                    assert_eq!(find_string_special(&bytes, at), at);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn nesting_a_million_deep_is_neither_a_panic_nor_recursion() {
         let deep = format!(
             "{{\"a\":{}1{}}}",

@@ -89,7 +89,7 @@ impl Format {
     pub fn detect(line: &[u8]) -> Format {
         let line = plain::strip_cr(line);
         let docker = line.first() == Some(&b'{')
-            && docker::parse(&String::from_utf8_lossy(line)).is_ok_and(|r| r.stream.is_some());
+            && docker::parse(&plain::lossy(line)).is_ok_and(|r| r.stream.is_some());
         if docker {
             Format::Docker
         } else if cri::parse(line).is_ok() {
@@ -289,7 +289,7 @@ impl Decoder {
             }
             Format::Plain => Ok(Some(plain::decode(raw, max))),
             Format::Docker => {
-                let text = String::from_utf8_lossy(plain::strip_cr(raw));
+                let text = plain::lossy(plain::strip_cr(raw));
                 let record =
                     docker::parse(&text).map_err(|problem| self.malformed(problem, raw))?;
                 let (stream, timestamp) = (record.stream, Some(record.timestamp));

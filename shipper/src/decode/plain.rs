@@ -24,6 +24,15 @@ pub(super) fn strip_cr(raw: &[u8]) -> &[u8] {
     raw.strip_suffix(b"\r").unwrap_or(raw)
 }
 
+/// Bytes as text, invalid UTF-8 replaced with U+FFFD; borrowed when valid.
+/// (`String::from_utf8_lossy` alone is slower on the valid text that is the usual case.)
+pub(super) fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// Bytes as text, invalid UTF-8 replaced with U+FFFD, cut to at most `max_line_bytes` bytes
 /// on a character boundary; the flag says whether anything was cut.
 ///
@@ -44,7 +53,7 @@ pub(super) fn to_line(bytes: Cow<'_, [u8]>, max_line_bytes: usize) -> (String, b
         Cow::Borrowed(borrowed) => {
             let cut = borrowed.len() > enough;
             let kept = &borrowed[..borrowed.len().min(enough)];
-            (String::from_utf8_lossy(kept).into_owned(), cut)
+            (lossy(kept).into_owned(), cut)
         }
     };
     let truncated = cut_input || line.len() > max_line_bytes;

@@ -370,7 +370,7 @@ proptest! {
     #[test]
     fn scanner_accepts_exactly_what_serde_json_accepts(
         object in json_object(),
-        edits in vec((any::<prop::sample::Index>(), 0u8..3, select(vec!['{', '}', '[', ']', ',', ':', '"', '\\', '1', 'e', '-', '.', ' ', 'n', 'x'])), 0..3),
+        edits in vec((any::<prop::sample::Index>(), 0u8..3, select(vec!['{', '}', '[', ']', ',', ':', '"', '\\', '1', 'e', '-', '.', ' ', 'n', 'x', '\t', '\u{1}', 'é'])), 0..3),
     ) {
         let mut chars: Vec<char> = serde_json::to_string(&object).unwrap().chars().collect();
         for (at, kind, c) in edits {

@@ -50,7 +50,16 @@ enum Action {
         len: usize,
         pct: usize,
     },
+    /// Renames the file away (`.1`, `.2`, … or `.<timestamp>`); `create`: a new empty file
+    /// is created at the path (logrotate `create`, kubelet); `reopen`: the writer switches to
+    /// the path now, otherwise it goes on appending to the renamed file until `Reopen`.
     RotateRename {
+        s: usize,
+        create: bool,
+        reopen: bool,
+    },
+    /// The writer reopens its path (creating the file if missing).
+    Reopen {
         s: usize,
     },
     Truncate {
@@ -85,7 +94,9 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(s, len, crlf)| Action::WriteLine { s, len, crlf }),
         2 => (s.clone(), 0usize..160, 0usize..100)
             .prop_map(|(s, len, pct)| Action::WritePartial { s, len, pct }),
-        2 => s.clone().prop_map(|s| Action::RotateRename { s }),
+        2 => (s.clone(), prop::bool::weighted(0.8), prop::bool::weighted(0.6))
+            .prop_map(|(s, create, reopen)| Action::RotateRename { s, create, reopen }),
+        1 => s.clone().prop_map(|s| Action::Reopen { s }),
         1 => s.clone().prop_map(|s| Action::Truncate { s }),
         1 => s.prop_map(|s| Action::Delete { s }),
         6 => prop_oneof![Just(1usize), Just(50), Just(400), Just(usize::MAX)]
@@ -169,7 +180,10 @@ struct MStream {
     gens: Vec<Gen>,
     /// The generation at the path.
     current: Option<usize>,
-    /// The current epoch's last line is incomplete and will be continued.
+    /// The generation the writer appends to: the one at the path, or one renamed away
+    /// that it has not reopened since.
+    writer: Option<usize>,
+    /// The writer's last line is incomplete and will be continued.
     partial: bool,
     /// logrotate names: the generations at `.1`, `.2`, …
     shifted: Vec<usize>,
@@ -217,6 +231,7 @@ fn parse_id(bytes: &[u8]) -> Option<(usize, usize, usize, usize)> {
 }
 
 impl Model {
+    /// The file at the path, created if missing.
     fn current(&mut self, s: usize) -> usize {
         let st = &mut self.streams[s];
         if let Some(g) = st.current {
@@ -233,16 +248,30 @@ impl Model {
             deleted_at: None,
         });
         st.current = Some(st.gens.len() - 1);
-        st.partial = false;
         st.gens.len() - 1
     }
 
-    fn write(&mut self, s: usize, len: usize, whole: Option<bool>, pct: usize) {
+    /// The writer (re)opens its path.
+    fn reopen(&mut self, s: usize) -> usize {
         let g = self.current(s);
         let st = &mut self.streams[s];
-        let path = st.path.clone();
+        if st.writer != Some(g) {
+            st.writer = Some(g);
+            st.partial = false;
+        }
+        g
+    }
+
+    fn write(&mut self, s: usize, len: usize, whole: Option<bool>, pct: usize) {
+        let g = match self.streams[s].writer {
+            Some(g) => g,
+            None => self.reopen(s),
+        };
+        let st = &mut self.streams[s];
         let gen_ = &mut st.gens[g];
+        let path = gen_.at.clone().expect("the writer's file is not deleted");
         let e = gen_.epochs.len() - 1;
+        let known_old = gen_.known_old;
         let epoch = &mut gen_.epochs[e];
         if !st.partial {
             let id = (s, g, e, epoch.lines.len());
@@ -251,7 +280,11 @@ impl Model {
                 written: 0,
                 complete: false,
                 end: 0,
-                status: Status::NotYet,
+                // A lagging writer appending to a file the tailer decided not to read.
+                status: match known_old {
+                    true => Status::MayBeLost,
+                    false => Status::NotYet,
+                },
             });
         }
         let line = epoch.lines.last_mut().unwrap();
@@ -277,7 +310,7 @@ impl Model {
         }
     }
 
-    fn rotate(&mut self, s: usize) {
+    fn rotate(&mut self, s: usize, create: bool, reopen: bool) {
         let st = &mut self.streams[s];
         let Some(g) = st.current else { return };
         let rotated = |n: &dyn std::fmt::Display| {
@@ -300,7 +333,12 @@ impl Model {
         fs::rename(&st.path, &to).unwrap();
         st.gens[g].at = Some(to);
         st.current = None;
-        self.current(s); // the writer reopens its path: a new, empty file
+        if create {
+            self.current(s);
+        }
+        if reopen {
+            self.reopen(s);
+        }
     }
 
     fn truncate(&mut self, s: usize) {
@@ -316,7 +354,9 @@ impl Model {
         let e = gen_.epochs.len() - 1;
         gen_.may_lose_unread(e..);
         gen_.epochs.push(Epoch::default());
-        st.partial = false;
+        if st.writer == Some(g) {
+            st.partial = false;
+        }
     }
 
     fn delete(&mut self, s: usize) {
@@ -330,7 +370,12 @@ impl Model {
             gen_.may_lose_unread(0..);
         }
         st.current = None;
-        st.partial = false;
+        // Writers that go on writing to a deleted file are a unit test's business: here the
+        // writer reopens (a new file at its next write).
+        if st.writer == Some(g) {
+            st.writer = None;
+            st.partial = false;
+        }
     }
 
     fn pause(&mut self, ms: u64) {
@@ -454,7 +499,7 @@ fn tailer_config(case: &Case, hold: Duration) -> TailerConfig {
             max_line_bytes: case.max_line,
         },
         partial_timeout: None,
-        rotate_wait: Duration::from_secs(1),
+        rotate_wait: Duration::from_secs(3600),
         deleted_hold: hold,
     }
 }
@@ -491,6 +536,7 @@ fn run(case: &Case) -> Result<(), String> {
                 path: dir.path().join(format!("s{s}.log")),
                 gens: Vec::new(),
                 current: None,
+                writer: None,
                 partial: false,
                 shifted: Vec::new(),
                 stamp: 0,
@@ -515,7 +561,12 @@ fn run(case: &Case) -> Result<(), String> {
             Action::WritePartial { s, len, pct } if s < case.streams => {
                 model.write(s, len, None, pct)
             }
-            Action::RotateRename { s } if s < case.streams => model.rotate(s),
+            Action::RotateRename { s, create, reopen } if s < case.streams => {
+                model.rotate(s, create, reopen)
+            }
+            Action::Reopen { s } if s < case.streams => {
+                model.reopen(s);
+            }
             Action::Truncate { s } if s < case.streams => model.truncate(s),
             Action::Delete { s } if s < case.streams => model.delete(s),
             Action::Read { budget } => poll(&mut model, &mut tailer, base, budget)?,
@@ -572,9 +623,17 @@ fn model_fixed_sequences() {
             line(0),
             read.clone(),
             line(0),
-            RotateRename { s: 0 },
+            RotateRename {
+                s: 0,
+                create: true,
+                reopen: true,
+            },
             line(0),
-            RotateRename { s: 0 },
+            RotateRename {
+                s: 0,
+                create: true,
+                reopen: true,
+            },
             line(0),
             read.clone(),
         ],
@@ -582,9 +641,17 @@ fn model_fixed_sequences() {
             line(0),
             read.clone(),
             line(0),
-            RotateRename { s: 0 },
+            RotateRename {
+                s: 0,
+                create: true,
+                reopen: true,
+            },
             line(0),
-            RotateRename { s: 0 },
+            RotateRename {
+                s: 0,
+                create: true,
+                reopen: true,
+            },
             line(0),
             Restart,
             read.clone(),
@@ -652,5 +719,25 @@ fn model_fixed_sequences() {
         if let Err(e) = run(&case) {
             panic!("{e}\n{case:#?}");
         }
+    }
+}
+
+#[test]
+fn debug_case() {
+    use Action::*;
+    let case = Case {
+        streams: 1,
+        logrotate_names: false,
+        chunk: 5,
+        max_line: 16,
+        actions: vec![
+            WriteLine { s: 0, len: 0, crlf: false },
+            Read { budget: 1 },
+            RotateRename { s: 0, create: true, reopen: false },
+            WriteLine { s: 0, len: 0, crlf: false },
+        ],
+    };
+    for i in 0..500 {
+        if let Err(e) = run(&case) { panic!("iteration {i}: {e}"); }
     }
 }

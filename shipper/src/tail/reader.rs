@@ -137,7 +137,8 @@ pub struct FileReader {
     /// The file's first bytes as read (at most `FINGERPRINT_BYTES`): a prefix of the file as
     /// long as it is only appended to.
     head: Vec<u8>,
-    /// The size seen by the last `check`, to re-read the head only when the size moved.
+    /// The size seen by the last `check`: while it stays put and everything was read, the
+    /// head is not read again.
     last_size: Option<u64>,
     /// When the current partial line was first seen complete-less at the end of the file.
     partial_since: Option<Instant>,
@@ -289,7 +290,7 @@ impl FileReader {
             }
             // What is buffered is one partial line. Past `max + 1` bytes it is over-long
             // whatever comes (at most one of them is a `\r`): keep `max`, drop the rest.
-            if self.end - self.start > max.saturating_add(1) {
+            if self.end - self.start > max {
                 self.dropped += (self.end - self.start - max) as u64;
                 self.end = self.start + max;
                 self.scan = self.end;
@@ -370,7 +371,7 @@ impl FileReader {
         })
     }
 
-    /// One `fstat` (and, when the size moved, one read of at most
+    /// One `fstat` (and, when the size moved or there is something to read, one read of at most
     /// [`FINGERPRINT_BYTES`]): the size, whether the file was deleted, and whether it was
     /// truncated or replaced. A truncated file is read again from offset 0 (counted in
     /// [`ReaderStats::truncations`]); what was buffered from the old content is dropped.
@@ -379,7 +380,10 @@ impl FileReader {
         let size = meta.len();
         let deleted = meta.nlink() == 0;
         let mut truncated = size < self.read_pos || size < self.head.len() as u64;
-        if !truncated && !self.head.is_empty() && self.last_size != Some(size) {
+        // The head is compared whenever there is something to read: a file truncated and
+        // written again to the very size it had would otherwise pass for unchanged.
+        let may_have_changed = self.last_size != Some(size) || size > self.read_pos;
+        if !truncated && !self.head.is_empty() && may_have_changed {
             let mut now = [0u8; FINGERPRINT_BYTES];
             let n = read_head(&self.file, &mut now[..self.head.len()])?;
             truncated = now[..n] != self.head[..];
@@ -762,6 +766,28 @@ mod tests {
         // Appends are not truncations.
         append(&p, b"third\n");
         assert!(!r.check_truncated().unwrap());
+    }
+
+    #[test]
+    fn copytruncate_to_the_same_size_after_a_budget_limited_read() {
+        // Found by the model test: the size did not move, but not everything was read.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"aaaa\nbbbb\n");
+        let mut r = FileReader::open(&p, cfg(5, 100)).unwrap();
+        assert!(!r.check_truncated().unwrap());
+        let (got, _) = drain(&mut r, 1);
+        assert_eq!(texts(&got), ["aaaa"]);
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, b"cc\ndddddd\n");
+        assert!(r.check_truncated().unwrap());
+        let (got, _) = drain(&mut r, usize::MAX);
+        assert_eq!(texts(&got), ["cc", "dddddd"]);
     }
 
     #[test]

@@ -574,6 +574,12 @@ impl Stream {
         for entry in accepted {
             stored += u64::from(self.store(entry, storage));
         }
+        self.newest_unix_nanos = newest;
+        self.last_entry = match (last_entry, storage) {
+            // Copied, so that no request body is kept alive only for this comparison.
+            (Some((at, line)), Storage::CountOnly) => Some((at, Bytes::copy_from_slice(&line))),
+            (last_entry, _) => last_entry,
+        };
         let answer =
             (!refused.is_empty()).then(|| self.refusal(400, &refused, total, tenant, limits));
         (answer, stored)
@@ -588,22 +594,18 @@ impl Stream {
             None => false,
             // Only counting: the 64-bit hash of the line has to do.
             Some(_) if storage == Storage::CountOnly => true,
+            // The same hash for another line is all but impossible; if it happens, look at
+            // every entry rather than drop a line that is not a repeat.
             Some(&index) => {
-                self.entries[index as usize].line == entry.line
+                self.entries
+                    .get(index as usize)
+                    .is_some_and(|e| e.line == entry.line)
                     || self
                         .entries
                         .iter()
                         .any(|e| e.unix_nanos == stored_at && e.line == entry.line)
             }
         };
-        self.newest_unix_nanos = Some(self.newest_unix_nanos.map_or(at, |n| n.max(at)));
-        match storage {
-            Storage::Entries => self.last_entry = Some((at, entry.line.clone())),
-            // Copied, so that no request body is kept alive only for this comparison.
-            Storage::CountOnly => {
-                self.last_entry = Some((at, Bytes::copy_from_slice(&entry.line)));
-            }
-        }
         if is_repeat {
             return false;
         }

@@ -2,7 +2,6 @@
 //! stop and restart, and the faults a test can inject while it runs.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -612,64 +611,63 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
 
 type HttpResponse = Response<Full<Bytes>>;
 
-fn handle(
+async fn handle(
     request: Request<Incoming>,
     shared: Arc<Shared>,
-) -> impl Future<Output = Result<HttpResponse, CloseWithoutAnswer>> {
-    async move {
-        if lock(&shared.faults).dropping_connections(Instant::now()) {
-            lock(&shared.stats).dropped_connections += 1;
-            return Err(CloseWithoutAnswer);
-        }
-        let version = match request.uri().path() {
-            "/loki/api/v1/push" => ApiVersion::V1,
-            "/api/prom/push" => ApiVersion::Legacy,
-            "/ready" if request.method() == Method::GET => {
-                return Ok(text_response(StatusCode::OK, "ready"));
-            }
-            _ => return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found")),
-        };
-        if request.method() != Method::POST {
-            return Ok(empty_response(StatusCode::METHOD_NOT_ALLOWED));
-        }
-        let (parts, body) = request.into_parts();
-        // A client that goes away mid-body gets nothing, as from any server.
-        let body = body
-            .collect()
-            .await
-            .map_err(|_| CloseWithoutAnswer)?
-            .to_bytes();
-        let (reply, delay, lose_answer) = {
-            let mut faults = lock(&shared.faults);
-            let now = Instant::now();
-            (
-                faults.take_reply(now),
-                faults.delay,
-                faults.losing_answers(now),
-            )
-        };
-        let response = match tenant(&parts.headers) {
-            Err(text) => text_response(StatusCode::BAD_REQUEST, &text),
-            Ok(tenant) => match reply {
-                Some(reply) => {
-                    shared.injected_response(reply, &parts.headers, version, body, &tenant)
-                }
-                None => answer_response(shared.push(&parts.headers, version, body, &tenant)),
-            },
-        };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if lose_answer {
-            lock(&shared.stats).lost_answers += 1;
-            return Err(CloseWithoutAnswer);
-        }
-        *lock(&shared.stats)
-            .by_status
-            .entry(response.status().as_u16())
-            .or_insert(0) += 1;
-        Ok(response)
+) -> Result<HttpResponse, CloseWithoutAnswer> {
+    if lock(&shared.faults).dropping_connections(Instant::now()) {
+        lock(&shared.stats).dropped_connections += 1;
+        return Err(CloseWithoutAnswer);
     }
+    let version = match request.uri().path() {
+        "/loki/api/v1/push" => ApiVersion::V1,
+        "/api/prom/push" => ApiVersion::Legacy,
+        "/ready" if request.method() == Method::GET => {
+            return Ok(text_response(StatusCode::OK, "ready"));
+        }
+        _ => return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found")),
+    };
+    if request.method() != Method::POST {
+        return Ok(empty_response(StatusCode::METHOD_NOT_ALLOWED));
+    }
+    let (parts, body) = request.into_parts();
+    // A client that goes away mid-body gets nothing, as from any server.
+    let body = body
+        .collect()
+        .await
+        .map_err(|_| CloseWithoutAnswer)?
+        .to_bytes();
+    let (reply, delay, lose_answer) = {
+        let mut faults = lock(&shared.faults);
+        let now = Instant::now();
+        (
+            faults.take_reply(now),
+            faults.delay,
+            faults.losing_answers(now),
+        )
+    };
+    // An injected fault stands for Loki (or its gateway) failing: it comes before anything
+    // Loki would check.
+    let response = match (reply, tenant(&parts.headers)) {
+        (Some(reply), tenant) => {
+            let tenant = tenant.unwrap_or_else(|_| DEFAULT_TENANT.to_owned());
+            shared.injected_response(reply, &parts.headers, version, body, &tenant)
+        }
+        (None, Err(text)) => text_response(StatusCode::BAD_REQUEST, &text),
+        (None, Ok(tenant)) => answer_response(shared.push(&parts.headers, version, body, &tenant)),
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if lose_answer {
+        lock(&shared.stats).lost_answers += 1;
+        return Err(CloseWithoutAnswer);
+    }
+    *lock(&shared.stats)
+        .by_status
+        .entry(response.status().as_u16())
+        .or_insert(0) += 1;
+    Ok(response)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> std::borrow::Cow<'a, str> {

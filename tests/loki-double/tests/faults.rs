@@ -19,7 +19,13 @@ fn fail_for_answers_with_the_status_then_lets_pushes_through() {
     loki.fail_for(Duration::from_millis(300), 503);
     let answer = push_proto(&loki, None, &one_line("during"));
     assert_eq!(answer.status, 503);
-    assert!(answer.body.contains("<title>503 Service Unavailable</title>"), "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("<title>503 Service Unavailable</title>"),
+        "{}",
+        answer.body
+    );
     assert_eq!(answer.header("content-type"), Some("text/html"));
     assert_eq!(loki.entry_count(), 0, "a failed push stores nothing");
 
@@ -63,7 +69,10 @@ fn refuse_is_a_real_outage_and_resume_listens_on_the_same_port() {
     assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
     let mut buf = [0u8; 1];
     let read = io::Read::read(&mut &idle, &mut buf);
-    assert!(matches!(read, Ok(0) | Err(_)), "the open connection is closed: {read:?}");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the open connection is closed: {read:?}"
+    );
 
     loki.resume().expect("the port is still free");
     assert_eq!(push_proto(&loki, None, &one_line("after")).status, 204);
@@ -101,7 +110,10 @@ fn lost_answers_leave_the_entries_stored() {
 
     // The client retries once the answers come back: the repeat is stored once.
     loki.clear_faults();
-    assert_eq!(push_proto(&loki, None, &one_line("stored anyway")).status, 204);
+    assert_eq!(
+        push_proto(&loki, None, &one_line("stored anyway")).status,
+        204
+    );
     assert_eq!(loki.entry_count(), 1);
 }
 
@@ -128,7 +140,10 @@ fn respond_with_gives_odd_answers_until_cleared() {
     loki.respond_with_reply(Reply::redirect(302, "http://elsewhere.invalid/push"));
     let answer = push_proto(&loki, None, &one_line("x"));
     assert_eq!(answer.status, 302);
-    assert_eq!(answer.header("location"), Some("http://elsewhere.invalid/push"));
+    assert_eq!(
+        answer.header("location"),
+        Some("http://elsewhere.invalid/push")
+    );
 
     loki.respond_with(413, vec![b'z'; 1 << 20]);
     let answer = push_proto(&loki, None, &one_line("x"));
@@ -171,7 +186,10 @@ async fn works_from_a_tokio_test() {
         )
         .map(|answer| answer.status)
     });
-    assert!(loki.wait_for_entries_async(1, Duration::from_secs(10)).await);
+    assert!(
+        loki.wait_for_entries_async(1, Duration::from_secs(10))
+            .await
+    );
     assert_eq!(pusher.await.expect("joins").expect("answered"), 204);
     drop(loki); // Dropping inside a runtime is fine.
 }

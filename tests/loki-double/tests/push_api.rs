@@ -75,19 +75,29 @@ fn a_protobuf_push_is_stored_with_escaped_label_values() {
     assert_eq!(entries.len(), 2);
     assert_eq!(
         entries[0].labels,
-        labels(&[("job", "win"), ("path", "C:\\logs\\\"a\"\n"), ("service_name", "win")])
+        labels(&[
+            ("job", "win"),
+            ("path", "C:\\logs\\\"a\"\n"),
+            ("service_name", "win")
+        ])
     );
     // Sorted by time, as a query returns them.
     assert_eq!(entries[0].line, "second, older");
     assert_eq!(entries[1].line, "first");
     assert_eq!(entries[1].timestamp_ns, at(-1, 0));
-    assert_eq!(entries[1].structured_metadata, labels(&[("trace_id", "abc")]));
+    assert_eq!(
+        entries[1].structured_metadata,
+        labels(&[("trace_id", "abc")])
+    );
 }
 
 #[test]
 fn a_stream_without_labels_is_accepted_as_unknown_service() {
     let loki = double_at_sample_time();
-    let json = format!(r#"{{"streams":[{{"stream":{{}},"values":[["{}","x"]]}}]}}"#, at(0, 0));
+    let json = format!(
+        r#"{{"streams":[{{"stream":{{}},"values":[["{}","x"]]}}]}}"#,
+        at(0, 0)
+    );
     assert_eq!(push_json(&loki, None, &json).status, 204);
     assert_eq!(
         loki.streams()[0].labels,
@@ -100,7 +110,10 @@ fn a_400_stores_the_good_stream_and_names_the_bad_one() {
     let loki = double_at_sample_time();
     let push = proto_request(&[
         (r#"{job="good"}"#, &[(at(-5, 0), "kept")]),
-        (r#"{job="old"}"#, &[(at(-8 * 24 * 3600, 0), "eight days old")]),
+        (
+            r#"{job="old"}"#,
+            &[(at(-8 * 24 * 3600, 0), "eight days old")],
+        ),
     ]);
     let answer = push_proto(&loki, None, &push);
     assert_eq!(answer.status, 400);
@@ -109,7 +122,10 @@ fn a_400_stores_the_good_stream_and_names_the_bad_one() {
         "entry for stream '{job=\"old\", service_name=\"old\"}' has timestamp too old: \
          2026-11-14T10:00:00Z, oldest acceptable timestamp is: 2026-11-15T10:00:00Z\n"
     );
-    assert_eq!(answer.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(lines_of(&loki, "fake"), vec!["kept"]);
 }
 
@@ -136,7 +152,10 @@ fn out_of_order_is_accepted_within_an_hour_and_rejected_beyond() {
     let newest = proto_request(&[(r#"{job="probe"}"#, &[(at(0, 0), "newest")])]);
     assert_eq!(push_proto(&loki, None, &newest).status, 204);
 
-    let within = proto_request(&[(r#"{job="probe"}"#, &[(at(-3600, 0), "exactly an hour behind")])]);
+    let within = proto_request(&[(
+        r#"{job="probe"}"#,
+        &[(at(-3600, 0), "exactly an hour behind")],
+    )]);
     assert_eq!(push_proto(&loki, None, &within).status, 204);
 
     let beyond = proto_request(&[(r#"{job="probe"}"#, &[(at(-3601, 407_368_199), "too far")])]);
@@ -164,7 +183,11 @@ fn the_newest_entry_of_the_same_push_moves_the_window() {
     )]);
     let answer = push_proto(&loki, None, &push);
     assert_eq!(answer.status, 400);
-    assert!(answer.body.contains("total ignored: 1 out of 2"), "{}", answer.body);
+    assert!(
+        answer.body.contains("total ignored: 1 out of 2"),
+        "{}",
+        answer.body
+    );
     assert_eq!(lines_of(&loki, "fake"), vec!["new"]);
 }
 
@@ -238,17 +261,27 @@ fn a_bad_label_name_fails_the_whole_push() {
         )
     );
     // In JSON the label map becomes the same label string, with the same error.
-    let json = format!(r#"{{"streams":[{{"stream":{{"bad-name":"x"}},"values":[["{}","x"]]}}]}}"#, at(0, 0));
+    let json = format!(
+        r#"{{"streams":[{{"stream":{{"bad-name":"x"}},"values":[["{}","x"]]}}]}}"#,
+        at(0, 0)
+    );
     let answer = push_json(&loki, None, &json);
     assert_eq!(answer.status, 400);
-    assert!(answer.body.contains("1:5: parse error: unexpected character inside braces: '-'"));
+    assert!(
+        answer
+            .body
+            .contains("1:5: parse error: unexpected character inside braces: '-'")
+    );
     assert_eq!(loki.entry_count(), 0);
 }
 
 #[test]
 fn a_number_for_a_json_timestamp_is_a_400() {
     let loki = double_at_sample_time();
-    let json = format!(r#"{{"streams":[{{"stream":{{"job":"api"}},"values":[[{},"x"]]}}]}}"#, at(0, 0));
+    let json = format!(
+        r#"{{"streams":[{{"stream":{{"job":"api"}},"values":[[{},"x"]]}}]}}"#,
+        at(0, 0)
+    );
     let answer = push_json(&loki, None, &json);
     assert_eq!(answer.status, 400);
     assert!(
@@ -266,15 +299,28 @@ fn malformed_bodies_and_headers_are_400s() {
         request(loki.addr(), "POST", "/loki/api/v1/push", headers, body).expect("answered")
     };
 
-    let answer = send(&[("Content-Type", "application/x-protobuf")], b"not snappy at all");
-    assert_eq!((answer.status, answer.body.as_str()), (400, "snappy: corrupt input\n"));
+    let answer = send(
+        &[("Content-Type", "application/x-protobuf")],
+        b"not snappy at all",
+    );
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (400, "snappy: corrupt input\n")
+    );
 
     let answer = send(&[("Content-Type", "application/json")], b"{\"streams\": [");
     assert_eq!(answer.status, 400);
-    assert!(answer.body.starts_with("loghttp.PushRequest.Streams: "), "{}", answer.body);
+    assert!(
+        answer.body.starts_with("loghttp.PushRequest.Streams: "),
+        "{}",
+        answer.body
+    );
 
     let answer = send(
-        &[("Content-Type", "application/json"), ("Content-Encoding", "br")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "br"),
+        ],
         b"{}",
     );
     assert_eq!(
@@ -283,12 +329,21 @@ fn malformed_bodies_and_headers_are_400s() {
     );
 
     let answer = send(&[], b"{}");
-    assert_eq!((answer.status, answer.body.as_str()), (400, "mime: no media type\n"));
-
-    let answer = send(&[("Content-Type", "application/json")], br#"{"streams":[]}"#);
     assert_eq!(
         (answer.status, answer.body.as_str()),
-        (422, "error at least one valid stream is required for ingestion\n")
+        (400, "mime: no media type\n")
+    );
+
+    let answer = send(
+        &[("Content-Type", "application/json")],
+        br#"{"streams":[]}"#,
+    );
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            422,
+            "error at least one valid stream is required for ingestion\n"
+        )
     );
 
     let answer = send(
@@ -307,7 +362,10 @@ fn malformed_bodies_and_headers_are_400s() {
 #[test]
 fn gzip_and_deflate_bodies_are_decoded() {
     let loki = double_at_sample_time();
-    let json = format!(r#"{{"streams":[{{"stream":{{"job":"gz"}},"values":[["{}","zipped"]]}}]}}"#, at(0, 0));
+    let json = format!(
+        r#"{{"streams":[{{"stream":{{"job":"gz"}},"values":[["{}","zipped"]]}}]}}"#,
+        at(0, 0)
+    );
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gzip.write_all(json.as_bytes()).expect("in memory");
     let gzipped = gzip.finish().expect("in memory");
@@ -315,7 +373,10 @@ fn gzip_and_deflate_bodies_are_decoded() {
         loki.addr(),
         "POST",
         "/loki/api/v1/push",
-        &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
         &gzipped,
     )
     .expect("answered");
@@ -332,7 +393,10 @@ fn gzip_and_deflate_bodies_are_decoded() {
         loki.addr(),
         "POST",
         "/loki/api/v1/push",
-        &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "deflate")],
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "deflate"),
+        ],
         &deflate.finish().expect("in memory"),
     )
     .expect("answered");
@@ -344,20 +408,32 @@ fn gzip_and_deflate_bodies_are_decoded() {
         loki.addr(),
         "POST",
         "/loki/api/v1/push",
-        &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
         json.as_bytes(),
     )
     .expect("answered");
-    assert_eq!((answer.status, answer.body.as_str()), (400, "gzip: invalid header\n"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (400, "gzip: invalid header\n")
+    );
     let answer = request(
         loki.addr(),
         "POST",
         "/loki/api/v1/push",
-        &[("Content-Type", "application/json"), ("Content-Encoding", "gzip")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Encoding", "gzip"),
+        ],
         &gzipped[..gzipped.len() / 2],
     )
     .expect("answered");
-    assert_eq!((answer.status, answer.body.as_str()), (400, "unexpected EOF\n"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (400, "unexpected EOF\n")
+    );
 }
 
 #[test]
@@ -391,7 +467,7 @@ fn tenants_are_kept_apart() {
     assert_eq!(push(Some(""), "empty header"), 204);
     assert_eq!(lines_of(&loki, "team-a"), vec!["for a"]);
     assert_eq!(lines_of(&loki, "team-b"), vec!["for b"]);
-    assert_eq!(lines_of(&loki, "fake"), vec!["empty header", "for nobody"]);
+    assert_eq!(lines_of(&loki, "fake"), vec!["for nobody", "empty header"]);
     assert_eq!(loki.entry_count_of("team-a"), 1);
 
     let answer = push_proto(
@@ -399,7 +475,10 @@ fn tenants_are_kept_apart() {
         Some("a|b"),
         &proto_request(&[(r#"{job="api"}"#, &[(at(0, 0), "x")])]),
     );
-    assert_eq!((answer.status, answer.body.as_str()), (400, "multiple org IDs present\n"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (400, "multiple org IDs present\n")
+    );
 }
 
 fn limited(limits: Limits) -> LokiDouble {
@@ -418,7 +497,10 @@ fn over_the_ingestion_rate_the_whole_push_is_a_429() {
     });
     let line = "x".repeat(500);
     let push = proto_request(&[
-        (r#"{job="a"}"#, &[(at(0, 1), line.as_str()), (at(0, 2), line.as_str())]),
+        (
+            r#"{job="a"}"#,
+            &[(at(0, 1), line.as_str()), (at(0, 2), line.as_str())],
+        ),
         (r#"{job="b"}"#, &[(at(0, 3), line.as_str())]),
     ]);
     let answer = push_proto(&loki, None, &push);
@@ -436,7 +518,11 @@ fn over_the_ingestion_rate_the_whole_push_is_a_429() {
     let smaller = proto_request(&[(r#"{job="a"}"#, &[(at(0, 1), line.as_str())])]);
     assert_eq!(push_proto(&loki, None, &smaller).status, 204);
     let again = proto_request(&[(r#"{job="a"}"#, &[(at(0, 4), "y".repeat(600).as_str())])]);
-    assert_eq!(push_proto(&loki, None, &again).status, 429, "the bucket is nearly empty");
+    assert_eq!(
+        push_proto(&loki, None, &again).status,
+        429,
+        "the bucket is nearly empty"
+    );
     assert_eq!(loki.requests().count(429), 2);
 }
 
@@ -450,7 +536,10 @@ fn over_a_streams_rate_that_stream_is_refused_with_a_429() {
     let line = "x".repeat(600);
     let push = proto_request(&[
         (r#"{job="calm"}"#, &[(at(0, 0), "calm line")]),
-        (r#"{job="busy"}"#, &[(at(0, 1), line.as_str()), (at(0, 2), line.as_str())]),
+        (
+            r#"{job="busy"}"#,
+            &[(at(0, 1), line.as_str()), (at(0, 2), line.as_str())],
+        ),
     ]);
     let answer = push_proto(&loki, None, &push);
     let reason = "Per stream rate limit exceeded (limit: 10B/sec) while attempting to ingest for \
@@ -534,7 +623,60 @@ fn other_paths_and_methods_get_lokis_router_answers() {
     let answer = request(loki.addr(), "GET", "/loki/api/v1/push", &[], b"").expect("answered");
     assert_eq!(answer.status, 405);
     let answer = request(loki.addr(), "POST", "/loki/api/v1/pushh", &[], b"").expect("answered");
-    assert_eq!((answer.status, answer.body.as_str()), (404, "404 page not found\n"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (404, "404 page not found\n")
+    );
     let answer = request(loki.addr(), "GET", "/ready", &[], b"").expect("answered");
     assert_eq!((answer.status, answer.body.as_str()), (200, "ready\n"));
+}
+
+/// `cargo test -p loki-double --release -- --ignored --nocapture`: a million entries, the
+/// shipper bench's volume, with the rate limits lifted as such a bench must lift them.
+#[test]
+#[ignore = "a throughput check, run on demand in release mode"]
+fn stores_a_million_entries() {
+    let loki = limited(Limits {
+        ingestion_rate_bytes_per_second: u64::MAX,
+        ingestion_burst_bytes: u64::MAX,
+        per_stream_rate_bytes_per_second: u64::MAX,
+        per_stream_burst_bytes: u64::MAX,
+        ..Limits::default()
+    });
+    let line = "2026-11-22T09:59:00.000Z INFO request served path=/api/orders status=200 took=12ms";
+    let started = std::time::Instant::now();
+    let mut encoded_bytes = 0;
+    for batch in 0..100 {
+        let push = PushRequest {
+            streams: (0..4)
+                .map(|stream| StreamAdapter {
+                    labels: format!(r#"{{job="bench", pod="pod-{stream}"}}"#),
+                    entries: (0..2500)
+                        .map(|i| entry(at(-600, batch * 2500 + i), line, &[]))
+                        .collect(),
+                    hash: 0,
+                })
+                .collect(),
+        };
+        let body = loki_double::proto::encode_push_body(&push);
+        encoded_bytes += body.len();
+        let answer = request(
+            loki.addr(),
+            "POST",
+            "/loki/api/v1/push",
+            &[("Content-Type", "application/x-protobuf")],
+            &body,
+        )
+        .expect("answered");
+        assert_eq!(answer.status, 204, "{}", answer.body);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(loki.entry_count(), 1_000_000);
+    let read_started = std::time::Instant::now();
+    assert_eq!(loki.entries().len(), 1_000_000);
+    println!(
+        "1M entries in 100 pushes ({encoded_bytes} bytes on the wire, encoding included): \
+         {elapsed:?}; reading them back: {:?}",
+        read_started.elapsed()
+    );
 }

@@ -107,8 +107,14 @@ pub fn push_json(loki: &LokiDouble, tenant: Option<&str>, json: &str) -> HttpAns
     if let Some(tenant) = tenant {
         headers.push(("X-Scope-OrgID", tenant));
     }
-    request(loki.addr(), "POST", "/loki/api/v1/push", &headers, json.as_bytes())
-        .expect("the double answers")
+    request(
+        loki.addr(),
+        "POST",
+        "/loki/api/v1/push",
+        &headers,
+        json.as_bytes(),
+    )
+    .expect("the double answers")
 }
 
 /// POSTs a snappy-compressed protobuf push to `/loki/api/v1/push`.
@@ -162,5 +168,8 @@ pub fn entry(unix_nanos: i64, line: &str, metadata: &[(&str, &str)]) -> EntryAda
 
 /// The lines stored for a tenant, in stored order.
 pub fn lines_of(loki: &LokiDouble, tenant: &str) -> Vec<String> {
-    loki.entries_of(tenant).into_iter().map(|e| e.line).collect()
+    loki.entries_of(tenant)
+        .into_iter()
+        .map(|e| e.line)
+        .collect()
 }

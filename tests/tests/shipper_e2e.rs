@@ -1,0 +1,164 @@
+//! The shipper end to end: files on disk in, entries in the Loki double out.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
+
+use loki_double::{Clock, LokiDouble};
+use tailrace_e2e::{RunningShipper, copy_samples};
+
+fn config(loki: &LokiDouble, positions: &std::path::Path, inputs: &str) -> String {
+    format!(
+        "loki:\n  url: {}\n  batch: {{ max_bytes: 256KiB, max_wait: 200ms }}\npositions:\n  path: {}\n  sync_interval: 200ms\ninputs:\n{inputs}",
+        loki.url(),
+        positions.display()
+    )
+}
+
+/// A program using `tailrace-log` writes JSON lines to a file; tailrace ships them: every
+/// line exactly once, labelled `service` and `level`, `trace_id` as structured metadata, and
+/// the line's own timestamp.
+#[test]
+fn a_tailrace_log_service_is_shipped_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("logs/app.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_log-writer"))
+        .arg("2000")
+        .env("LOG_FILE", &log)
+        .env_remove("RUST_LOG")
+        .env_remove("LOG_LEVEL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let loki = LokiDouble::start();
+    let yaml = config(
+        &loki,
+        &dir.path().join("positions.json"),
+        &format!(
+            "  - paths: [\"{}/logs/*.log\"]\n    format: plain\n    labels: {{ job: e2e }}\n",
+            dir.path().display()
+        ),
+    );
+    let shipper = RunningShipper::start(&yaml);
+    assert!(
+        loki.wait_for_entries(2000, Duration::from_secs(60)),
+        "only {} entries",
+        loki.entry_count()
+    );
+    shipper.stop().unwrap();
+
+    let entries = loki.entries();
+    assert_eq!(entries.len(), 2000);
+    let mut seen = BTreeMap::new();
+    for e in &entries {
+        let line: serde_json::Value = serde_json::from_str(&e.line).unwrap();
+        let seq = line["seq"].as_u64().unwrap();
+        assert!(seen.insert(seq, ()).is_none(), "seq {seq} twice");
+        assert_eq!(e.labels["service"], "checkout");
+        assert_eq!(e.labels["level"], "info");
+        assert_eq!(e.labels["job"], "e2e");
+        assert_eq!(
+            e.structured_metadata["trace_id"],
+            line["trace_id"].as_str().unwrap()
+        );
+        assert!(e.structured_metadata["filename"].ends_with("app.log"));
+        // The entry's timestamp is the line's own.
+        let ts = line["timestamp"].as_str().unwrap();
+        let secs = e.timestamp_ns / 1_000_000_000;
+        let nanos = e.timestamp_ns % 1_000_000_000;
+        assert!(
+            ts.ends_with(&format!(".{nanos:09}Z")),
+            "{ts} vs {}",
+            e.timestamp_ns
+        );
+        assert!(secs > 1_700_000_000);
+    }
+    assert_eq!(seen.len(), 2000);
+    // The positions file says everything was accepted.
+    let positions = std::fs::read_to_string(dir.path().join("positions.json")).unwrap();
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        positions.contains(&format!("\"offset\": {size}")),
+        "{positions}"
+    );
+}
+
+/// The Docker and CRI samples: the 40,000-byte split line arrives as one entry, `P`/`F`
+/// parts arrive joined, labels come from the path and `config.v2.json`.
+#[test]
+fn docker_and_cri_samples_arrive_whole_and_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_samples(dir.path());
+    // The samples are dated 2026-11-22T10:00Z: Loki judges them against that time.
+    let loki = LokiDouble::builder()
+        .clock(Clock::running_from(
+            UNIX_EPOCH + Duration::from_secs(1_795_341_630),
+        ))
+        .start();
+    let root = dir.path().display();
+    let inputs = format!(
+        "  - paths: [\"{root}/docker/containers/*/*-json.log\"]\n    format: auto\n  - paths: [\"{root}/kubernetes/var/log/containers/*.log\"]\n    format: auto\n"
+    );
+    let shipper =
+        RunningShipper::start(&config(&loki, &dir.path().join("positions.json"), &inputs));
+    let docker_records = 5; // lines after joining the split one
+    assert!(
+        loki.wait_for_entries(docker_records + 1, Duration::from_secs(30)),
+        "only {} entries",
+        loki.entry_count()
+    );
+    std::thread::sleep(Duration::from_millis(500)); // let the rest arrive
+    shipper.stop().unwrap();
+    let entries = loki.entries();
+
+    let docker: Vec<_> = entries
+        .iter()
+        .filter(|e| e.labels.get("compose_service").is_some())
+        .collect();
+    let long = docker
+        .iter()
+        .find(|e| e.line.len() > 30_000)
+        .expect("the split line, joined");
+    // Three records of the json-file driver, 39,975 bytes with the newline, one entry.
+    assert_eq!(long.line.len(), 39_974);
+    let inner: serde_json::Value = serde_json::from_str(&long.line).unwrap();
+    assert_eq!(inner["message"].as_str().map(str::len), Some(39_900));
+    assert_eq!(long.labels["container"], "shop-api-1");
+    assert_eq!(long.labels["compose_project"], "shop");
+    assert_eq!(long.labels["stream"], "stdout");
+    assert!(docker.iter().any(|e| e.labels["stream"] == "stderr"));
+
+    let pods: Vec<_> = entries
+        .iter()
+        .filter(|e| e.labels.get("namespace").is_some())
+        .collect();
+    assert!(
+        !pods.is_empty(),
+        "{:?} {:#?}",
+        loki.requests(),
+        entries
+            .iter()
+            .map(|e| (&e.labels, &e.line))
+            .collect::<Vec<_>>()
+    );
+    for e in &pods {
+        assert_eq!(e.labels["namespace"], "shop");
+        assert_eq!(e.labels["pod"], "api-7d9f8c6b5-x2k4q");
+        assert_eq!(e.labels["container"], "api");
+    }
+    assert!(
+        pods.iter()
+            .any(|e| e.line.starts_with("first part of a long line, ")),
+        "P/F parts joined: {pods:#?}"
+    );
+    let error = pods
+        .iter()
+        .find(|e| e.line.contains("payment failed"))
+        .unwrap();
+    assert_eq!(error.labels["level"], "error");
+    assert_eq!(
+        error.structured_metadata["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+}
