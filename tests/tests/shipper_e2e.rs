@@ -114,7 +114,7 @@ fn docker_and_cri_samples_arrive_whole_and_labelled() {
 
     let docker: Vec<_> = entries
         .iter()
-        .filter(|e| e.labels.get("compose_service").is_some())
+        .filter(|e| e.labels.contains_key("compose_service"))
         .collect();
     let long = docker
         .iter()
@@ -131,7 +131,7 @@ fn docker_and_cri_samples_arrive_whole_and_labelled() {
 
     let pods: Vec<_> = entries
         .iter()
-        .filter(|e| e.labels.get("namespace").is_some())
+        .filter(|e| e.labels.contains_key("namespace"))
         .collect();
     assert!(
         !pods.is_empty(),

@@ -290,7 +290,7 @@ impl FileReader {
             }
             // What is buffered is one partial line. Past `max + 1` bytes it is over-long
             // whatever comes (at most one of them is a `\r`): keep `max`, drop the rest.
-            if self.end - self.start > max {
+            if self.end - self.start > max.saturating_add(1) {
                 self.dropped += (self.end - self.start - max) as u64;
                 self.end = self.start + max;
                 self.scan = self.end;
