@@ -583,7 +583,12 @@ fn run(case: &Case) -> Result<(), String> {
     let lost = model.unread();
     match lost.is_empty() {
         true => Ok(()),
-        false => Err(format!("lost: {lost:?}")),
+        false => Err(format!(
+            "lost: {lost:?}\nopen files: {:?}\nstats: {:?}\ngens: {:?}",
+            tailer.open_files().collect::<Vec<_>>(),
+            tailer.stats(),
+            model.streams.iter().map(|s| s.gens.iter().map(|g| (&g.at, g.dev_ino)).collect::<Vec<_>>()).collect::<Vec<_>>()
+        )),
     }
 }
 

@@ -137,9 +137,6 @@ pub struct FileReader {
     /// The file's first bytes as read (at most `FINGERPRINT_BYTES`): a prefix of the file as
     /// long as it is only appended to.
     head: Vec<u8>,
-    /// The size seen by the last `check`: while it stays put and everything was read, the
-    /// head is not read again.
-    last_size: Option<u64>,
     /// When the current partial line was first seen complete-less at the end of the file.
     partial_since: Option<Instant>,
     stats: ReaderStats,
@@ -171,7 +168,6 @@ impl FileReader {
             scan: 0,
             dropped: 0,
             head: Vec::with_capacity(FINGERPRINT_BYTES),
-            last_size: None,
             partial_since: None,
             stats: ReaderStats::default(),
         };
@@ -210,7 +206,6 @@ impl FileReader {
         self.clear_buffer();
         self.offset = offset;
         self.read_pos = offset;
-        self.last_size = None;
         self.reload_head()
     }
 
@@ -371,8 +366,8 @@ impl FileReader {
         })
     }
 
-    /// One `fstat` (and, when the size moved or there is something to read, one read of at most
-    /// [`FINGERPRINT_BYTES`]): the size, whether the file was deleted, and whether it was
+    /// One `fstat` and one read of at most [`FINGERPRINT_BYTES`] (the file's first bytes,
+    /// compared with the ones read before): the size, whether the file was deleted, and whether it was
     /// truncated or replaced. A truncated file is read again from offset 0 (counted in
     /// [`ReaderStats::truncations`]); what was buffered from the old content is dropped.
     pub fn check(&mut self) -> io::Result<FileStatus> {
@@ -380,10 +375,9 @@ impl FileReader {
         let size = meta.len();
         let deleted = meta.nlink() == 0;
         let mut truncated = size < self.read_pos || size < self.head.len() as u64;
-        // The head is compared whenever there is something to read: a file truncated and
+        // Compared on every check, even when the size did not move: a file truncated and
         // written again to the very size it had would otherwise pass for unchanged.
-        let may_have_changed = self.last_size != Some(size) || size > self.read_pos;
-        if !truncated && !self.head.is_empty() && may_have_changed {
+        if !truncated && !self.head.is_empty() {
             let mut now = [0u8; FINGERPRINT_BYTES];
             let n = read_head(&self.file, &mut now[..self.head.len()])?;
             truncated = now[..n] != self.head[..];
@@ -391,7 +385,6 @@ impl FileReader {
         if truncated {
             self.restart_from_top()?;
         }
-        self.last_size = Some(size);
         Ok(FileStatus {
             size,
             deleted,
@@ -788,6 +781,27 @@ mod tests {
         assert!(r.check_truncated().unwrap());
         let (got, _) = drain(&mut r, usize::MAX);
         assert_eq!(texts(&got), ["cc", "dddddd"]);
+    }
+
+    #[test]
+    fn copytruncate_to_the_same_size_after_everything_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"aaaa\nbbbb\n");
+        let mut r = FileReader::open(&p, cfg(5, 100)).unwrap();
+        assert!(!r.check_truncated().unwrap());
+        drain(&mut r, usize::MAX);
+        assert!(!r.check_truncated().unwrap());
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, b"ccccccccc\n"); // the size it had
+        assert!(r.check_truncated().unwrap());
+        let (got, _) = drain(&mut r, usize::MAX);
+        assert_eq!(texts(&got), ["ccccccccc"]);
     }
 
     #[test]
