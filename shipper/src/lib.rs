@@ -13,9 +13,11 @@
 //! - [`push`]: bodies to Loki, with retry; a 400 is final and partial.
 //! - [`checkpoint`]: positions that only move past lines Loki accepted, saved atomically.
 //! - [`pipeline`]: runs the stages together until shutdown.
+//! - [`cli`]: the command line.
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod discover;

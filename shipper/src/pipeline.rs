@@ -49,6 +49,10 @@ pub struct Stats {
     pub push_attempts_failed: AtomicU64,
     pub decode_errors: AtomicU64,
     pub positions_write_failures: AtomicU64,
+    /// The most entry bytes ever held between reading and Loki's acceptance.
+    pub memory_peak: AtomicU64,
+    /// The bound on that, from `limits.memory`.
+    pub memory_bound: AtomicU64,
 }
 
 /// One entry on its way from the reader to the batcher.
@@ -72,6 +76,9 @@ pub async fn run(
     }
     let positions = Arc::new(Mutex::new(positions));
     let memory = Arc::new(MemoryBudget::new(config.limits.memory.0 as usize));
+    stats
+        .memory_bound
+        .store(config.limits.memory.0, Ordering::Relaxed);
     let acks = Arc::new(Mutex::new(AckTracker::default()));
 
     let mut push_config = PushConfig::new(config.loki.url.clone());
@@ -356,15 +363,16 @@ impl ReadLoop {
                 tracing::warn!(file = %key.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
             }
             let charge = crate::batch::entry_size(&made.entry);
-            if !memory.acquire(charge) && stop.load(Ordering::SeqCst) {
-                return;
-            }
+            let Some(in_use) = memory.acquire(charge) else {
+                return; // shutting down: the line stays unread for the next start
+            };
+            stats.memory_peak.fetch_max(in_use as u64, Ordering::Relaxed);
             let item = Item {
                 labels: Arc::clone(made.labels),
                 entry: made.entry,
                 source: (key.clone(), line.offset_end),
             };
-            if tx.blocking_send(item).is_err() {
+            if !send_unless_stopped(tx, item, stop) {
                 memory.release(charge);
             }
         });
@@ -372,6 +380,24 @@ impl ReadLoop {
             tracing::warn!(path = %path.display(), error = %error, "cannot read");
         }
         summary.lines
+    }
+}
+
+/// Hands an item to the batcher, waiting while its queue is full, but not past shutdown:
+/// a reader blocked on a full queue during an outage must still let the process stop.
+fn send_unless_stopped(tx: &mpsc::Sender<Item>, mut item: Item, stop: &AtomicBool) -> bool {
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                if stop.load(Ordering::SeqCst) {
+                    return false;
+                }
+                item = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
 }
 
@@ -583,17 +609,18 @@ impl MemoryBudget {
     }
 
     /// Takes `n` bytes, waiting while that would pass the bound (a single entry larger
-    /// than the bound is let through alone). `false` when closed for shutdown.
-    pub fn acquire(&self, n: usize) -> bool {
+    /// than the bound is let through alone), and returns the bytes now in use. `None` when
+    /// closed for shutdown.
+    pub fn acquire(&self, n: usize) -> Option<usize> {
         let mut st = self.state.lock().expect("memory lock");
         while st.0 > 0 && st.0 + n > self.max && !st.1 {
             st = self.freed.wait(st).expect("memory lock");
         }
         if st.1 {
-            return false;
+            return None;
         }
         st.0 += n;
-        true
+        Some(st.0)
     }
 
     pub fn release(&self, n: usize) {
@@ -643,15 +670,15 @@ mod tests {
     #[test]
     fn memory_budget_blocks_at_the_bound_and_lets_one_big_entry_through() {
         let m = Arc::new(MemoryBudget::new(100));
-        assert!(m.acquire(500), "alone, a big entry passes");
+        assert_eq!(m.acquire(500), Some(500), "alone, a big entry passes");
         let m2 = Arc::clone(&m);
         let waiter = std::thread::spawn(move || m2.acquire(10));
         std::thread::sleep(Duration::from_millis(50));
         assert!(!waiter.is_finished(), "must wait for room");
         m.release(500);
-        assert!(waiter.join().unwrap());
+        assert_eq!(waiter.join().unwrap(), Some(10));
         assert_eq!(m.in_use(), 10);
         m.close();
-        assert!(!m.acquire(1000));
+        assert_eq!(m.acquire(1000), None);
     }
 }

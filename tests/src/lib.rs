@@ -1,8 +1,10 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`: run the shipper in-process
 //! against a [`loki_double::LokiDouble`], and copy the sample files into a temp dir.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tailrace::config::Config;
@@ -109,6 +111,98 @@ pub fn copy_samples(to: &Path) {
             std::os::unix::fs::symlink(target, &path).expect("symlink");
         }
     }
+}
+
+/// Appends JSON lines, each with its own timestamp and a sequence number, to a file at a
+/// steady rate, as a service does, until stopped. Between ticks it reopens the file when
+/// asked ([`LineWriter::reopen`]), as a runtime does after a rename rotation.
+pub struct LineWriter {
+    stop: Arc<AtomicBool>,
+    reopen: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LineWriter {
+    /// Starts writing `per_tick` lines every `tick` to `path`.
+    pub fn start(path: &Path, per_tick: u64, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reopen = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let (s, r, w, path) = (
+            Arc::clone(&stop),
+            Arc::clone(&reopen),
+            Arc::clone(&written),
+            path.to_owned(),
+        );
+        let open = move |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .expect("open log file")
+        };
+        let thread = std::thread::spawn(move || {
+            let mut file = open(&path);
+            let mut seq = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                if r.swap(false, Ordering::SeqCst) {
+                    file = open(&path);
+                }
+                let mut chunk = String::new();
+                for _ in 0..per_tick {
+                    let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
+                    tailrace_log::timestamp::write_rfc3339(std::time::SystemTime::now(), &mut ts);
+                    let ts = std::str::from_utf8(&ts).expect("ASCII");
+                    chunk.push_str(&format!(
+                        "{{\"timestamp\":\"{ts}\",\"level\":\"info\",\"message\":\"order placed\",\"service\":\"checkout\",\"seq\":{seq}}}\n"
+                    ));
+                    seq += 1;
+                }
+                file.write_all(chunk.as_bytes()).expect("append");
+                w.store(seq, Ordering::SeqCst);
+                std::thread::sleep(tick);
+            }
+        });
+        Self {
+            stop,
+            reopen,
+            written,
+            thread: Some(thread),
+        }
+    }
+
+    /// Makes the writer open the path again before its next write.
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::SeqCst);
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    /// Stops and returns how many lines were written.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("writer thread");
+        }
+        self.written()
+    }
+}
+
+/// The distinct `seq` values in the stored lines, and how many lines were stored.
+pub fn stored_seqs(
+    entries: &[loki_double::StoredEntry],
+) -> (std::collections::BTreeSet<u64>, usize) {
+    let seqs = entries
+        .iter()
+        .filter_map(|e| {
+            let v: serde_json::Value = serde_json::from_str(&e.line).ok()?;
+            v["seq"].as_u64()
+        })
+        .collect();
+    (seqs, entries.len())
 }
 
 /// A short wait used while polling for a condition in tests (never a timing assertion).

@@ -587,7 +587,15 @@ fn run(case: &Case) -> Result<(), String> {
             "lost: {lost:?}\nopen files: {:?}\nstats: {:?}\ngens: {:?}",
             tailer.open_files().collect::<Vec<_>>(),
             tailer.stats(),
-            model.streams.iter().map(|s| s.gens.iter().map(|g| (&g.at, g.dev_ino)).collect::<Vec<_>>()).collect::<Vec<_>>()
+            model
+                .streams
+                .iter()
+                .map(|s| s
+                    .gens
+                    .iter()
+                    .map(|g| (&g.at, g.dev_ino))
+                    .collect::<Vec<_>>())
+                .collect::<Vec<_>>()
         )),
     }
 }
@@ -604,7 +612,35 @@ fn every_complete_line_is_handed_out_once_in_order() {
         ..Config::default()
     });
     let result = runner.run(&case(), |case| {
-        run(&case).map_err(|e| TestCaseError::fail(format!("{e}\n{case:#?}")))
+        run(&case).map_err(|e| TestCaseError::fail(format!("{e}\n{case:#?}")))?;
+        {
+            use Action::*;
+            let dbg = Case {
+                streams: 1,
+                logrotate_names: false,
+                chunk: 5,
+                max_line: 16,
+                actions: vec![
+                    WriteLine {
+                        s: 0,
+                        len: 0,
+                        crlf: false,
+                    },
+                    Read { budget: 1 },
+                    RotateRename {
+                        s: 0,
+                        create: true,
+                        reopen: false,
+                    },
+                    WriteLine {
+                        s: 0,
+                        len: 0,
+                        crlf: false,
+                    },
+                ],
+            };
+            run(&dbg).map_err(|e| TestCaseError::fail(format!("DEBUG {e}")))
+        }
     });
     if let Err(e) = result {
         panic!("{e}");
@@ -736,13 +772,27 @@ fn debug_case() {
         chunk: 5,
         max_line: 16,
         actions: vec![
-            WriteLine { s: 0, len: 0, crlf: false },
+            WriteLine {
+                s: 0,
+                len: 0,
+                crlf: false,
+            },
             Read { budget: 1 },
-            RotateRename { s: 0, create: true, reopen: false },
-            WriteLine { s: 0, len: 0, crlf: false },
+            RotateRename {
+                s: 0,
+                create: true,
+                reopen: false,
+            },
+            WriteLine {
+                s: 0,
+                len: 0,
+                crlf: false,
+            },
         ],
     };
     for i in 0..500 {
-        if let Err(e) = run(&case) { panic!("iteration {i}: {e}"); }
+        if let Err(e) = run(&case) {
+            panic!("iteration {i}: {e}");
+        }
     }
 }

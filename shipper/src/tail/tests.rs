@@ -553,7 +553,10 @@ fn debug_lagging_writer() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("s0.log");
     let mut t = Tailer::new(TailerConfig {
-        reader: ReaderConfig { chunk_bytes: 5, max_line_bytes: 16 },
+        reader: ReaderConfig {
+            chunk_bytes: 5,
+            max_line_bytes: 16,
+        },
         rotate_wait: Duration::from_secs(3600),
         ..config()
     });

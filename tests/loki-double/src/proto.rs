@@ -77,6 +77,9 @@ impl Timestamp {
 
 /// Encodes a push the way Promtail and other Loki clients send it: protobuf, then raw block
 /// snappy (send it with `Content-Type: application/x-protobuf`).
+///
+/// # Panics
+/// If the encoded push is 4 GiB or larger, which snappy cannot compress.
 pub fn encode_push_body(request: &PushRequest) -> Vec<u8> {
     let protobuf = prost::Message::encode_to_vec(request);
     snap::raw::Encoder::new()
