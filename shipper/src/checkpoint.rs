@@ -204,6 +204,30 @@ impl Positions {
         self.files.retain(|_, p| keep(p));
     }
 
+    /// Forgets files that no longer exist: neither at their path nor renamed in its
+    /// directory (matched by device and inode). Returns how many were dropped.
+    pub fn prune_missing(&mut self) -> usize {
+        use std::os::unix::fs::MetadataExt;
+        let before = self.files.len();
+        let same = |meta: &fs::Metadata, id: &FileId| meta.dev() == id.dev && meta.ino() == id.ino;
+        self.files.retain(|id, p| {
+            if fs::metadata(&p.path).is_ok_and(|m| same(&m, id)) {
+                return true;
+            }
+            let dir = p.path.parent().unwrap_or(Path::new("."));
+            let dir = fs::canonicalize(&p.path)
+                .ok()
+                .and_then(|real| real.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| dir.to_path_buf());
+            fs::read_dir(&dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| fs::metadata(e.path()).is_ok_and(|m| same(&m, id)))
+            })
+        });
+        before - self.files.len()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &FilePosition> {
         self.files.values()
     }
@@ -362,6 +386,34 @@ mod tests {
             let aside: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
             assert_eq!(aside.len(), 1, "{what}");
         }
+    }
+
+    #[test]
+    fn prune_keeps_renamed_files_and_drops_deleted_ones() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let id_of = |p: &Path| {
+            let m = fs::metadata(p).unwrap();
+            FileId {
+                dev: m.dev(),
+                ino: m.ino(),
+                fingerprint: 1,
+            }
+        };
+        let live = dir.path().join("app.log");
+        let rotated = dir.path().join("old.log");
+        let gone = dir.path().join("gone.log");
+        for f in [&live, &rotated, &gone] {
+            fs::write(f, "x\n").unwrap();
+        }
+        let mut p = Positions::default();
+        p.set(&live, id_of(&live), 2);
+        p.set(&rotated, id_of(&rotated), 2);
+        p.set(&gone, id_of(&gone), 2);
+        fs::rename(&rotated, dir.path().join("old.log.1")).unwrap();
+        fs::remove_file(&gone).unwrap();
+        assert_eq!(p.prune_missing(), 1);
+        assert_eq!(p.len(), 2);
     }
 
     #[test]

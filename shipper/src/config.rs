@@ -359,6 +359,15 @@ impl Config {
                 }
             }
         }
+        if self.limits.memory.0 < 2 * max_bytes {
+            return Err(invalid(
+                "limits.memory".into(),
+                format!(
+                    "{} bytes: must be at least twice loki.batch.max_bytes ({max_bytes}), or reading would stall behind one batch",
+                    self.limits.memory.0
+                ),
+            ));
+        }
         if self.limits.max_line_bytes.0 < 1024 {
             return Err(invalid(
                 "limits.max_line_bytes".into(),
@@ -409,6 +418,15 @@ limits:
         assert_eq!(c.inputs[0].labels["job"], "kubernetes-pods");
         assert_eq!(c.inputs[0].start_at, StartAt::Beginning);
         assert_eq!(c.loki.encoding, Encoding::Protobuf);
+    }
+
+    #[test]
+    fn the_example_files_in_config_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for name in ["tailrace.yaml", "local.yaml"] {
+            let path = dir.join(name);
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
     }
 
     #[test]

@@ -575,7 +575,11 @@ async fn checkpoint_loop(
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let current = positions.lock().expect("positions lock").clone();
+        let current = {
+            let mut positions = positions.lock().expect("positions lock");
+            positions.prune_missing();
+            positions.clone()
+        };
         if last_saved.as_ref() == Some(&current) {
             continue;
         }
