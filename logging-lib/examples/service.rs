@@ -33,11 +33,19 @@ struct Peer {
     client: reqwest::Client,
 }
 
+/// A client for calls to the peer. In a workspace build, cargo unifies `reqwest`'s features
+/// with the shipper's (`rustls-no-provider`), which needs a crypto provider installed before
+/// a client is built; installing one is harmless otherwise.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// The routes, with tracing. `peer` is the base URL of the inventory service, if any.
 pub fn app(peer: Option<String>) -> Router {
     let peer = peer.map(|url| Peer {
         base_url: url.trim_end_matches('/').to_owned(),
-        client: reqwest::Client::new(),
+        client: http_client(),
     });
     Router::new()
         .route("/checkout", get(checkout))

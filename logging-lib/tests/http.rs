@@ -444,7 +444,7 @@ fn two_services_share_one_trace() {
 
     let url = format!("http://{}/checkout", a.addr);
     let response = current_thread_runtime().block_on(async {
-        let client = reqwest::Client::new();
+        let client = service::http_client();
         tokio::time::timeout(Duration::from_secs(30), client.get(&url).send())
             .await
             .expect("checkout answers in time")

@@ -42,7 +42,22 @@
 //! - **Restart**: [`Tailer::resume`] takes each saved `(path, FileId, offset)`. A file found
 //!   by identity, at the path or renamed in the same directory (even under a name no glob
 //!   matches), continues at its saved offset; every newer file of the stream is read from 0
-//!   (from its own saved offset if it has one).
+//!   (from its own saved offset if it has one); older ones are taken as read.
+//!
+//! # Checkpoints
+//!
+//! A [`FileKey`]'s identity does not change while its file is read (see `reader.rs`), so
+//! positions can be keyed by it: store, per key, the `offset_end` of the last line accepted
+//! downstream, and after a restart call [`Tailer::resume`]`(&key.path, key.id, offset)` for
+//! each before the first poll. A path with no saved position is [watched](Tailer::watch):
+//! its file is read from 0, files already renamed away from it are taken as read.
+//!
+//! # Cost
+//!
+//! Per path and poll: one `stat` of the path; per open file one `fstat`, one read of at
+//! most [`FINGERPRINT_BYTES`] (to notice content replaced in place), and reads of
+//! [`ReaderConfig::chunk_bytes`] until the end. The directory is listed only when the
+//! path's file changed or is missing (then at every poll, until it is back or forgotten).
 //!
 //! # Guarantee, and its limits
 //!
@@ -54,6 +69,10 @@
 //! is gone too (the saved position no longer says which of the rotated files are newer).
 //! With a partial-line timeout set, a line whose writer paused mid-line for longer is
 //! handed out in two pieces (see `reader.rs`).
+//!
+//! Rotated files are recognised by name: a copytruncate copy (`app.log.1`) that appears
+//! between a truncation and the poll that notices it is marked as seen then; one that is
+//! still unseen when the path's file is replaced would be read as a rotation.
 
 pub mod identity;
 pub mod reader;
@@ -171,6 +190,11 @@ struct Stream {
     known: Vec<FileId>,
     /// Positions given to `resume`, until the first poll.
     saved: Vec<(FileId, u64)>,
+    /// Look at the directory at the next poll even if the path did not change (a file could
+    /// not be opened during the last look).
+    look_again: bool,
+    /// `resume` failed to set the files up from `saved`: the next poll tries again.
+    setup_pending: bool,
     polled: bool,
 }
 
@@ -221,7 +245,8 @@ impl Tailer {
     /// saved file still found (by identity, at the path or renamed in its directory)
     /// continues at its offset; every newer file of the stream follows, from its own saved
     /// offset or from 0. If none is found, the file at the path is read from 0. Calling it
-    /// for a path that was already polled starts that path over.
+    /// for a path that was already polled starts that path over. On an error the position
+    /// is still taken, and the first poll sets the path up again.
     pub fn resume(&mut self, path: &Path, id: FileId, offset: u64) -> io::Result<Resumed> {
         let stream = self
             .streams
@@ -232,7 +257,15 @@ impl Tailer {
             *stream = Stream::new(path);
         }
         stream.saved.push((id, offset));
-        let found = stream.setup_from_saved(self.config.reader, &mut self.stats)?;
+        let found = match stream.setup_from_saved(self.config.reader, &mut self.stats) {
+            Ok(found) => found,
+            Err(e) => {
+                // The positions are kept: the first poll sets the path up again.
+                stream.files.clear();
+                stream.setup_pending = true;
+                return Err(e);
+            }
+        };
         let outcome = match found.iter().find(|(saved, _)| *saved == id) {
             Some((_, at)) if at == path => Resumed::AtPath,
             Some((_, at)) => Resumed::Rotated(at.clone()),
@@ -285,8 +318,9 @@ impl Tailer {
         self.poll_at(Instant::now(), budget, sink)
     }
 
-    /// [`poll`](Self::poll) with the time given (for `rotate_wait` and `deleted_hold`), so
-    /// a test can drive time. `now` must not go backwards.
+    /// [`poll`](Self::poll) with the time given (for `rotate_wait` and `deleted_hold`; the
+    /// partial-line timeout uses the real clock), so a test can drive time. `now` must not
+    /// go backwards.
     pub fn poll_at(
         &mut self,
         now: Instant,
@@ -311,6 +345,46 @@ impl Tailer {
     }
 }
 
+impl Tracked {
+    fn inode(&self) -> (u64, u64) {
+        let id = self.reader.id();
+        (id.dev, id.ino)
+    }
+
+    fn new(watched: &Path, reader: FileReader, stats: &mut TailStats) -> Self {
+        stats.files_opened += 1;
+        Tracked {
+            key: FileKey {
+                path: watched.to_owned(),
+                id: reader.id(),
+            },
+            reader,
+            size: 0,
+            deleted_since: None,
+            eof_since: None,
+        }
+    }
+
+    /// Hands out the partial last line (see [`FileReader::take_partial`]).
+    fn hand_out_partial(
+        &mut self,
+        older_than: Option<Duration>,
+        sink: &mut impl FnMut(&FileKey, Line<'_>),
+        summary: &mut PollSummary,
+    ) {
+        let before = self.reader.offset();
+        let line = match older_than {
+            Some(timeout) => self.reader.take_partial_if_older(timeout),
+            None => self.reader.take_partial(),
+        };
+        if let Some(line) = line {
+            summary.lines += 1;
+            summary.bytes += line.offset_end - before;
+            sink(&self.key, line);
+        }
+    }
+}
+
 impl Stream {
     fn new(path: &Path) -> Self {
         Self {
@@ -319,22 +393,15 @@ impl Stream {
             at_path: None,
             known: Vec::new(),
             saved: Vec::new(),
+            look_again: false,
+            setup_pending: false,
             polled: false,
         }
     }
 
     fn push(&mut self, reader: FileReader, stats: &mut TailStats) {
-        stats.files_opened += 1;
-        self.files.push_back(Tracked {
-            key: FileKey {
-                path: self.path.clone(),
-                id: reader.id(),
-            },
-            reader,
-            size: 0,
-            deleted_since: None,
-            eof_since: None,
-        });
+        self.files
+            .push_back(Tracked::new(&self.path, reader, stats));
     }
 
     fn close(&mut self, i: usize, stats: &mut TailStats) {
@@ -371,7 +438,7 @@ impl Stream {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        self.known = siblings.iter().map(|s| s.id).collect();
+        let mut known: Vec<FileId> = siblings.iter().map(|s| s.id).collect();
         self.at_path = at.map(|id| (id.dev, id.ino));
         // Oldest first; the file at the path is the newest.
         let mut candidates: Vec<(PathBuf, FileId)> = siblings
@@ -393,8 +460,17 @@ impl Stream {
             }
             let mut reader = match FileReader::open(path, config) {
                 Ok(r) if r.id().same_inode(id) => r,
-                Ok(_) => continue, // renamed again meanwhile: the next poll's scan sees it
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Ok(_) => {
+                    // Renamed again meanwhile: not known, so the first poll finds it.
+                    known.retain(|k| !k.same_inode(id));
+                    self.look_again = true;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    known.retain(|k| !k.same_inode(id));
+                    self.look_again = true;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if let Some((saved_id, offset)) = *saved {
@@ -406,6 +482,7 @@ impl Stream {
             }
             self.push(reader, stats);
         }
+        self.known = known;
         Ok(found)
     }
 
@@ -418,46 +495,53 @@ impl Stream {
         summary: &mut PollSummary,
         stats: &mut TailStats,
     ) -> io::Result<()> {
+        if self.setup_pending {
+            self.setup_from_saved(config.reader, stats)?;
+            self.setup_pending = false;
+        }
         self.polled = true;
         self.saved.clear();
 
-        // 1. What is at the path now?
+        // 1. What is at the path now? A new file there, or none, means the path's file
+        //    was renamed away: maybe more than once, so the directory is looked at too.
         let at = match fs::metadata(&self.path) {
             Ok(m) if m.is_file() => Some((m.dev(), m.ino())),
             Ok(_) => None,
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
+        let mut look = std::mem::take(&mut self.look_again);
         match at {
             Some(now_at) if Some(now_at) == self.at_path => {}
             Some(now_at) => {
-                let already_open = self
-                    .files
-                    .iter()
-                    .any(|t| (t.reader.id().dev, t.reader.id().ino) == now_at);
-                if !already_open {
-                    self.open_missed(config.reader, Some(now_at), stats)?;
+                look = true;
+                let already_open = self.files.iter().any(|t| t.inode() == now_at);
+                if already_open {
+                    self.at_path = Some(now_at);
+                } else {
                     match FileReader::open(&self.path, config.reader) {
                         Ok(reader) => {
                             if self.at_path.is_some() || !self.files.is_empty() {
                                 stats.rotations += 1;
                             }
-                            self.at_path = Some((reader.id().dev, reader.id().ino));
-                            self.push(reader, stats);
+                            let opened = Tracked::new(&self.path, reader, stats);
+                            self.at_path = Some(opened.inode());
+                            self.files.push_back(opened);
                         }
                         Err(e) if e.kind() == io::ErrorKind::NotFound => self.at_path = None,
                         Err(e) => return Err(e),
                     }
-                } else {
-                    self.at_path = Some(now_at);
                 }
             }
             None => {
-                // Renamed away and not replaced yet, or deleted: a rotation may be sitting
-                // in the directory under its new name.
                 self.at_path = None;
-                self.open_missed(config.reader, None, stats)?;
+                look = true;
             }
+        }
+        if look {
+            // Not fatal: the files already open are still read.
+            let missed = self.open_missed(config.reader, stats);
+            soft_error(&self.path, missed, summary, stats);
         }
 
         // 2. Sizes, deletions, truncations, before anything is read.
@@ -472,10 +556,10 @@ impl Stream {
         }
         if truncated {
             // logrotate's copy of the file is in the directory now: it is not a rotation.
-            self.known = list_siblings(&self.path)?
-                .into_iter()
-                .map(|s| s.id)
-                .collect();
+            match list_siblings(&self.path) {
+                Ok(siblings) => self.known = siblings.into_iter().map(|s| s.id).collect(),
+                Err(e) => soft_error(&self.path, Err(e), summary, stats),
+            }
         }
 
         // 3. Oldest first; a newer file only once every older one is done.
@@ -519,53 +603,68 @@ impl Stream {
             let done = t.deleted_since.is_some() || (!is_last && (newer_has_data || waited));
             if done {
                 // Nobody will complete its last line now.
-                if config.partial_timeout.is_some()
-                    && let Some(line) = t.reader.take_partial()
-                {
-                    summary.lines += 1;
-                    sink(&t.key, line);
+                if config.partial_timeout.is_some() {
+                    t.hand_out_partial(None, sink, summary);
                 }
                 self.close(0, stats);
                 continue;
             }
-            if let Some(timeout) = config.partial_timeout
-                && let Some(line) = t.reader.take_partial_if_older(timeout)
-            {
-                summary.lines += 1;
-                sink(&t.key, line);
+            if let Some(timeout) = config.partial_timeout {
+                t.hand_out_partial(Some(timeout), sink, summary);
             }
             break; // an older file may still grow: newer ones wait
         }
         Ok(())
     }
 
-    /// Opens, oldest first, the rotated-looking files in the directory that were not there
-    /// at the last look and are not open: generations renamed away before a poll saw them.
-    fn open_missed(
-        &mut self,
-        config: ReaderConfig,
-        at: Option<(u64, u64)>,
-        stats: &mut TailStats,
-    ) -> io::Result<()> {
-        let siblings = list_siblings(&self.path)?;
-        for s in &siblings {
-            let open = self.files.iter().any(|t| t.reader.id().same_inode(&s.id));
-            let known = self.known.iter().any(|k| k.matches(&s.id));
-            if open || known || at == Some((s.id.dev, s.id.ino)) {
-                continue;
+    /// Opens the rotated-looking files in the directory that were not there at the last
+    /// look and are not open: generations renamed away before a poll saw them. They go,
+    /// oldest first, before the file at the path (the newest), or last if there is none.
+    fn open_missed(&mut self, config: ReaderConfig, stats: &mut TailStats) -> io::Result<()> {
+        let mut siblings = list_siblings(&self.path)?;
+        let listed = siblings.len();
+        let mut missed = Vec::new();
+        let mut first_error = None;
+        siblings.retain(|s| {
+            let open = self.files.iter().any(|t| t.inode() == (s.id.dev, s.id.ino));
+            if open || self.known.iter().any(|k| k.matches(&s.id)) {
+                return true;
             }
             match FileReader::open(&s.path, config) {
                 Ok(reader) if reader.id().same_inode(&s.id) => {
                     stats.rotated_found += 1;
-                    self.push(reader, stats);
+                    missed.push(Tracked::new(&self.path, reader, stats));
+                    true
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+                // Renamed again, or unreadable: not known, so the next poll looks again.
+                Ok(_) => false,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        first_error.get_or_insert(e);
+                    }
+                    false
+                }
             }
-        }
+        });
+        self.look_again |= siblings.len() < listed;
         self.known = siblings.into_iter().map(|s| s.id).collect();
-        Ok(())
+        let at = self
+            .files
+            .iter()
+            .position(|t| Some(t.inode()) == self.at_path)
+            .unwrap_or(self.files.len());
+        for (i, t) in missed.into_iter().enumerate() {
+            self.files.insert(at + i, t);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Reports an error that does not stop the path from being read.
+fn soft_error(path: &Path, r: io::Result<()>, summary: &mut PollSummary, stats: &mut TailStats) {
+    if let Err(e) = r {
+        stats.errors += 1;
+        summary.errors.push((path.to_owned(), e));
     }
 }
 

@@ -547,27 +547,3 @@ fn rotation_order_of_suffixes() {
         ]
     );
 }
-
-#[test]
-fn debug_lagging_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("s0.log");
-    let mut t = Tailer::new(TailerConfig {
-        reader: ReaderConfig {
-            chunk_bytes: 5,
-            max_line_bytes: 16,
-        },
-        rotate_wait: Duration::from_secs(3600),
-        ..config()
-    });
-    t.watch(&p).unwrap();
-    append(&p, "0.0.0.0|\n");
-    let t0 = Instant::now();
-    eprintln!("{:?}", poll_at(&mut t, t0, 1));
-    let r = dir.path().join("s0.log.x");
-    fs::rename(&p, &r).unwrap();
-    File::create(&p).unwrap();
-    append(&r, "0.0.0.1|\n");
-    eprintln!("{:?}", poll_at(&mut t, t0, usize::MAX));
-    eprintln!("{:?}", t.open_files().collect::<Vec<_>>());
-}
