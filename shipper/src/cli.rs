@@ -46,11 +46,29 @@ pub fn main() -> std::process::ExitCode {
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "tailrace stopped");
-            eprintln!("tailrace: {e:#}");
+            let message = describe(&e);
+            tracing::error!(error = %message, "tailrace stopped");
+            eprintln!("tailrace: {message}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once (a message that already quotes its cause is
+/// not followed by it again).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
