@@ -196,6 +196,9 @@ struct ReadLoop {
 struct PathState {
     decoder: Decoder,
     context: FileContext,
+    /// The last line read, to place a flushed record.
+    last: Option<(FileKey, u64)>,
+    pending_since: Option<Instant>,
 }
 
 impl ReadLoop {
@@ -328,6 +331,8 @@ impl ReadLoop {
             PathState {
                 decoder: Decoder::new(cfg.format, self.max_line_bytes),
                 context,
+                last: None,
+                pending_since: None,
             },
         );
         self.watched.insert(path);
@@ -336,50 +341,96 @@ impl ReadLoop {
     /// Reads what is new everywhere; returns how many lines.
     fn poll(&mut self) -> u64 {
         let files = &mut self.files;
-        let tx = &self.tx;
-        let memory = &self.memory;
-        let stats = &self.stats;
+        let out = Emitter {
+            tx: &self.tx,
+            memory: &self.memory,
+            stats: &self.stats,
+            stop: &self.stop,
+        };
         let warned = &mut self.warned_streams;
-        let stop = &self.stop;
         let summary = self.tailer.poll(READ_BUDGET, &mut |key, line| {
             let Some(state) = files.get_mut(&key.path) else {
                 return;
             };
-            stats.lines_read.fetch_add(1, Ordering::Relaxed);
-            let record = match state.decoder.decode(line.bytes) {
+            out.stats.lines_read.fetch_add(1, Ordering::Relaxed);
+            state.last = Some((key.clone(), line.offset_end));
+            let mut record = match state.decoder.decode(line.bytes) {
                 Ok(Some(record)) => record,
                 Ok(None) => return, // part of a record still being joined
                 Err(e) => {
-                    if stats.decode_errors.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                    if out.stats.decode_errors.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
                         tracing::warn!(file = %key.path.display(), offset = line.offset_end, error = %e, "malformed line");
                     }
                     e.into_fallback()
                 }
             };
-            let mut record = record;
             record.truncated |= line.truncated;
-            let made = state.context.make(record, now_ns());
-            if !made.repairs.is_empty() && warned.insert(Arc::clone(made.labels)) {
-                tracing::warn!(file = %key.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
-            }
-            let charge = crate::batch::entry_size(&made.entry);
-            let Some(in_use) = memory.acquire(charge) else {
-                return; // shutting down: the line stays unread for the next start
-            };
-            stats.memory_peak.fetch_max(in_use as u64, Ordering::Relaxed);
-            let item = Item {
-                labels: Arc::clone(made.labels),
-                entry: made.entry,
-                source: (key.clone(), line.offset_end),
-            };
-            if !send_unless_stopped(tx, item, stop) {
-                memory.release(charge);
-            }
+            out.emit(state, record, (key.clone(), line.offset_end), warned);
         });
         for (path, error) in &summary.errors {
             tracing::warn!(path = %path.display(), error = %error, "cannot read");
         }
+        // A split record whose last part never came (a `P` without its `F`) goes out as it is
+        // after the partial-line timeout, as a partial line does.
+        for state in self.files.values_mut() {
+            if !state.decoder.has_pending() {
+                state.pending_since = None;
+                continue;
+            }
+            let since = *state.pending_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < PARTIAL_TIMEOUT {
+                continue;
+            }
+            state.pending_since = None;
+            let Some(source) = state.last.clone() else {
+                continue;
+            };
+            while let Some(record) = state.decoder.flush() {
+                out.emit(state, record, source.clone(), warned);
+            }
+        }
         summary.lines
+    }
+}
+
+/// How long a split record waits for its last part.
+const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Turns records into entries and hands them on, under the memory bound.
+struct Emitter<'a> {
+    tx: &'a mpsc::Sender<Item>,
+    memory: &'a MemoryBudget,
+    stats: &'a Stats,
+    stop: &'a AtomicBool,
+}
+
+impl Emitter<'_> {
+    fn emit(
+        &self,
+        state: &mut PathState,
+        record: crate::decode::Record,
+        source: (FileKey, u64),
+        warned: &mut HashSet<Arc<LabelSet>>,
+    ) {
+        let made = state.context.make(record, now_ns());
+        if !made.repairs.is_empty() && warned.insert(Arc::clone(made.labels)) {
+            tracing::warn!(file = %source.0.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
+        }
+        let charge = crate::batch::entry_size(&made.entry);
+        let Some(in_use) = self.memory.acquire(charge) else {
+            return; // shutting down: the line stays unacknowledged for the next start
+        };
+        self.stats
+            .memory_peak
+            .fetch_max(in_use as u64, Ordering::Relaxed);
+        let item = Item {
+            labels: Arc::clone(made.labels),
+            entry: made.entry,
+            source,
+        };
+        if !send_unless_stopped(self.tx, item, self.stop) {
+            self.memory.release(charge);
+        }
     }
 }
 

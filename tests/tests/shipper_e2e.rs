@@ -162,3 +162,39 @@ fn docker_and_cri_samples_arrive_whole_and_labelled() {
         "4bf92f3577b34da6a3ce929d0e0e4736"
     );
 }
+
+/// A CRI `P` part whose `F` never comes is not held forever: after the partial timeout it is
+/// sent as it is.
+#[test]
+fn a_split_record_without_its_last_part_is_sent_after_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
+    tailrace_log::timestamp::write_rfc3339(std::time::SystemTime::now(), &mut ts);
+    let ts = std::str::from_utf8(&ts).unwrap();
+    std::fs::write(
+        logs.join("0.log"),
+        format!("{ts} stdout F whole\n{ts} stdout P first part and no more\n"),
+    )
+    .unwrap();
+    let loki = LokiDouble::start();
+    let inputs = format!(
+        "  - paths: [\"{}/*.log\"]\n    format: cri\n",
+        logs.display()
+    );
+    let shipper =
+        RunningShipper::start(&config(&loki, &dir.path().join("positions.json"), &inputs));
+    assert!(
+        loki.wait_for_entries(2, Duration::from_secs(30)),
+        "{:?}",
+        loki.entries()
+    );
+    shipper.stop().unwrap();
+    let lines: Vec<String> = loki.entries().into_iter().map(|e| e.line).collect();
+    assert!(lines.contains(&"whole".to_owned()));
+    assert!(
+        lines.contains(&"first part and no more".to_owned()),
+        "{lines:?}"
+    );
+}
