@@ -353,7 +353,7 @@ fn write_line(out: &mut Vec<u8>, ts_ns: i128, i: u64) {
     out.extend_from_slice(
         b"\",\"trace_flags\":\"01\",\"span\":\"http_request\",\"http.method\":\"POST\",\"order_id\":",
     );
-    let _ = write!(out, "{i},\"duration_ms\":{}.{:03}}}\n", h3 % 500, h2 % 1000);
+    let _ = writeln!(out, "{i},\"duration_ms\":{}.{:03}}}", h3 % 500, h2 % 1000);
 }
 
 fn splitmix(x: u64) -> u64 {

@@ -189,9 +189,30 @@ impl DirWatcher {
     /// Watches `dirs` recursively; every event sends `()` on `wake`.
     pub fn start(dirs: &[PathBuf], wake: mpsc::Sender<()>) -> Self {
         use notify::{RecursiveMode, Watcher};
-        let handler = move |_event: notify::Result<notify::Event>| {
-            // Errors (such as a queue overflow) also mean "look again".
-            let _ = wake.send(());
+        let handler = move |event: notify::Result<notify::Event>| {
+            use notify::EventKind;
+            use notify::event::ModifyKind;
+            // Files appearing, going, renamed or written. Not opens, reads and closes: the
+            // shipper's own reads would wake it in a loop. Errors (such as a queue
+            // overflow) also mean "look again".
+            let relevant = match &event {
+                Ok(e) => matches!(
+                    e.kind,
+                    EventKind::Create(_)
+                        | EventKind::Remove(_)
+                        | EventKind::Any
+                        | EventKind::Modify(
+                            ModifyKind::Data(_)
+                                | ModifyKind::Name(_)
+                                | ModifyKind::Any
+                                | ModifyKind::Other
+                        )
+                ),
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = wake.send(());
+            }
         };
         let mut watcher = match notify::recommended_watcher(handler) {
             Ok(w) => w,

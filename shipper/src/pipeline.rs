@@ -34,8 +34,12 @@ use crate::tail::{FileId, FileKey, Tailer, TailerConfig};
 
 /// How often files are scanned for when no watcher event comes.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
-/// How long the reader sleeps when every file is at its end.
+/// How long the reader first sleeps when every file is at its end...
 const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// ...and the longest it sleeps without a watcher event.
+const MAX_IDLE_WAIT: Duration = Duration::from_secs(2);
+/// A burst of watcher events (a directory of new files) causes at most one scan this often.
+const MIN_SCAN_SPACING: Duration = Duration::from_millis(500);
 /// Bytes read per file per poll, so one busy file does not starve the others.
 const READ_BUDGET: usize = 1024 * 1024;
 
@@ -245,24 +249,39 @@ impl ReadLoop {
         }
         self.resume_saved();
         let mut last_scan: Option<Instant> = None;
-        let mut woken = false;
+        let mut scan_due = false;
+        // While nothing happens, polls space out (up to MAX_IDLE_WAIT): the watcher wakes the
+        // reader when a file is written, and the slow poll is only the fallback.
+        let mut idle_wait = IDLE_WAIT;
         while !self.stop.load(Ordering::SeqCst) {
-            if woken || last_scan.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL) {
+            let since_scan = last_scan.map(|t| t.elapsed());
+            if since_scan.is_none_or(|e| e >= RESCAN_INTERVAL || scan_due && e >= MIN_SCAN_SPACING)
+            {
                 self.scan();
                 last_scan = Some(Instant::now());
+                scan_due = false;
             }
             let lines = self.poll();
-            woken = false;
-            if lines == 0 {
-                match wake_rx.recv_timeout(IDLE_WAIT) {
-                    Ok(()) => {
-                        while wake_rx.try_recv().is_ok() {}
-                        woken = true;
-                    }
-                    Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                        std::thread::sleep(IDLE_WAIT);
-                    }
+            if lines > 0 {
+                idle_wait = IDLE_WAIT;
+                continue;
+            }
+            let wait = if scan_due {
+                idle_wait.min(MIN_SCAN_SPACING)
+            } else {
+                idle_wait
+            };
+            match wake_rx.recv_timeout(wait) {
+                Ok(()) => {
+                    while wake_rx.try_recv().is_ok() {}
+                    scan_due = true;
+                    idle_wait = IDLE_WAIT;
+                }
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    idle_wait = (idle_wait * 2).min(MAX_IDLE_WAIT);
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(IDLE_WAIT);
                 }
             }
         }

@@ -547,3 +547,22 @@ fn rotation_order_of_suffixes() {
         ]
     );
 }
+
+#[test]
+fn a_file_resumed_under_a_pending_identity_keeps_that_key() {
+    // Saved while its first line was still incomplete (a partial line handed out early).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "no newline yet");
+    let saved = FileId::of_path(&p).unwrap();
+    assert!(saved.is_pending());
+    append(&p, ", now there is\nnext\n");
+    let mut t = Tailer::new(config());
+    assert_eq!(t.resume(&p, saved, 14).unwrap(), Resumed::AtPath);
+    let got = poll_keys(&mut t);
+    assert_eq!(
+        got.iter().map(|l| l.1.as_str()).collect::<Vec<_>>(),
+        [", now there is", "next"]
+    );
+    assert!(got.iter().all(|l| l.0.id == saved));
+}
