@@ -370,29 +370,12 @@ fn write_hex(out: &mut Vec<u8>, v: u64) {
     }
 }
 
-/// `2026-11-22T10:00:01.250000000Z` (UTC, 9 fraction digits), as `tailrace-log` writes.
+/// `2026-11-22T10:00:01.250000000Z` (UTC, 9 fraction digits): `tailrace-log`'s own writer.
 fn write_rfc3339(out: &mut Vec<u8>, ns: i128) {
-    let secs = ns.div_euclid(1_000_000_000) as i64;
-    let nanos = ns.rem_euclid(1_000_000_000) as u32;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    );
+    let time = UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+    let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
+    tailrace_log::timestamp::write_rfc3339(time, &mut ts);
+    out.extend_from_slice(&ts);
 }
 
 fn unix_nanos_now() -> i128 {
