@@ -309,7 +309,9 @@ impl ReadLoop {
     }
 
     fn scan(&mut self) {
-        for found in self.discovery.scan() {
+        let found = self.discovery.scan();
+        self.forget_gone(&found);
+        for found in found {
             if self.watched.contains(&found.path) {
                 continue;
             }
@@ -329,6 +331,26 @@ impl ReadLoop {
                     tracing::warn!(path = %found.path.display(), error = %e, "cannot open; will retry at the next scan")
                 }
             }
+        }
+    }
+
+    /// Stops following paths that are gone (a deleted pod's logs) once their files are
+    /// drained and closed, so a node that runs for months does not keep every path it ever
+    /// saw. A path that comes back is found by the next scan and read from the start.
+    fn forget_gone(&mut self, found: &[crate::discover::Found]) {
+        let found: HashSet<&PathBuf> = found.iter().map(|f| &f.path).collect();
+        let open: HashSet<&PathBuf> = self.tailer.open_files().map(|(k, _)| &k.path).collect();
+        let gone: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|p| !found.contains(p) && !open.contains(p) && !p.exists())
+            .cloned()
+            .collect();
+        for path in gone {
+            tracing::info!(path = %path.display(), "file gone; no longer followed");
+            self.tailer.forget(&path);
+            self.files.remove(&path);
+            self.watched.remove(&path);
         }
     }
 

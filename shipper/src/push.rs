@@ -971,26 +971,15 @@ mod tests {
         assert_eq!(far[0].count, 1);
         assert!(far[0].message.contains("entry too far behind"));
 
-        assert_eq!(
-            parse_rejections(TOO_OLD),
-            one(RejectReason::TooOld, 1, TOO_OLD)
-        );
-        assert_eq!(
-            parse_rejections(TOO_NEW),
-            one(RejectReason::TooNew, 1, TOO_NEW)
-        );
-        assert_eq!(
-            parse_rejections(MAX_ENTRY_SIZE),
-            one(RejectReason::LineTooLong, 1, MAX_ENTRY_SIZE)
-        );
-        assert_eq!(
-            parse_rejections(TOO_MANY_LABELS),
-            one(RejectReason::Labels, 1, TOO_MANY_LABELS)
-        );
-        assert_eq!(
-            parse_rejections(PARSE_ERROR),
-            one(RejectReason::Labels, 1, PARSE_ERROR)
-        );
+        for (body, reason) in [
+            (TOO_OLD, RejectReason::TooOld),
+            (TOO_NEW, RejectReason::TooNew),
+            (MAX_ENTRY_SIZE, RejectReason::LineTooLong),
+            (TOO_MANY_LABELS, RejectReason::Labels),
+            (PARSE_ERROR, RejectReason::Labels),
+        ] {
+            assert_eq!(parse_rejections(body), one(reason, 1, body));
+        }
         for long in [
             "stream '{job=\"x\"}' has label name too long: 'aaaa'",
             "stream '{job=\"x\"}' has label value too long: 'bbbb'",

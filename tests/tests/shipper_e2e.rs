@@ -198,3 +198,40 @@ fn a_split_record_without_its_last_part_is_sent_after_a_timeout() {
         "{lines:?}"
     );
 }
+
+/// A file deleted for good is let go, and a file created again at the same path later is
+/// read from its start.
+#[test]
+fn a_deleted_then_recreated_file_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let line = |n: u32| {
+        let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
+        tailrace_log::timestamp::write_rfc3339(std::time::SystemTime::now(), &mut ts);
+        format!(
+            "{{\"timestamp\":\"{}\",\"seq\":{n}}}\n",
+            std::str::from_utf8(&ts).unwrap()
+        )
+    };
+    let app = logs.join("app.log");
+    std::fs::write(&app, line(1) + &line(2)).unwrap();
+    let loki = LokiDouble::start();
+    let inputs = format!(
+        "  - paths: [\"{}/*.log\"]\n    format: plain\n",
+        logs.display()
+    );
+    let shipper =
+        RunningShipper::start(&config(&loki, &dir.path().join("positions.json"), &inputs));
+    assert!(loki.wait_for_entries(2, Duration::from_secs(30)));
+    std::fs::remove_file(&app).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(&app, line(3) + &line(4)).unwrap();
+    assert!(
+        loki.wait_for_entries(4, Duration::from_secs(30)),
+        "{:?}",
+        loki.entries()
+    );
+    shipper.stop().unwrap();
+    assert_eq!(loki.entry_count(), 4);
+}
