@@ -113,6 +113,13 @@ pub fn copy_samples(to: &Path) {
     }
 }
 
+/// The time now as `tailrace-log` writes it: `2026-11-22T10:00:01.250000000Z`.
+pub fn now_rfc3339() -> String {
+    let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
+    tailrace_log::timestamp::write_rfc3339(std::time::SystemTime::now(), &mut ts);
+    String::from_utf8_lossy(&ts).into_owned()
+}
+
 /// Appends JSON lines, each with its own timestamp and a sequence number, to a file at a
 /// steady rate, as a service does, until stopped. Between ticks it reopens the file when
 /// asked ([`LineWriter::reopen`]), as a runtime does after a rename rotation.
@@ -151,9 +158,7 @@ impl LineWriter {
                 }
                 let mut chunk = String::new();
                 for _ in 0..per_tick {
-                    let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
-                    tailrace_log::timestamp::write_rfc3339(std::time::SystemTime::now(), &mut ts);
-                    let ts = std::str::from_utf8(&ts).expect("ASCII");
+                    let ts = now_rfc3339();
                     chunk.push_str(&format!(
                         "{{\"timestamp\":\"{ts}\",\"level\":\"info\",\"message\":\"order placed\",\"service\":\"checkout\",\"seq\":{seq}}}\n"
                     ));

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use loki_double::{Clock, LokiDouble};
-use tailrace_e2e::{RunningShipper, copy_samples};
+use tailrace_e2e::{RunningShipper, copy_samples, now_rfc3339};
 
 fn config(loki: &LokiDouble, positions: &std::path::Path, inputs: &str) -> String {
     format!(
@@ -170,9 +170,7 @@ fn a_split_record_without_its_last_part_is_sent_after_a_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
-    tailrace_log::timestamp::write_rfc3339(std::time::SystemTime::now(), &mut ts);
-    let ts = std::str::from_utf8(&ts).unwrap();
+    let ts = now_rfc3339();
     std::fs::write(
         logs.join("0.log"),
         format!("{ts} stdout F whole\n{ts} stdout P first part and no more\n"),
@@ -206,14 +204,7 @@ fn a_deleted_then_recreated_file_is_read_again() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let line = |n: u32| {
-        let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
-        tailrace_log::timestamp::write_rfc3339(std::time::SystemTime::now(), &mut ts);
-        format!(
-            "{{\"timestamp\":\"{}\",\"seq\":{n}}}\n",
-            std::str::from_utf8(&ts).unwrap()
-        )
-    };
+    let line = |n: u32| format!("{{\"timestamp\":\"{}\",\"seq\":{n}}}\n", now_rfc3339());
     let app = logs.join("app.log");
     std::fs::write(&app, line(1) + &line(2)).unwrap();
     let loki = LokiDouble::start();
