@@ -202,6 +202,8 @@ struct PathState {
     context: FileContext,
     /// The last line read, to place a flushed record.
     last: Option<(FileKey, u64)>,
+    /// Where the oldest part of a record still being joined starts.
+    pending_from: Option<u64>,
     pending_since: Option<Instant>,
 }
 
@@ -373,6 +375,7 @@ impl ReadLoop {
                 decoder: Decoder::new(cfg.format, self.max_line_bytes),
                 context,
                 last: None,
+                pending_from: None,
                 pending_since: None,
             },
         );
@@ -394,8 +397,19 @@ impl ReadLoop {
                 return;
             };
             out.stats.lines_read.fetch_add(1, Ordering::Relaxed);
+            let start = match &state.last {
+                Some((k, end)) if k == key => *end,
+                _ => 0,
+            };
             state.last = Some((key.clone(), line.offset_end));
-            let mut record = match state.decoder.decode(line.bytes) {
+            let had_pending = state.decoder.has_pending();
+            let decoded = state.decoder.decode(line.bytes);
+            if !state.decoder.has_pending() {
+                state.pending_from = None;
+            } else if !had_pending || state.pending_from.is_none() {
+                state.pending_from = Some(start);
+            }
+            let mut record = match decoded {
                 Ok(Some(record)) => record,
                 Ok(None) => return, // part of a record still being joined
                 Err(e) => {
@@ -406,7 +420,12 @@ impl ReadLoop {
                 }
             };
             record.truncated |= line.truncated;
-            out.emit(state, record, (key.clone(), line.offset_end), warned);
+            // While another record of this file is still being joined (stdout's `P` parts
+            // with stderr lines between them), a position must not pass its first part.
+            let end = state
+                .pending_from
+                .map_or(line.offset_end, |from| from.min(line.offset_end));
+            out.emit(state, record, (key.clone(), end), warned);
         });
         for (path, error) in &summary.errors {
             tracing::warn!(path = %path.display(), error = %error, "cannot read");
@@ -423,6 +442,7 @@ impl ReadLoop {
                 continue;
             }
             state.pending_since = None;
+            state.pending_from = None;
             let Some(source) = state.last.clone() else {
                 continue;
             };

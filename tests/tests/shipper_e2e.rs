@@ -226,3 +226,61 @@ fn a_deleted_then_recreated_file_is_read_again() {
     shipper.stop().unwrap();
     assert_eq!(loki.entry_count(), 4);
 }
+
+/// The saved position never passes the first part of a record still being joined, even when
+/// lines of the other stream complete after it: a restart there must not lose that part.
+#[test]
+fn positions_wait_for_a_record_still_being_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let ts = now_rfc3339();
+    let first = format!("{ts} stdout F first\n");
+    let file = logs.join("0.log");
+    std::fs::write(
+        &file,
+        format!("{first}{ts} stdout P part one, \n{ts} stderr F an error between the parts\n"),
+    )
+    .unwrap();
+    let loki = LokiDouble::start();
+    let positions = dir.path().join("positions.json");
+    let inputs = format!(
+        "  - paths: [\"{}/*.log\"]\n    format: cri\n",
+        logs.display()
+    );
+    let shipper = RunningShipper::start(&config(&loki, &positions, &inputs));
+    assert!(loki.wait_for_entries(2, Duration::from_secs(30)));
+    let saved_offset = || {
+        let text = std::fs::read_to_string(&positions).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["files"][0]["offset"].as_u64()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while saved_offset().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(tailrace_e2e::POLL);
+    }
+    assert_eq!(
+        saved_offset(),
+        Some(first.len() as u64),
+        "not past the pending part"
+    );
+
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, format!("{ts} stdout F and the end\n").as_bytes()).unwrap();
+    assert!(loki.wait_for_entries(3, Duration::from_secs(30)));
+    let size = std::fs::metadata(&file).unwrap().len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while saved_offset() != Some(size) && std::time::Instant::now() < deadline {
+        std::thread::sleep(tailrace_e2e::POLL);
+    }
+    shipper.stop().unwrap();
+    assert_eq!(saved_offset(), Some(size));
+    assert!(
+        loki.entries()
+            .iter()
+            .any(|e| e.line == "part one, and the end")
+    );
+}
