@@ -31,8 +31,9 @@
 //!   Symlinks are resolved first, so the directory searched is the real file's.
 //! - **Copytruncate** (the file is now shorter than what was read, or its first bytes
 //!   changed): read again from offset 0 (counted). Lines written after the last read and
-//!   before the truncation are lost: no tailer can read bytes that are gone. The copy that
-//!   logrotate makes is not read (its lines were read from the original).
+//!   before the truncation are read from logrotate's copy when it is found (a sibling with
+//!   the same first line and at least the bytes already read), from where reading stopped;
+//!   only lines written between the copy and the truncation are lost, by any tailer.
 //! - **Deleted while open**: read to its end through the open handle, then closed. A
 //!   deleted file still growing (its writer holds it open) is given up after
 //!   [`TailerConfig::deleted_hold`]; what was left is counted in [`TailStats`].
@@ -146,6 +147,8 @@ pub struct TailStats {
     pub given_up_bytes: u64,
     /// Saved positions whose file was nowhere to be found.
     pub resume_not_found: u64,
+    /// Copytruncate copies read from where the original was truncated.
+    pub copies_drained: u64,
     /// Errors reported by `poll`.
     pub errors: u64,
 }
@@ -545,19 +548,28 @@ impl Stream {
         }
 
         // 2. Sizes, deletions, truncations, before anything is read.
-        let mut truncated = false;
+        let mut truncated = Vec::new();
         for t in &mut self.files {
+            let before = (t.reader.offset(), t.reader.id());
             let status = t.reader.check()?;
             t.size = status.size;
-            truncated |= status.truncated;
+            if status.truncated {
+                truncated.push(before);
+            }
             if status.deleted {
                 t.deleted_since.get_or_insert(now);
             }
         }
-        if truncated {
-            // logrotate's copy of the file is in the directory now: it is not a rotation.
+        if !truncated.is_empty() {
+            // logrotate's copy of the file is in the directory now: it is not a rotation,
+            // but it holds the lines written between our last read and the truncation.
             match list_siblings(&self.path) {
-                Ok(siblings) => self.known = siblings.into_iter().map(|s| s.id).collect(),
+                Ok(siblings) => {
+                    for (offset, id) in truncated {
+                        self.drain_copy(&siblings, offset, id, config.reader, stats);
+                    }
+                    self.known = siblings.into_iter().map(|s| s.id).collect();
+                }
                 Err(e) => soft_error(&self.path, Err(e), summary, stats),
             }
         }
@@ -615,6 +627,39 @@ impl Stream {
             break; // an older file may still grow: newer ones wait
         }
         Ok(())
+    }
+
+    /// After a copytruncate of a file read up to `offset`: opens the copy (a sibling with
+    /// the same first line, another inode, at least `offset` bytes long) at `offset`, ahead
+    /// of the truncated file, so the lines written after our last read and before the
+    /// truncation are read from the copy instead of lost.
+    fn drain_copy(
+        &mut self,
+        siblings: &[Sibling],
+        offset: u64,
+        id: FileId,
+        config: ReaderConfig,
+        stats: &mut TailStats,
+    ) {
+        if offset == 0 || id.is_pending() {
+            return;
+        }
+        let copy = siblings.iter().find(|s| {
+            s.id.fingerprint == id.fingerprint
+                && (s.id.dev, s.id.ino) != (id.dev, id.ino)
+                && !self.files.iter().any(|t| t.inode() == (s.id.dev, s.id.ino))
+                && fs::metadata(&s.path).is_ok_and(|m| m.len() >= offset)
+        });
+        let Some(copy) = copy else { return };
+        let Ok(mut reader) = FileReader::open(&copy.path, config) else {
+            return;
+        };
+        if reader.id().fingerprint != id.fingerprint || reader.seek_to(offset).is_err() {
+            return;
+        }
+        stats.copies_drained += 1;
+        let tracked = Tracked::new(&self.path, reader, stats);
+        self.files.push_front(tracked);
     }
 
     /// Opens the rotated-looking files in the directory that were not there at the last

@@ -295,6 +295,34 @@ fn copytruncate_reads_again_from_the_top() {
 }
 
 #[test]
+fn copytruncate_reads_the_lines_not_yet_read_from_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\ntwo\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["one", "two"]);
+    // Written after our last read, then copied and truncated away by logrotate.
+    append(&p, "three\nfour\n");
+    fs::copy(&p, dir.path().join("app.log.1")).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&p, "five\n");
+    assert_eq!(
+        texts(&poll(&mut t)),
+        ["three", "four", "five"],
+        "from the copy, once, in order"
+    );
+    assert_eq!(t.stats().copies_drained, 1);
+    append(&p, "six\n");
+    assert_eq!(texts(&poll(&mut t)), ["six"]);
+}
+
+#[test]
 fn a_deleted_file_is_drained_then_closed() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("app.log");
