@@ -312,20 +312,25 @@ pub fn write_labels(out: &mut String, labels: &[(String, String)]) {
         }
         out.push_str(name);
         out.push_str("=\"");
-        let mut rest = value.as_str();
-        while let Some(pos) = rest.find(['\\', '"', '\n']) {
-            out.push_str(&rest[..pos]);
-            out.push_str(match rest.as_bytes()[pos] {
-                b'\\' => "\\\\",
-                b'"' => "\\\"",
-                _ => "\\n",
-            });
-            rest = &rest[pos + 1..];
-        }
-        out.push_str(rest);
+        write_label_value(out, value);
         out.push('"');
     }
     out.push('}');
+}
+
+/// Appends a label value escaped as in [`write_labels`], without quotes.
+pub fn write_label_value(out: &mut String, value: &str) {
+    let mut rest = value;
+    while let Some(pos) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..pos]);
+        out.push_str(match rest.as_bytes()[pos] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[pos + 1..];
+    }
+    out.push_str(rest);
 }
 
 /// The Prometheus text form of a label set, `{a="b", c="d"}`; see [`write_labels`].

@@ -22,14 +22,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use crate::batch::{Batch, Batcher};
-use crate::checkpoint::{AckTracker, Positions};
+use crate::checkpoint::{AckTracker, BatchId, Positions};
 use crate::config::{Config, Encoding, StartAt};
 use crate::decode::Decoder;
 use crate::discover::{DirWatcher, Discovery, InputGlobs};
 use crate::encode::{self, Encoder, Entry, Stream};
 use crate::entry::FileContext;
 use crate::labels::{LabelSet, labels_from_path};
-use crate::push::{Backoff, FinalResult, PushClient, PushConfig};
+use crate::push::{Backoff, FinalResult, PushClient, PushConfig, PushOutcome};
 use crate::tail::{FileId, FileKey, Tailer, TailerConfig};
 
 /// How often files are scanned for when no watcher event comes.
@@ -125,7 +125,7 @@ pub async fn run(
     let pusher = tokio::spawn(push_loop(
         batch_rx,
         client,
-        Encoder::new(format),
+        format,
         push_stop_rx,
         Arc::clone(&acks),
         Arc::clone(&positions),
@@ -567,28 +567,110 @@ async fn dispatch(batch: Batch, tx: &mpsc::Sender<Batch>, acks: &Mutex<AckTracke
 async fn push_loop(
     mut rx: mpsc::Receiver<Batch>,
     client: PushClient,
-    mut encoder: Encoder,
+    format: encode::Format,
     stop: watch::Receiver<bool>,
     acks: Arc<Mutex<AckTracker>>,
     positions: Arc<Mutex<Positions>>,
     memory: Arc<MemoryBudget>,
     stats: Arc<Stats>,
 ) {
+    let mut encoder = Encoder::new(format);
+    let done = Completion {
+        acks,
+        positions,
+        memory,
+        stats: Arc::clone(&stats),
+    };
     while let Some(batch) = rx.recv().await {
-        let delivered = deliver(&client, &mut encoder, batch.streams, &stop, &stats).await;
-        if !delivered {
-            // Shut down (or retries ran out): the lines stay unacknowledged, so their
-            // files are read again from before them at the next start.
-            continue;
+        let streams = match first_attempt(&client, &mut encoder, batch.streams, &stats).await {
+            FirstAttempt::Delivered => {
+                done.complete(batch.id, batch.entry_bytes);
+                continue;
+            }
+            FirstAttempt::Retry(streams) => streams,
+            FirstAttempt::StreamsLimited(streams) => {
+                // Loki refused some streams and stored the others. Retry the batch on the
+                // side, so one throttled stream does not hold back everything behind it: the
+                // stored streams come back as exact repeats, which Loki keeps once (Loki
+                // names only one refused stream, so "which were stored" cannot be known).
+                // The batch's positions move once all of it is in.
+                let (client, stop, done) = (client.clone(), stop.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut encoder = Encoder::new(format);
+                    if deliver(&client, &mut encoder, streams, &stop, &done.stats).await {
+                        done.complete(batch.id, batch.entry_bytes);
+                    }
+                });
+                continue;
+            }
+        };
+        if deliver(&client, &mut encoder, streams, &stop, &stats).await {
+            done.complete(batch.id, batch.entry_bytes);
         }
-        stats.batches_sent.fetch_add(1, Ordering::Relaxed);
-        memory.release(batch.entry_bytes);
-        let moved = acks.lock().expect("acks lock").accept(batch.id);
-        let mut positions = positions.lock().expect("positions lock");
+        // Otherwise shut down (or retries ran out): the lines stay unacknowledged, so their
+        // files are read again from before them at the next start.
+    }
+}
+
+/// What a delivered batch releases: its memory, and the positions its lines hold back.
+#[derive(Clone)]
+struct Completion {
+    acks: Arc<Mutex<AckTracker>>,
+    positions: Arc<Mutex<Positions>>,
+    memory: Arc<MemoryBudget>,
+    stats: Arc<Stats>,
+}
+
+impl Completion {
+    fn complete(&self, batch: BatchId, entry_bytes: usize) {
+        self.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
+        self.memory.release(entry_bytes);
+        let moved = self.acks.lock().expect("acks lock").accept(batch);
+        let mut positions = self.positions.lock().expect("positions lock");
         for (file, offset) in moved {
             positions.set(&file.path, file.id, offset);
         }
     }
+}
+
+enum FirstAttempt {
+    Delivered,
+    /// Push these again (with backoff).
+    Retry(Vec<Stream>),
+    /// A 429 for some streams only (`Per stream rate limit exceeded`, `Maximum active
+    /// stream limit exceeded`): Loki stored the other streams.
+    StreamsLimited(Vec<Stream>),
+}
+
+/// One plain attempt, to tell a per-stream refusal from anything else.
+async fn first_attempt(
+    client: &PushClient,
+    encoder: &mut Encoder,
+    streams: Vec<Stream>,
+    stats: &Stats,
+) -> FirstAttempt {
+    let Ok(body) = encoder.encode(&streams) else {
+        return FirstAttempt::Retry(streams); // `deliver` reports it
+    };
+    match client.push(&body).await {
+        PushOutcome::Accepted => {
+            stats
+                .entries_sent
+                .fetch_add(body.entries as u64, Ordering::Relaxed);
+            FirstAttempt::Delivered
+        }
+        PushOutcome::Retryable(failure) if is_per_stream_refusal(&failure.message) => {
+            FirstAttempt::StreamsLimited(streams)
+        }
+        _ => FirstAttempt::Retry(streams),
+    }
+}
+
+/// Whether a 429 refused single streams (and Loki stored the rest of the push), rather than
+/// the whole request for the tenant's ingestion rate.
+fn is_per_stream_refusal(message: &str) -> bool {
+    message.contains("Per stream rate limit exceeded")
+        || message.contains("Maximum active stream limit exceeded")
 }
 
 /// Pushes `streams`, halving on a 413 until each part is accepted. Returns whether Loki took

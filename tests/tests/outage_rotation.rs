@@ -99,3 +99,65 @@ fn copytruncate_rotation() {
         }
     });
 }
+
+/// One stream over Loki's per-stream rate limit (429 for that stream, the others stored)
+/// does not hold back the other streams: their lines arrive while it is still throttled,
+/// and in the end all of its lines arrive too.
+#[test]
+fn a_throttled_stream_does_not_hold_back_the_others() {
+    let limits = loki_double::Limits {
+        // A burst above the batch size (64 KiB), as Loki's 15 MiB is above the 4 MiB cap:
+        // a push larger than the burst would be refused for ever.
+        per_stream_rate_bytes_per_second: 48 * 1024,
+        per_stream_burst_bytes: 128 * 1024,
+        ..loki_double::Limits::default()
+    };
+    let loki = LokiDouble::builder().limits(limits).start();
+    let dir = tempfile::tempdir().unwrap();
+    let (noisy, quiet) = (dir.path().join("noisy"), dir.path().join("quiet"));
+    std::fs::create_dir_all(&noisy).unwrap();
+    std::fs::create_dir_all(&quiet).unwrap();
+    let yaml = format!(
+        "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\npositions:\n  path: {}\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n    labels: {{ job: noisy }}\n  - paths: [\"{}/*.log\"]\n    format: plain\n    labels: {{ job: quiet }}\n",
+        loki.url(),
+        dir.path().join("positions.json").display(),
+        noisy.display(),
+        quiet.display()
+    );
+    let shipper = RunningShipper::start(&yaml);
+    // About 1.3 MiB in a second on the noisy stream: ten times its burst, and more entries
+    // than the queues between reader and pusher hold, so a pusher stuck on the noisy
+    // stream would stop the reading of every file.
+    let noisy_writer = LineWriter::start(&noisy.join("app.log"), 4000, Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs(1));
+    let noisy_total = noisy_writer.stop();
+    let quiet_writer = LineWriter::start(&quiet.join("app.log"), 5, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_secs(2));
+    let quiet_total = quiet_writer.stop();
+
+    let count = |job: &str| {
+        loki.entries()
+            .iter()
+            .filter(|e| e.labels["job"] == job)
+            .count() as u64
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while count("quiet") < quiet_total && std::time::Instant::now() < deadline {
+        std::thread::sleep(tailrace_e2e::POLL);
+    }
+    let noisy_then = count("noisy");
+    assert_eq!(count("quiet"), quiet_total, "the quiet stream went through");
+    assert!(
+        noisy_then < noisy_total,
+        "the noisy stream was still throttled ({noisy_then} of {noisy_total})"
+    );
+    assert!(loki.requests().count(429) > 0);
+
+    assert!(
+        loki.wait_for_entries(noisy_total + quiet_total, Duration::from_secs(120)),
+        "{} arrived",
+        loki.entry_count()
+    );
+    shipper.stop().unwrap();
+    assert_eq!(count("noisy"), noisy_total);
+}
