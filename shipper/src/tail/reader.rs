@@ -503,6 +503,16 @@ mod tests {
         }
     }
 
+    /// What copytruncate does to the original: cut it to nothing, in place.
+    fn truncate(path: &Path) {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     fn append(path: &Path, bytes: &[u8]) {
         OpenOptions::new()
             .create(true)
@@ -730,12 +740,7 @@ mod tests {
         let old_id = r.id();
         assert!(!r.check_truncated().unwrap());
         // Truncated, a little written: smaller than what was read.
-        OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, b"new\n");
         assert!(r.check_truncated().unwrap());
         assert_eq!(r.offset(), 0);
@@ -745,12 +750,7 @@ mod tests {
         assert!(old_id.same_inode(&r.id()));
         // Truncated and more written than was read before this reader looked: same size
         // class, different first bytes.
-        OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, b"newer and longer\nsecond\n");
         assert!(r.check_truncated().unwrap());
         let (got, _) = drain(&mut r, usize::MAX);
@@ -771,12 +771,7 @@ mod tests {
         assert!(!r.check_truncated().unwrap());
         let (got, _) = drain(&mut r, 1);
         assert_eq!(texts(&got), ["aaaa"]);
-        OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, b"cc\ndddddd\n");
         assert!(r.check_truncated().unwrap());
         let (got, _) = drain(&mut r, usize::MAX);
@@ -792,12 +787,7 @@ mod tests {
         assert!(!r.check_truncated().unwrap());
         drain(&mut r, usize::MAX);
         assert!(!r.check_truncated().unwrap());
-        OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, b"ccccccccc\n"); // the size it had
         assert!(r.check_truncated().unwrap());
         let (got, _) = drain(&mut r, usize::MAX);

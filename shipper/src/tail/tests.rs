@@ -4,6 +4,16 @@ use super::*;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
+/// What copytruncate does to the original: cut it to nothing, in place.
+fn truncate(path: &Path) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn append(path: &Path, bytes: &str) {
     OpenOptions::new()
         .create(true)
@@ -271,12 +281,7 @@ fn copytruncate_reads_again_from_the_top() {
     t.watch(&p).unwrap();
     let before = poll_keys(&mut t);
     fs::copy(&p, dir.path().join("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&p);
     append(&p, "three\n");
     let after = poll_keys(&mut t);
     assert_eq!(
@@ -305,12 +310,7 @@ fn copytruncate_reads_the_lines_not_yet_read_from_the_copy() {
     // Written after our last read, then copied and truncated away by logrotate.
     append(&p, "three\nfour\n");
     fs::copy(&p, dir.path().join("app.log.1")).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&p);
     append(&p, "five\n");
     assert_eq!(
         texts(&poll(&mut t)),
@@ -485,12 +485,7 @@ fn resume_does_not_apply_a_position_to_a_reused_inode_or_replaced_content() {
     assert_eq!(t.stats().resume_not_found, 1);
 
     // Copytruncate while down.
-    OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&p);
     append(&p, "after the truncation, longer than before\n");
     let mut t = Tailer::new(config());
     assert_eq!(t.resume(&p, current, 24).unwrap(), Resumed::NotFound);
