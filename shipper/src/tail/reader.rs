@@ -503,15 +503,7 @@ mod tests {
         }
     }
 
-    /// What copytruncate does to the original: cut it to nothing, in place.
-    fn truncate(path: &Path) {
-        OpenOptions::new()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-    }
+    use crate::tail::tests::truncate;
 
     fn append(path: &Path, bytes: &[u8]) {
         OpenOptions::new()

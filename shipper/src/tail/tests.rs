@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 
 /// What copytruncate does to the original: cut it to nothing, in place.
-fn truncate(path: &Path) {
+pub(crate) fn truncate(path: &Path) {
     OpenOptions::new()
         .write(true)
         .open(path)
