@@ -267,6 +267,7 @@ fn write_config(
 ) -> Result<(), String> {
     let yaml = format!(
         "loki:\n  url: {}\n  batch: {{ max_bytes: {batch}, max_wait: 1s }}\n\
+         server: {{ listen: 127.0.0.1:0 }}\n\
          positions:\n  path: {}\n  sync_interval: 5s\n\
          inputs:\n  - paths: [\"{}\"]\n    format: plain\n    start_at: beginning\n    labels: {{ job: bench }}\n",
         loki.url(),

@@ -7,6 +7,7 @@
 //! lines reach, for the checkpoint to commit once Loki accepts the batch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::BatchId;
@@ -46,8 +47,10 @@ pub struct Batcher {
     entry_bytes: usize,
     entries: usize,
     oldest: Option<Instant>,
-    next_id: BatchId,
 }
+
+/// Batch ids are unique across every tenant's batcher: the checkpoint tracks them together.
+static NEXT_BATCH_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Batcher {
     pub fn new(tenant: impl Into<String>, max_bytes: usize, max_wait: Duration) -> Self {
@@ -61,7 +64,6 @@ impl Batcher {
             entry_bytes: 0,
             entries: 0,
             oldest: None,
-            next_id: 1,
         }
     }
 
@@ -131,8 +133,7 @@ impl Batcher {
             })
             .collect();
         streams.sort_by(|a, b| a.labels.cmp(&b.labels));
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = NEXT_BATCH_ID.fetch_add(1, Ordering::Relaxed);
         let batch = Batch {
             id,
             tenant: self.tenant.clone(),

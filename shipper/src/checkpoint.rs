@@ -114,6 +114,16 @@ impl Positions {
         }
     }
 
+    /// Reads `path` without changing anything (for `tailrace positions`): a missing file is
+    /// empty, a bad one an error saying why.
+    pub fn read(path: &Path) -> Result<Self, String> {
+        match fs::read(path) {
+            Ok(bytes) => Self::parse(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
     fn parse(bytes: &[u8]) -> Result<Self, String> {
         if bytes.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
             return Err("empty".into());

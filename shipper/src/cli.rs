@@ -1,32 +1,70 @@
 //! The command line, the shipper's own logs, and the edge where errors become messages for
 //! people. `src/main.rs` only calls [`main`]; the end-to-end tests build the same program.
+//!
+//! `tailrace --config FILE` (or `tailrace run`) runs; SIGHUP reloads the file (a bad new
+//! file is reported and the running configuration goes on); SIGTERM or SIGINT stop.
+//! `check` validates and prints the effective configuration, `positions` lists what the
+//! positions file knows, `probe URL` is a health check for images without a shell.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::checkpoint::Positions;
 use crate::config::Config;
-use crate::pipeline::{self, Stats};
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use crate::pipeline::{self, Mode};
+use crate::tail::FileId;
+use crate::telemetry::Telemetry;
 
 /// Tails container log files and ships them to Grafana Loki without losing or duplicating
 /// a line.
 #[derive(Parser)]
 #[command(name = "tailrace", version)]
 struct Cli {
-    /// The configuration file (YAML).
-    #[arg(long, short, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    options: Options,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Options every command that reads the configuration takes.
+#[derive(Args, Clone, Default)]
+struct Options {
+    /// The configuration file (YAML; `${VAR}` and `${VAR:-default}` are expanded).
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Push to this URL instead of the file's `loki.url`.
+    #[arg(long, global = true, value_name = "URL")]
+    loki_url: Option<String>,
+    /// Keep positions in this file instead of the file's `positions.path`.
+    #[arg(long, global = true, value_name = "FILE")]
+    positions: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the shipper (what `tailrace --config FILE` does).
-    Run,
-    /// Check the configuration and exit.
+    Run {
+        /// Print each entry it would push as a JSON line on stdout; push nothing, write no
+        /// positions.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the configuration, print it with every default filled in, and exit.
     Check,
+    /// List the files the positions file knows: offset, size now, and unread bytes.
+    Positions,
+    /// GET a URL and exit 0 on a 2xx answer (a container health check with no shell).
+    Probe {
+        /// For example http://127.0.0.1:9080/ready
+        url: String,
+    },
 }
 
 /// Runs the `tailrace` command line.
@@ -44,7 +82,7 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             let message = describe(&e);
             tracing::error!(error = %message, "tailrace stopped");
@@ -71,44 +109,187 @@ fn describe(e: &anyhow::Error) -> String {
     out
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let path = cli
-        .config
-        .context("no configuration file: pass --config FILE")?;
-    let config = Config::load(&path)?;
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Check => {
-            println!("{}: configuration is valid", path.display());
-            Ok(())
-        }
-        Command::Run => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(async {
-                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    let _ = stop_tx.send(true);
-                });
-                tracing::info!(config = %path.display(), loki = %config.loki.url, "tailrace starting");
-                pipeline::run(config, stop_rx, Arc::new(Stats::default()))
-                    .await
-                    .context("the shipper failed")
-            })
-        }
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let command = cli.command.unwrap_or(Command::Run { dry_run: false });
+    if let Command::Probe { url } = &command {
+        return Ok(match probe(url, Duration::from_secs(5)) {
+            Ok(status) => {
+                println!("{url}: {status}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{url}: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        });
     }
+    let options = cli.options;
+    let config = load(&options)?;
+    match command {
+        Command::Check => {
+            let path = options.config.unwrap_or_default();
+            println!(
+                "# {}: the configuration is valid. As it runs, defaults filled in:",
+                path.display()
+            );
+            print!("{}", config.effective_yaml());
+        }
+        Command::Positions => print_positions(&config.positions.path)?,
+        Command::Run { dry_run } => {
+            let mode = if dry_run { Mode::DryRun } else { Mode::Ship };
+            serve(options, config, mode)?;
+        }
+        Command::Probe { .. } => unreachable!("handled above"),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// SIGTERM (Kubernetes, docker stop) or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// The configuration file with the command line's overrides applied.
+fn load(options: &Options) -> anyhow::Result<Config> {
+    let path = options
+        .config
+        .as_deref()
+        .context("no configuration file: pass --config FILE")?;
+    let mut config = Config::load(path)?;
+    if let Some(url) = &options.loki_url {
+        // Checked as the file's own value would be.
+        let text = format!("loki: {{url: {url:?}}}\ninputs: [{{paths: ['/x']}}]\n");
+        Config::from_yaml_with_env(&text, Path::new("--loki-url"), |_| None)?;
+        config.loki.url = url.clone();
     }
-    tracing::info!("signal received");
+    if let Some(positions) = &options.positions {
+        config.positions.path = positions.clone();
+    }
+    Ok(config)
+}
+
+/// Runs the pipeline until SIGTERM/SIGINT, restarting it with the new file on SIGHUP.
+fn serve(options: Options, mut config: Config, mode: Mode) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let path = options.config.clone().unwrap_or_default();
+        loop {
+            tracing::info!(config = %path.display(), loki = %config.loki.url, ?mode, "tailrace starting");
+            let telemetry = Arc::new(Telemetry::new(config.server.unready_after.0));
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let mut running = tokio::spawn(pipeline::run_with(
+                config.clone(),
+                stop_rx,
+                telemetry,
+                mode,
+            ));
+            let next = loop {
+                tokio::select! {
+                    finished = &mut running => {
+                        return finished
+                            .context("the shipper panicked")?
+                            .context("the shipper failed");
+                    }
+                    _ = term.recv() => break None,
+                    _ = tokio::signal::ctrl_c() => break None,
+                    _ = hangup.recv() => match load(&options) {
+                        Ok(new) => break Some(new),
+                        Err(e) => tracing::error!(
+                            error = %describe(&e),
+                            "SIGHUP: the new configuration is not valid; the running one goes on"
+                        ),
+                    },
+                }
+            };
+            tracing::info!(reload = next.is_some(), "signal received: stopping the pipeline");
+            let _ = stop_tx.send(true);
+            running
+                .await
+                .context("the shipper panicked")?
+                .context("the shipper failed")?;
+            match next {
+                Some(new) => {
+                    tracing::info!("configuration reloaded");
+                    config = new;
+                }
+                None => return Ok(()),
+            }
+        }
+    })
+}
+
+/// `tailrace positions`: one line per known file.
+fn print_positions(path: &Path) -> anyhow::Result<()> {
+    let positions = Positions::read(path).map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "# {} ({} files)", path.display(), positions.len())?;
+    writeln!(
+        out,
+        "{:>12} {:>12} {:>12}  {:<8} PATH",
+        "OFFSET", "SIZE", "UNREAD", "STATE"
+    )?;
+    for position in positions.iter() {
+        let (size, state) = match FileId::of_path(&position.path) {
+            Ok(id) if position.id.matches(&id) => (
+                std::fs::metadata(&position.path).map(|m| m.len()).ok(),
+                "tailing",
+            ),
+            // The path names another file now: the saved one was rotated away (it is found
+            // in the same directory at the next start) or replaced.
+            Ok(_) => (None, "rotated"),
+            Err(_) => (None, "gone"),
+        };
+        let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let unread = size.map(|s| s.saturating_sub(position.offset));
+        writeln!(
+            out,
+            "{:>12} {:>12} {:>12}  {:<8} {}",
+            position.offset,
+            show(size),
+            show(unread),
+            state,
+            position.path.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// GETs `url` (plain http) and returns its status line when it is 2xx.
+fn probe(url: &str, timeout: Duration) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
+    if parsed.scheme() != "http" {
+        bail!("only http:// URLs can be probed");
+    }
+    let host = parsed.host_str().context("the URL has no host")?;
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .context("the host has no address")?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let target = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_owned(),
+    };
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status_line = answer.lines().next().unwrap_or_default().to_owned();
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {status_line:?}"))?;
+    if !(200..300).contains(&code) {
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().trim();
+        bail!("{status_line}: {body}");
+    }
+    Ok(status_line)
 }

@@ -13,7 +13,9 @@
 //! - [`push`]: bodies to Loki, with retry; a 400 is final and partial.
 //! - [`checkpoint`]: positions that only move past lines Loki accepted, saved atomically.
 //! - [`pipeline`]: runs the stages together until shutdown.
-//! - [`cli`]: the command line.
+//! - [`telemetry`], [`metrics`], [`server`]: what the shipper reports about itself, and the
+//!   `/metrics`, `/healthz`, `/ready` and `/status` endpoints.
+//! - [`cli`]: the command line (`run`, `check`, `positions`, `probe`).
 
 pub mod batch;
 pub mod checkpoint;
@@ -24,6 +26,9 @@ pub mod discover;
 pub mod encode;
 pub mod entry;
 pub mod labels;
+pub mod metrics;
 pub mod pipeline;
 pub mod push;
+pub mod server;
 pub mod tail;
+pub mod telemetry;

@@ -15,22 +15,25 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::batch::{Batch, Batcher};
-use crate::checkpoint::{AckTracker, BatchId, Positions};
+use crate::checkpoint::{AckTracker, Positions};
 use crate::config::{Config, Encoding, StartAt};
 use crate::decode::Decoder;
 use crate::discover::{DirWatcher, Discovery, InputGlobs};
 use crate::encode::{self, Encoder, Entry, Stream};
 use crate::entry::FileContext;
 use crate::labels::{LabelSet, labels_from_path};
-use crate::push::{Backoff, FinalResult, PushClient, PushConfig, PushOutcome};
+use crate::metrics::DropReason;
+use crate::push::{Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome};
+use crate::server::{FileStatus, Server};
 use crate::tail::{FileId, FileKey, Tailer, TailerConfig};
+use crate::telemetry::Telemetry;
 
 /// How often files are scanned for when no watcher event comes.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -43,24 +46,20 @@ const MIN_SCAN_SPACING: Duration = Duration::from_millis(500);
 /// Bytes read per file per poll, so one busy file does not starve the others.
 const READ_BUDGET: usize = 1024 * 1024;
 
-/// Counters of a run, for logs, tests and (later) metrics.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub lines_read: AtomicU64,
-    pub entries_sent: AtomicU64,
-    pub entries_rejected: AtomicU64,
-    pub batches_sent: AtomicU64,
-    pub push_attempts_failed: AtomicU64,
-    pub decode_errors: AtomicU64,
-    pub positions_write_failures: AtomicU64,
-    /// The most entry bytes ever held between reading and Loki's acceptance.
-    pub memory_peak: AtomicU64,
-    /// The bound on that, from `limits.memory`.
-    pub memory_bound: AtomicU64,
+/// What a run does with what it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Push to Loki, move positions as Loki accepts, serve the metrics and health endpoints.
+    #[default]
+    Ship,
+    /// Print each entry as a JSON line on stdout instead; push nothing, write no positions,
+    /// serve nothing (`tailrace run --dry-run`).
+    DryRun,
 }
 
 /// One entry on its way from the reader to the batcher.
 struct Item {
+    tenant: Arc<str>,
     labels: Arc<LabelSet>,
     entry: Entry,
     source: (FileKey, u64),
@@ -71,28 +70,53 @@ struct Item {
 pub async fn run(
     config: Config,
     shutdown: watch::Receiver<bool>,
-    stats: Arc<Stats>,
+    telemetry: Arc<Telemetry>,
+) -> Result<(), PipelineError> {
+    run_with(config, shutdown, telemetry, Mode::Ship).await
+}
+
+/// [`run`], or a dry run.
+pub async fn run_with(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    telemetry: Arc<Telemetry>,
+    mode: Mode,
 ) -> Result<(), PipelineError> {
     let positions_path = config.positions.path.clone();
     let (positions, problem) = Positions::load(&positions_path);
     if let Some(problem) = problem {
         tracing::error!(error = %problem, "positions file");
     }
+    telemetry.health.set_positions_loaded();
     let positions = Arc::new(Mutex::new(positions));
-    let memory = Arc::new(MemoryBudget::new(config.limits.memory.0 as usize));
-    stats
-        .memory_bound
-        .store(config.limits.memory.0, Ordering::Relaxed);
+    let metrics = &telemetry.metrics;
+    metrics.memory_bound.set(config.limits.memory.0 as i64);
+    let memory = Arc::new(MemoryBudget::new(
+        config.limits.memory.0 as usize,
+        metrics.memory_in_flight.clone(),
+    ));
     let acks = Arc::new(Mutex::new(AckTracker::default()));
-
-    let mut push_config = PushConfig::new(config.loki.url.clone());
-    push_config.tenant = config.loki.tenant.clone();
-    push_config.timeout = config.loki.timeout.0;
-    push_config.backoff = Backoff::default();
-    let client = PushClient::new(&push_config).map_err(|e| PipelineError::Push(e.to_string()))?;
+    let client = PushClient::new(&push_config(&config))
+        .map_err(|e| PipelineError::Push(e.to_string()))?
+        .with_observer(Arc::clone(&telemetry) as Arc<dyn PushObserver>);
+    let (server_stop_tx, server_stop_rx) = watch::channel(false);
+    let server = match mode {
+        Mode::Ship => {
+            let server = Server::bind(
+                config.server.listen,
+                Arc::clone(&telemetry.health),
+                Arc::clone(&telemetry.metrics),
+            )
+            .await
+            .map_err(PipelineError::Server)?;
+            telemetry.set_server_addr(server.local_addr());
+            tracing::info!(listen = %server.local_addr(), "serving /metrics, /healthz, /ready, /status");
+            Some(server.spawn(server_stop_rx))
+        }
+        Mode::DryRun => None,
+    };
 
     let (item_tx, item_rx) = mpsc::channel::<Item>(4096);
-    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(2);
     let stop_reading = Arc::new(AtomicBool::new(false));
 
     let reader = {
@@ -100,45 +124,50 @@ pub async fn run(
         let positions = positions.lock().expect("positions lock").clone();
         let memory = Arc::clone(&memory);
         let stop = Arc::clone(&stop_reading);
-        let stats = Arc::clone(&stats);
+        let telemetry = Arc::clone(&telemetry);
         std::thread::Builder::new()
             .name("tailrace-reader".into())
-            .spawn(move || ReadLoop::new(&config, positions, item_tx, memory, stop, stats).run())
+            .spawn(move || {
+                ReadLoop::new(&config, positions, item_tx, memory, stop, telemetry).run();
+            })
             .map_err(|e| PipelineError::Thread(e.to_string()))?
     };
 
+    let (push_stop_tx, push_stop_rx) = watch::channel(false);
+    let lanes = TenantLanes {
+        client,
+        format: match config.loki.encoding {
+            Encoding::Protobuf => encode::Format::Protobuf,
+            Encoding::Json => encode::Format::JsonGzip,
+        },
+        stop: push_stop_rx,
+        done: Completion {
+            acks: Arc::clone(&acks),
+            positions: Arc::clone(&positions),
+            memory: Arc::clone(&memory),
+            telemetry: Arc::clone(&telemetry),
+        },
+        mode,
+        senders: HashMap::new(),
+        tasks: Vec::new(),
+    };
     let batcher = tokio::spawn(batch_loop(
         item_rx,
-        batch_tx,
-        Batcher::new(
-            config.loki.tenant.clone(),
-            config.loki.batch.max_bytes.0 as usize,
-            config.loki.batch.max_wait.0,
-        ),
-        Arc::clone(&acks),
+        BatchSettings {
+            max_bytes: config.loki.batch.max_bytes.0 as usize,
+            max_wait: config.loki.batch.max_wait.0,
+        },
+        lanes,
     ));
-    let (push_stop_tx, push_stop_rx) = watch::channel(false);
-    let format = match config.loki.encoding {
-        Encoding::Protobuf => encode::Format::Protobuf,
-        Encoding::Json => encode::Format::JsonGzip,
-    };
-    let pusher = tokio::spawn(push_loop(
-        batch_rx,
-        client,
-        format,
-        push_stop_rx,
-        Arc::clone(&acks),
-        Arc::clone(&positions),
-        Arc::clone(&memory),
-        Arc::clone(&stats),
-    ));
-    let checkpointer = tokio::spawn(checkpoint_loop(
-        Arc::clone(&positions),
-        positions_path.clone(),
-        config.positions.sync_interval.0,
-        shutdown.clone(),
-        Arc::clone(&stats),
-    ));
+    let checkpointer = (mode == Mode::Ship).then(|| {
+        tokio::spawn(checkpoint_loop(
+            Arc::clone(&positions),
+            positions_path.clone(),
+            config.positions.sync_interval.0,
+            shutdown.clone(),
+            Arc::clone(&telemetry),
+        ))
+    });
 
     let mut shutdown = shutdown;
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -146,11 +175,10 @@ pub async fn run(
     stop_reading.store(true, Ordering::SeqCst);
     memory.close();
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
-    let deadline = tokio::time::sleep(SHUTDOWN_TIMEOUT);
+    let deadline = tokio::time::sleep(config.shutdown_timeout.0);
     tokio::pin!(deadline);
     let drained = async {
         let _ = batcher.await;
-        let _ = pusher.await;
     };
     tokio::select! {
         () = drained => {}
@@ -159,7 +187,16 @@ pub async fn run(
             let _ = push_stop_tx.send(true);
         }
     }
-    let _ = checkpointer.await;
+    if let Some(checkpointer) = checkpointer {
+        let _ = checkpointer.await;
+    }
+    let _ = server_stop_tx.send(true);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    if mode == Mode::DryRun {
+        return Ok(());
+    }
     let saved = positions
         .lock()
         .expect("positions lock")
@@ -167,8 +204,28 @@ pub async fn run(
     saved.map_err(|e| PipelineError::Positions(e.to_string()))
 }
 
-/// How long shutdown waits for the last pushes.
-pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The push client's settings from the `loki` section (for `loki.tenant`; other tenants
+/// get the same client with their own header).
+fn push_config(config: &Config) -> PushConfig {
+    let loki = &config.loki;
+    let mut push = PushConfig::new(loki.url.clone());
+    push.tenant = loki.tenant.clone();
+    push.timeout = loki.timeout.0;
+    push.basic_auth = loki.basic_auth.as_ref().map(|b| crate::push::BasicAuth {
+        username: b.username.clone(),
+        password_file: b.password_file.clone(),
+    });
+    push.bearer_token_file = loki.bearer_token_file.clone();
+    push.ca_file = loki.tls.ca_file.clone();
+    push.client_cert = loki.tls.cert_file.clone().zip(loki.tls.key_file.clone());
+    push.insecure_skip_verify = loki.tls.insecure_skip_verify;
+    push.backoff = Backoff {
+        min: loki.backoff.min.0,
+        max: loki.backoff.max.0,
+        max_retries: loki.backoff.max_retries,
+    };
+    push
+}
 
 /// A run that could not start or finish cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -179,12 +236,16 @@ pub enum PipelineError {
     Thread(String),
     #[error("{0}")]
     Positions(String),
+    #[error(transparent)]
+    Server(crate::server::ServerError),
 }
 
 /// The reader thread's state: discovery, the tailer, and per-path decoding.
 struct ReadLoop {
     discovery: Discovery,
     inputs: Vec<crate::config::InputConfig>,
+    /// Per input, the tenant its lines go to.
+    tenants: Vec<Arc<str>>,
     max_line_bytes: usize,
     tailer: Tailer,
     files: HashMap<PathBuf, PathState>,
@@ -193,11 +254,14 @@ struct ReadLoop {
     tx: mpsc::Sender<Item>,
     memory: Arc<MemoryBudget>,
     stop: Arc<AtomicBool>,
-    stats: Arc<Stats>,
+    telemetry: Arc<Telemetry>,
     warned_streams: HashSet<Arc<LabelSet>>,
+    /// The tailer's given-up bytes already counted in the metrics.
+    given_up_counted: u64,
 }
 
 struct PathState {
+    tenant: Arc<str>,
     decoder: Decoder,
     context: FileContext,
     /// The last line read, to place a flushed record.
@@ -214,7 +278,7 @@ impl ReadLoop {
         tx: mpsc::Sender<Item>,
         memory: Arc<MemoryBudget>,
         stop: Arc<AtomicBool>,
-        stats: Arc<Stats>,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         let globs = config
             .inputs
@@ -230,6 +294,9 @@ impl ReadLoop {
         Self {
             discovery: Discovery::new(globs),
             inputs: config.inputs.clone(),
+            tenants: (0..config.inputs.len())
+                .map(|i| Arc::from(config.tenant_of(i)))
+                .collect(),
             max_line_bytes,
             tailer: Tailer::new(tailer_config),
             files: HashMap::new(),
@@ -238,8 +305,9 @@ impl ReadLoop {
             tx,
             memory,
             stop,
-            stats,
+            telemetry,
             warned_streams: HashSet::new(),
+            given_up_counted: 0,
         }
     }
 
@@ -334,6 +402,28 @@ impl ReadLoop {
                 }
             }
         }
+        self.publish_files();
+    }
+
+    /// Publishes the files being read, their offsets and sizes (for `/status` and the
+    /// unread-bytes metric). At each scan: often enough for people, cheap for the reader.
+    fn publish_files(&self) {
+        let files: Vec<FileStatus> = self
+            .tailer
+            .open_files_with_size()
+            .map(|(key, offset, size)| FileStatus {
+                path: key.path.display().to_string(),
+                offset,
+                size: size.unwrap_or(offset),
+            })
+            .collect();
+        let metrics = &self.telemetry.metrics;
+        metrics.files_watched.set(self.watched.len() as i64);
+        metrics
+            .unread_bytes
+            .set(files.iter().map(FileStatus::unread).sum::<u64>() as i64);
+        self.telemetry.health.set_files(files);
+        self.telemetry.health.set_discovery_done();
     }
 
     /// Stops following paths that are gone (a deleted pod's logs) once their files are
@@ -372,6 +462,7 @@ impl ReadLoop {
         self.files.insert(
             path.clone(),
             PathState {
+                tenant: Arc::clone(&self.tenants[input]),
                 decoder: Decoder::new(cfg.format, self.max_line_bytes),
                 context,
                 last: None,
@@ -388,7 +479,7 @@ impl ReadLoop {
         let out = Emitter {
             tx: &self.tx,
             memory: &self.memory,
-            stats: &self.stats,
+            telemetry: &self.telemetry,
             stop: &self.stop,
         };
         let warned = &mut self.warned_streams;
@@ -396,7 +487,6 @@ impl ReadLoop {
             let Some(state) = files.get_mut(&key.path) else {
                 return;
             };
-            out.stats.lines_read.fetch_add(1, Ordering::Relaxed);
             let start = match &state.last {
                 Some((k, end)) if k == key => *end,
                 _ => 0,
@@ -413,7 +503,8 @@ impl ReadLoop {
                 Ok(Some(record)) => record,
                 Ok(None) => return, // part of a record still being joined
                 Err(e) => {
-                    if out.stats.decode_errors.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                    let errors = &out.telemetry.metrics.decode_errors;
+                    if errors.inc() % 1000 == 0 {
                         tracing::warn!(file = %key.path.display(), offset = line.offset_end, error = %e, "malformed line");
                     }
                     e.into_fallback()
@@ -450,6 +541,15 @@ impl ReadLoop {
                 out.emit(state, record, source.clone(), warned);
             }
         }
+        self.memory.set_buffers(self.tailer.buffer_bytes());
+        let metrics = &self.telemetry.metrics;
+        metrics.read_lines.inc_by(summary.lines);
+        metrics.read_bytes.inc_by(summary.bytes);
+        let given_up = self.tailer.stats().given_up_bytes;
+        metrics
+            .given_up_bytes
+            .inc_by(given_up.saturating_sub(self.given_up_counted));
+        self.given_up_counted = given_up;
         summary.lines
     }
 }
@@ -461,7 +561,7 @@ const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 struct Emitter<'a> {
     tx: &'a mpsc::Sender<Item>,
     memory: &'a MemoryBudget,
-    stats: &'a Stats,
+    telemetry: &'a Telemetry,
     stop: &'a AtomicBool,
 }
 
@@ -473,6 +573,9 @@ impl Emitter<'_> {
         source: (FileKey, u64),
         warned: &mut HashSet<Arc<LabelSet>>,
     ) {
+        if record.truncated {
+            self.telemetry.metrics.truncated_lines.inc();
+        }
         let made = state.context.make(record, now_ns());
         if !made.repairs.is_empty() && warned.insert(Arc::clone(made.labels)) {
             tracing::warn!(file = %source.0.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
@@ -481,10 +584,11 @@ impl Emitter<'_> {
         let Some(in_use) = self.memory.acquire(charge) else {
             return; // shutting down: the line stays unacknowledged for the next start
         };
-        self.stats
+        self.telemetry
             .memory_peak
             .fetch_max(in_use as u64, Ordering::Relaxed);
         let item = Item {
+            tenant: Arc::clone(&state.tenant),
             labels: Arc::clone(made.labels),
             entry: made.entry,
             source,
@@ -520,20 +624,26 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-async fn batch_loop(
-    mut rx: mpsc::Receiver<Item>,
-    tx: mpsc::Sender<Batch>,
-    mut batcher: Batcher,
-    acks: Arc<Mutex<AckTracker>>,
-) {
+/// When batches are cut.
+struct BatchSettings {
+    max_bytes: usize,
+    max_wait: Duration,
+}
+
+/// Gathers items into one batcher per tenant and hands each batch to its tenant's lane.
+/// Ends when the reader is gone, after the last batches and their lanes are done.
+async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut lanes: TenantLanes) {
+    let mut batchers: HashMap<Arc<str>, Batcher> = HashMap::new();
     loop {
-        let deadline = batcher.deadline();
+        let deadline = batchers.values().filter_map(Batcher::deadline).min();
         let item = match deadline {
             Some(d) => tokio::select! {
                 item = rx.recv() => item,
                 () = tokio::time::sleep_until(d.into()) => {
-                    if let Some(b) = batcher.poll(Instant::now()) {
-                        dispatch(b, &tx, &acks).await;
+                    for batcher in batchers.values_mut() {
+                        if let Some(b) = batcher.poll(Instant::now()) {
+                            lanes.dispatch(b);
+                        }
                     }
                     continue;
                 }
@@ -541,74 +651,287 @@ async fn batch_loop(
             None => rx.recv().await,
         };
         let Some(item) = item else { break };
+        let batcher = batchers
+            .entry(Arc::clone(&item.tenant))
+            .or_insert_with(|| Batcher::new(&*item.tenant, settings.max_bytes, settings.max_wait));
         if let Some(b) = batcher.push(&item.labels, item.entry, Some(item.source), Instant::now()) {
-            dispatch(b, &tx, &acks).await;
+            lanes.dispatch(b);
         }
         if let Some(b) = batcher.poll(Instant::now()) {
-            dispatch(b, &tx, &acks).await;
+            lanes.dispatch(b);
         }
     }
-    if let Some(b) = batcher.take() {
-        dispatch(b, &tx, &acks).await;
-    }
-}
-
-async fn dispatch(batch: Batch, tx: &mpsc::Sender<Batch>, acks: &Mutex<AckTracker>) {
-    {
-        let mut acks = acks.lock().expect("acks lock");
-        for (file, end) in &batch.segments {
-            acks.add(file.clone(), batch.id, *end);
+    for batcher in batchers.values_mut() {
+        if let Some(b) = batcher.take() {
+            lanes.dispatch(b);
         }
     }
-    let _ = tx.send(batch).await;
+    lanes.finish().await;
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn push_loop(
-    mut rx: mpsc::Receiver<Batch>,
+/// One push lane per tenant, so that a tenant that cannot be sent to (its ingestion rate,
+/// its credentials) never holds back another. The memory bound, not the queue, limits what
+/// waits in a lane.
+struct TenantLanes {
     client: PushClient,
     format: encode::Format,
     stop: watch::Receiver<bool>,
-    acks: Arc<Mutex<AckTracker>>,
-    positions: Arc<Mutex<Positions>>,
-    memory: Arc<MemoryBudget>,
-    stats: Arc<Stats>,
-) {
-    let mut encoder = Encoder::new(format);
-    let done = Completion {
-        acks,
-        positions,
-        memory,
-        stats: Arc::clone(&stats),
-    };
-    while let Some(batch) = rx.recv().await {
-        let streams = match first_attempt(&client, &mut encoder, batch.streams, &stats).await {
-            FirstAttempt::Delivered => {
-                done.complete(batch.id, batch.entry_bytes);
-                continue;
+    done: Completion,
+    mode: Mode,
+    senders: HashMap<String, mpsc::UnboundedSender<Batch>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TenantLanes {
+    fn dispatch(&mut self, batch: Batch) {
+        let metrics = &self.done.telemetry.metrics;
+        metrics.batch_entries.observe(batch.entries as f64);
+        metrics.batch_bytes.observe(batch.bytes as f64);
+        if self.mode == Mode::DryRun {
+            print_entries(&batch);
+            // Nothing moves the positions; only the memory is given back.
+            self.done.memory.release(batch.entry_bytes);
+            return;
+        }
+        {
+            let mut acks = self.done.acks.lock().expect("acks lock");
+            for (file, end) in &batch.segments {
+                acks.add(file.clone(), batch.id, *end);
             }
-            FirstAttempt::Retry(streams) => streams,
-            FirstAttempt::StreamsLimited(streams) => {
-                // Loki refused some streams and stored the others. Retry the batch on the
-                // side, so one throttled stream does not hold back everything behind it: the
-                // stored streams come back as exact repeats, which Loki keeps once (Loki
-                // names only one refused stream, so "which were stored" cannot be known).
-                // The batch's positions move once all of it is in.
-                let (client, stop, done) = (client.clone(), stop.clone(), done.clone());
-                tokio::spawn(async move {
-                    let mut encoder = Encoder::new(format);
-                    if deliver(&client, &mut encoder, streams, &stop, &done.stats).await {
-                        done.complete(batch.id, batch.entry_bytes);
-                    }
+        }
+        let sender = match self.senders.get(&batch.tenant) {
+            Some(sender) => sender,
+            None => {
+                let client = self.client.for_tenant(&batch.tenant).unwrap_or_else(|e| {
+                    // Tenant ids were checked with the configuration; this cannot happen.
+                    tracing::error!(tenant = %batch.tenant, error = %e, "cannot push for this tenant; using loki.tenant");
+                    self.client.clone()
                 });
-                continue;
+                let (tx, rx) = mpsc::unbounded_channel();
+                let pusher = TenantPusher {
+                    client,
+                    encoder: Encoder::new(self.format),
+                    stop: self.stop.clone(),
+                    done: self.done.clone(),
+                };
+                self.tasks.push(tokio::spawn(pusher.run(rx)));
+                self.senders.entry(batch.tenant.clone()).or_insert(tx)
             }
         };
-        if deliver(&client, &mut encoder, streams, &stop, &stats).await {
-            done.complete(batch.id, batch.entry_bytes);
+        // A closed lane means shutdown: the lines stay unacknowledged for the next start.
+        let _ = sender.send(batch);
+    }
+
+    /// Closes every lane and waits for what they hold to be sent.
+    async fn finish(self) {
+        drop(self.senders);
+        for task in self.tasks {
+            let _ = task.await;
         }
-        // Otherwise shut down (or retries ran out): the lines stay unacknowledged, so their
-        // files are read again from before them at the next start.
+    }
+}
+
+/// `tailrace run --dry-run`: one JSON object per entry on stdout, as it would be pushed.
+fn print_entries(batch: &Batch) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for stream in &batch.streams {
+        let labels: serde_json::Map<String, serde_json::Value> = stream
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().into()))
+            .collect();
+        for entry in &stream.entries {
+            let metadata: serde_json::Map<String, serde_json::Value> = entry
+                .structured_metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().into()))
+                .collect();
+            let mut timestamp = [0u8; tailrace_log::timestamp::RFC3339_LEN];
+            let seconds = entry.timestamp_ns.div_euclid(1_000_000_000);
+            let nanos = entry.timestamp_ns.rem_euclid(1_000_000_000) as u32;
+            let timestamp = match u64::try_from(seconds) {
+                Ok(secs) => {
+                    tailrace_log::timestamp::write_rfc3339(
+                        UNIX_EPOCH + Duration::new(secs, nanos),
+                        &mut timestamp,
+                    );
+                    String::from_utf8_lossy(&timestamp).into_owned()
+                }
+                Err(_) => entry.timestamp_ns.to_string(),
+            };
+            let line = serde_json::json!({
+                "tenant": batch.tenant,
+                "labels": labels,
+                "timestamp": timestamp,
+                "structured_metadata": metadata,
+                "line": entry.line,
+            });
+            // stdout closed (a pipe to `head`): nothing more to print to.
+            if writeln!(out, "{line}").is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Pushes one tenant's batches, oldest first.
+struct TenantPusher {
+    client: PushClient,
+    encoder: Encoder,
+    stop: watch::Receiver<bool>,
+    done: Completion,
+}
+
+impl TenantPusher {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Batch>) {
+        // Batches refused for one stream's limit are retried here, in order, while the lane
+        // goes on with the next batches (see `FirstAttempt::StreamsLimited`).
+        let (side_tx, mut side_rx) = mpsc::unbounded_channel::<(Batch, Vec<Stream>)>();
+        let mut side = TenantPusher {
+            client: self.client.clone(),
+            encoder: Encoder::new(self.encoder.format()),
+            stop: self.stop.clone(),
+            done: self.done.clone(),
+        };
+        let side_lane = tokio::spawn(async move {
+            while let Some((batch, streams)) = side_rx.recv().await {
+                if side.deliver(streams).await {
+                    side.done.complete(&batch);
+                }
+            }
+        });
+        while let Some(mut batch) = rx.recv().await {
+            let streams = std::mem::take(&mut batch.streams);
+            match self.first_attempt(streams).await {
+                FirstAttempt::Delivered => self.done.complete(&batch),
+                FirstAttempt::StreamsLimited(streams) => {
+                    // Loki refused some streams and stored the others. The whole batch goes
+                    // to the side lane: the stored streams come back as exact repeats, which
+                    // Loki keeps once (Loki names only one refused stream, so "which were
+                    // stored" cannot be known). The batch's positions move once all is in.
+                    let _ = side_tx.send((batch, streams));
+                }
+                FirstAttempt::Retry(streams) => {
+                    if self.deliver(streams).await {
+                        self.done.complete(&batch);
+                    }
+                    // Otherwise shut down (or retries ran out): the lines stay unacknowledged,
+                    // so their files are read again from before them at the next start.
+                }
+            }
+        }
+        drop(side_tx);
+        let _ = side_lane.await;
+    }
+
+    /// Encodes `streams`, holding the body's bytes against the memory bound while it exists.
+    fn encode(&mut self, streams: &[Stream]) -> Result<HeldBody, encode::EncodeError> {
+        let body = self.encoder.encode(streams)?;
+        self.done.memory.hold_body(body.body.len());
+        Ok(HeldBody {
+            body,
+            memory: Arc::clone(&self.done.memory),
+        })
+    }
+
+    /// One plain attempt, to tell a per-stream refusal from anything else.
+    async fn first_attempt(&mut self, streams: Vec<Stream>) -> FirstAttempt {
+        let outcome = match self.encode(&streams) {
+            Ok(held) => {
+                let outcome = self.client.push(&held.body).await;
+                if outcome == PushOutcome::Accepted {
+                    self.done.telemetry.metrics.sent(
+                        self.client.tenant(),
+                        held.body.entries as u64,
+                        held.body.body.len() as u64,
+                    );
+                }
+                outcome
+            }
+            Err(_) => return FirstAttempt::Retry(streams), // `deliver` reports it
+        };
+        match outcome {
+            PushOutcome::Accepted => FirstAttempt::Delivered,
+            PushOutcome::Retryable(failure) if is_per_stream_refusal(&failure.message) => {
+                FirstAttempt::StreamsLimited(streams)
+            }
+            _ => FirstAttempt::Retry(streams),
+        }
+    }
+
+    /// Pushes `streams`, halving on a 413 until each part is accepted. Returns whether Loki
+    /// took everything it ever will of them.
+    async fn deliver(&mut self, streams: Vec<Stream>) -> bool {
+        let mut queue = vec![streams];
+        while let Some(streams) = queue.pop() {
+            let (outcome, entries, bytes) = match self.encode(&streams) {
+                Ok(held) => {
+                    let outcome = self.client.push_with_retry(&held.body, &self.stop).await;
+                    (outcome, held.body.entries, held.body.body.len())
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a batch; its lines are dropped");
+                    let dropped = streams.iter().map(|s| s.entries.len() as u64).sum();
+                    self.done
+                        .telemetry
+                        .metrics
+                        .dropped(DropReason::EncodeError, dropped);
+                    continue;
+                }
+            };
+            let telemetry = &self.done.telemetry;
+            let tenant = self.client.tenant();
+            for _ in 0..outcome.failed_attempts {
+                telemetry.metrics.retry(tenant);
+            }
+            match outcome.result {
+                FinalResult::Accepted => {
+                    telemetry.metrics.sent(tenant, entries as u64, bytes as u64);
+                }
+                FinalResult::PartiallyRejected { rejections } => {
+                    let rejected: usize = rejections.iter().map(|r| r.count).sum();
+                    telemetry.refused_by_loki(&rejections);
+                    telemetry.metrics.sent(
+                        tenant,
+                        entries.saturating_sub(rejected) as u64,
+                        bytes as u64,
+                    );
+                }
+                FinalResult::TooLarge => {
+                    let (a, b) = split_streams(streams);
+                    if b.is_empty() {
+                        tracing::error!("Loki refuses a single entry as too large; it is dropped");
+                        telemetry.metrics.dropped(DropReason::TooLarge, 1);
+                        continue;
+                    }
+                    // Older half first: it is pushed next.
+                    queue.push(b);
+                    queue.push(a);
+                }
+                FinalResult::RetriesExhausted { .. } => {
+                    // max_retries is set: the lines are given up, and counted.
+                    telemetry
+                        .metrics
+                        .dropped(DropReason::RetriesExhausted, entries as u64);
+                    return false;
+                }
+                FinalResult::ShutDown { .. } => return false,
+            }
+        }
+        true
+    }
+}
+
+/// An encoded body, counted against the memory bound until it is dropped.
+struct HeldBody {
+    body: encode::EncodedBody,
+    memory: Arc<MemoryBudget>,
+}
+
+impl Drop for HeldBody {
+    fn drop(&mut self) {
+        self.memory.release_body(self.body.body.len());
     }
 }
 
@@ -618,14 +941,13 @@ struct Completion {
     acks: Arc<Mutex<AckTracker>>,
     positions: Arc<Mutex<Positions>>,
     memory: Arc<MemoryBudget>,
-    stats: Arc<Stats>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Completion {
-    fn complete(&self, batch: BatchId, entry_bytes: usize) {
-        self.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
-        self.memory.release(entry_bytes);
-        let moved = self.acks.lock().expect("acks lock").accept(batch);
+    fn complete(&self, batch: &Batch) {
+        self.memory.release(batch.entry_bytes);
+        let moved = self.acks.lock().expect("acks lock").accept(batch.id);
         let mut positions = self.positions.lock().expect("positions lock");
         for (file, offset) in moved {
             positions.set(&file.path, file.id, offset);
@@ -642,89 +964,11 @@ enum FirstAttempt {
     StreamsLimited(Vec<Stream>),
 }
 
-/// One plain attempt, to tell a per-stream refusal from anything else.
-async fn first_attempt(
-    client: &PushClient,
-    encoder: &mut Encoder,
-    streams: Vec<Stream>,
-    stats: &Stats,
-) -> FirstAttempt {
-    let Ok(body) = encoder.encode(&streams) else {
-        return FirstAttempt::Retry(streams); // `deliver` reports it
-    };
-    match client.push(&body).await {
-        PushOutcome::Accepted => {
-            stats
-                .entries_sent
-                .fetch_add(body.entries as u64, Ordering::Relaxed);
-            FirstAttempt::Delivered
-        }
-        PushOutcome::Retryable(failure) if is_per_stream_refusal(&failure.message) => {
-            FirstAttempt::StreamsLimited(streams)
-        }
-        _ => FirstAttempt::Retry(streams),
-    }
-}
-
 /// Whether a 429 refused single streams (and Loki stored the rest of the push), rather than
 /// the whole request for the tenant's ingestion rate.
 fn is_per_stream_refusal(message: &str) -> bool {
     message.contains("Per stream rate limit exceeded")
         || message.contains("Maximum active stream limit exceeded")
-}
-
-/// Pushes `streams`, halving on a 413 until each part is accepted. Returns whether Loki took
-/// everything it ever will of them.
-async fn deliver(
-    client: &PushClient,
-    encoder: &mut Encoder,
-    streams: Vec<Stream>,
-    stop: &watch::Receiver<bool>,
-    stats: &Stats,
-) -> bool {
-    let mut queue = vec![streams];
-    while let Some(streams) = queue.pop() {
-        let body = match encoder.encode(&streams) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a batch; its lines are dropped");
-                continue;
-            }
-        };
-        let outcome = client.push_with_retry(&body, stop).await;
-        stats
-            .push_attempts_failed
-            .fetch_add(u64::from(outcome.failed_attempts), Ordering::Relaxed);
-        match outcome.result {
-            FinalResult::Accepted => {
-                stats
-                    .entries_sent
-                    .fetch_add(body.entries as u64, Ordering::Relaxed);
-            }
-            FinalResult::PartiallyRejected { rejections } => {
-                let rejected: usize = rejections.iter().map(|r| r.count).sum();
-                stats
-                    .entries_rejected
-                    .fetch_add(rejected as u64, Ordering::Relaxed);
-                stats.entries_sent.fetch_add(
-                    body.entries.saturating_sub(rejected) as u64,
-                    Ordering::Relaxed,
-                );
-            }
-            FinalResult::TooLarge => {
-                let (a, b) = split_streams(streams);
-                if b.is_empty() {
-                    tracing::error!("Loki refuses a single entry as too large; it is dropped");
-                    continue;
-                }
-                // Older half first: it is pushed next.
-                queue.push(b);
-                queue.push(a);
-            }
-            FinalResult::RetriesExhausted { .. } | FinalResult::ShutDown { .. } => return false,
-        }
-    }
-    true
 }
 
 /// Splits a batch's entries into two halves, each keeping its streams' labels.
@@ -760,7 +1004,7 @@ async fn checkpoint_loop(
     path: PathBuf,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
-    stats: Arc<Stats>,
+    telemetry: Arc<Telemetry>,
 ) {
     let mut last_saved: Option<Positions> = None;
     let mut tick = tokio::time::interval(every);
@@ -778,63 +1022,109 @@ async fn checkpoint_loop(
             continue;
         }
         match current.save(&path) {
-            Ok(()) => last_saved = Some(current),
+            Ok(()) => {
+                telemetry.metrics.positions_writes.inc();
+                last_saved = Some(current);
+            }
             Err(e) => {
-                stats
-                    .positions_write_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                telemetry.metrics.positions_write_failures.inc();
                 tracing::error!(error = %e, "positions not saved; retrying at the next interval");
             }
         }
     }
 }
 
-/// One bound over the bytes of every entry read and not yet accepted by Loki. At the bound
-/// the reader waits: the files are the buffer.
+/// One bound over what is in flight: every entry read and not yet accepted by Loki, the
+/// read buffers that hold partial lines, and the encoded request bodies. At the bound the
+/// reader waits: the files are the buffer.
 pub struct MemoryBudget {
-    state: Mutex<(usize, bool)>,
+    state: Mutex<InFlight>,
     freed: Condvar,
     max: usize,
+    /// `tailrace_memory_in_flight_bytes`, kept equal to the total.
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+#[derive(Default)]
+struct InFlight {
+    entries: usize,
+    buffers: usize,
+    bodies: usize,
+    closed: bool,
+}
+
+impl InFlight {
+    fn total(&self) -> usize {
+        self.entries + self.buffers + self.bodies
+    }
 }
 
 impl MemoryBudget {
-    pub fn new(max: usize) -> Self {
+    /// A bound of `max` bytes, reported in `gauge` as it changes.
+    pub fn new(max: usize, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
         Self {
-            state: Mutex::new((0, false)),
+            state: Mutex::new(InFlight::default()),
             freed: Condvar::new(),
             max,
+            gauge,
         }
     }
 
-    /// Takes `n` bytes, waiting while that would pass the bound (a single entry larger
-    /// than the bound is let through alone), and returns the bytes now in use. `None` when
-    /// closed for shutdown.
+    /// Takes `n` bytes for an entry, waiting while that would pass the bound (when no entry
+    /// is in flight one is let through whatever its size, so buffers and bodies alone can
+    /// never stop the pipeline), and returns the bytes now in use. `None` when closed.
     pub fn acquire(&self, n: usize) -> Option<usize> {
         let mut st = self.state.lock().expect("memory lock");
-        while st.0 > 0 && st.0 + n > self.max && !st.1 {
+        while st.entries > 0 && st.total() + n > self.max && !st.closed {
             st = self.freed.wait(st).expect("memory lock");
         }
-        if st.1 {
+        if st.closed {
             return None;
         }
-        st.0 += n;
-        Some(st.0)
+        st.entries += n;
+        self.gauge.set(st.total() as i64);
+        Some(st.total())
     }
 
+    /// Gives back an entry's bytes (Loki accepted it).
     pub fn release(&self, n: usize) {
+        self.update(|st| st.entries = st.entries.saturating_sub(n));
+    }
+
+    /// The read buffers now hold `n` bytes (set by the reader after each poll).
+    pub fn set_buffers(&self, n: usize) {
+        self.update(|st| st.buffers = n);
+    }
+
+    /// A request body of `n` bytes exists until [`release_body`](Self::release_body).
+    pub fn hold_body(&self, n: usize) {
+        self.update(|st| st.bodies += n);
+    }
+
+    pub fn release_body(&self, n: usize) {
+        self.update(|st| st.bodies = st.bodies.saturating_sub(n));
+    }
+
+    fn update(&self, change: impl FnOnce(&mut InFlight)) {
         let mut st = self.state.lock().expect("memory lock");
-        st.0 = st.0.saturating_sub(n);
+        change(&mut st);
+        self.gauge.set(st.total() as i64);
         self.freed.notify_all();
     }
 
     /// Wakes waiters and refuses further takes.
     pub fn close(&self) {
-        self.state.lock().expect("memory lock").1 = true;
-        self.freed.notify_all();
+        self.update(|st| st.closed = true);
     }
 
+    /// Everything in flight, in bytes.
     pub fn in_use(&self) -> usize {
-        self.state.lock().expect("memory lock").0
+        self.state.lock().expect("memory lock").total()
+    }
+
+    /// The bound.
+    pub fn max(&self) -> usize {
+        self.max
     }
 }
 
@@ -867,7 +1157,7 @@ mod tests {
 
     #[test]
     fn memory_budget_blocks_at_the_bound_and_lets_one_big_entry_through() {
-        let m = Arc::new(MemoryBudget::new(100));
+        let m = Arc::new(MemoryBudget::new(100, Default::default()));
         assert_eq!(m.acquire(500), Some(500), "alone, a big entry passes");
         let m2 = Arc::clone(&m);
         let waiter = std::thread::spawn(move || m2.acquire(10));
@@ -878,5 +1168,24 @@ mod tests {
         assert_eq!(m.in_use(), 10);
         m.close();
         assert_eq!(m.acquire(1000), None);
+    }
+
+    #[test]
+    fn buffers_and_bodies_count_against_the_bound() {
+        let m = Arc::new(MemoryBudget::new(100, Default::default()));
+        assert_eq!(m.acquire(10), Some(10));
+        m.set_buffers(50);
+        m.hold_body(30);
+        assert_eq!(m.in_use(), 90);
+        let m2 = Arc::clone(&m);
+        let waiter = std::thread::spawn(move || m2.acquire(20));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "10 + 50 + 30 + 20 is over 100");
+        m.release_body(30);
+        assert_eq!(waiter.join().unwrap(), Some(80));
+        // With no entry in flight, one passes even when buffers alone fill the bound.
+        m.release(30);
+        m.set_buffers(500);
+        assert_eq!(m.acquire(5), Some(505));
     }
 }

@@ -24,7 +24,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{StatusCode, Url};
@@ -107,6 +108,8 @@ pub struct PushConfig {
     pub bearer_token_file: Option<PathBuf>,
     /// PEM file of the CA certificate(s) to trust instead of the system's.
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key files, for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Skip TLS certificate verification entirely. Off by default; logged loudly when on.
     pub insecure_skip_verify: bool,
     /// Time limit of one attempt, from connecting to reading Loki's answer. Default 30 s.
@@ -124,6 +127,7 @@ impl PushConfig {
             basic_auth: None,
             bearer_token_file: None,
             ca_file: None,
+            client_cert: None,
             insecure_skip_verify: false,
             timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
@@ -178,6 +182,16 @@ pub enum BuildError {
         /// The file.
         path: PathBuf,
         /// What the parser said, if anything.
+        detail: String,
+    },
+    /// The client certificate or key could not be read or used.
+    #[error("cannot use the client certificate {cert} with key {key}: {detail}", cert = .cert.display(), key = .key.display())]
+    ClientCert {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// What went wrong (never the key's content).
         detail: String,
     },
     /// `min` is zero or above `max`, or the timeout is zero.
@@ -366,14 +380,33 @@ const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Keep at most this much of a message.
 const MAX_MESSAGE_BYTES: usize = 1024;
 
+/// Told about every attempt, for metrics and health (`/ready`, `/status`).
+pub trait PushObserver: Send + Sync {
+    /// One attempt for `tenant` ended with `outcome` after `elapsed`; `status` is the HTTP
+    /// status, if there was an answer.
+    fn attempt(&self, tenant: &str, status: Option<u16>, outcome: &PushOutcome, elapsed: Duration);
+}
+
 /// Pushes encoded bodies to one Loki URL. Cheap to clone (shares the connection pool).
 #[derive(Clone)]
 pub struct PushClient {
+    observer: Option<Arc<dyn PushObserver>>,
     client: reqwest::Client,
     url: Url,
     tenant: String,
+    tenant_header: Option<HeaderValue>,
     auth: &'static str,
     backoff: Backoff,
+}
+
+/// `X-Scope-OrgID` for `tenant`; none for the empty tenant.
+fn tenant_header(tenant: &str) -> Result<Option<HeaderValue>, BuildError> {
+    if tenant.is_empty() {
+        return Ok(None);
+    }
+    HeaderValue::from_str(tenant)
+        .map(Some)
+        .map_err(|_| BuildError::BadHeader("tenant"))
 }
 
 impl fmt::Debug for PushClient {
@@ -471,11 +504,7 @@ impl PushClient {
         }
 
         let mut headers = HeaderMap::new();
-        if !config.tenant.is_empty() {
-            let tenant = HeaderValue::from_str(&config.tenant)
-                .map_err(|_| BuildError::BadHeader("tenant"))?;
-            headers.insert("X-Scope-OrgID", tenant);
-        }
+        let tenant_header = tenant_header(&config.tenant)?;
         let auth = match (&config.basic_auth, &config.bearer_token_file) {
             (Some(_), Some(_)) => return Err(BuildError::BothAuth),
             (Some(basic), None) => {
@@ -523,6 +552,19 @@ impl PushClient {
             // Plain http needs no roots: do not require the system's (a scratch image has none).
             builder = builder.tls_certs_only(Vec::new());
         }
+        if let Some((cert, key)) = &config.client_cert {
+            let failed = |detail: String| BuildError::ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
+                detail,
+            };
+            let mut pem = std::fs::read(cert).map_err(|e| failed(e.to_string()))?;
+            pem.push(b'\n');
+            pem.extend(std::fs::read(key).map_err(|e| failed(e.to_string()))?);
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|e| failed(error_chain(&e)))?;
+            builder = builder.identity(identity);
+        }
         if config.insecure_skip_verify {
             tracing::warn!(
                 url = %url,
@@ -535,12 +577,36 @@ impl PushClient {
             .build()
             .map_err(|e| BuildError::Client(error_chain(&e)))?;
         Ok(PushClient {
+            observer: None,
             client,
             url,
             tenant: config.tenant.clone(),
+            tenant_header,
             auth,
             backoff,
         })
+    }
+
+    /// The same client (connections, credentials, TLS) pushing for another tenant.
+    pub fn for_tenant(&self, tenant: &str) -> Result<PushClient, BuildError> {
+        Ok(PushClient {
+            tenant: tenant.to_owned(),
+            tenant_header: tenant_header(tenant)?,
+            ..self.clone()
+        })
+    }
+
+    /// The same client, telling `observer` about every attempt.
+    pub fn with_observer(self, observer: Arc<dyn PushObserver>) -> PushClient {
+        PushClient {
+            observer: Some(observer),
+            ..self
+        }
+    }
+
+    /// The tenant this client pushes for (empty: none).
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// The push URL.
@@ -555,11 +621,23 @@ impl PushClient {
 
     /// Makes one attempt and classifies the answer.
     pub async fn push(&self, body: &EncodedBody) -> PushOutcome {
+        let started = Instant::now();
+        let (status, outcome) = self.attempt(body).await;
+        if let Some(observer) = &self.observer {
+            observer.attempt(&self.tenant, status, &outcome, started.elapsed());
+        }
+        outcome
+    }
+
+    async fn attempt(&self, body: &EncodedBody) -> (Option<u16>, PushOutcome) {
         let mut request = self
             .client
             .post(self.url.clone())
             .header(CONTENT_TYPE, body.content_type)
             .body(body.body.clone());
+        if let Some(tenant) = &self.tenant_header {
+            request = request.header("X-Scope-OrgID", tenant.clone());
+        }
         if let Some(encoding) = body.content_encoding {
             request = request.header(CONTENT_ENCODING, encoding);
         }
@@ -575,7 +653,7 @@ impl PushClient {
                         break;
                     }
                 }
-                classify_response(status, &answer)
+                (Some(status.as_u16()), classify_response(status, &answer))
             }
             Err(error) => {
                 let kind = if error.is_timeout() {
@@ -585,11 +663,12 @@ impl PushClient {
                 } else {
                     FailureKind::Transport
                 };
-                PushOutcome::Retryable(Failure {
+                let failure = Failure {
                     kind,
                     status: None,
                     message: error_chain(&error),
-                })
+                };
+                (None, PushOutcome::Retryable(failure))
             }
         }
     }
@@ -1360,6 +1439,20 @@ mod tests {
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(!debug.contains("bG9raTpzM2NyZXQ"), "{debug}");
         assert!(debug.contains("basic"));
+
+        // Another tenant through the same client: its own header, the same credentials.
+        let other = c.for_tenant("team-b").unwrap();
+        other.push(&body()).await;
+        let none = c.for_tenant("").unwrap();
+        none.push(&body()).await;
+        let seen = server.seen();
+        assert_eq!(seen[1].header("x-scope-orgid"), Some("team-b"));
+        assert_eq!(
+            seen[1].header("authorization"),
+            seen[0].header("authorization")
+        );
+        assert_eq!(seen[2].header("x-scope-orgid"), None);
+        assert!(c.for_tenant("bad\nname").is_err());
     }
 
     #[tokio::test]

@@ -8,24 +8,28 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tailrace::config::Config;
-use tailrace::pipeline::{self, Stats};
+use tailrace::pipeline;
+use tailrace::telemetry::Telemetry;
 
 /// A shipper running on its own thread and runtime until [`RunningShipper::stop`].
 pub struct RunningShipper {
     stop: tokio::sync::watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
-    pub stats: Arc<Stats>,
+    /// The run's metrics and health; the server listens on a free port
+    /// ([`Telemetry::server_addr`]).
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl RunningShipper {
     /// Starts the shipper with the configuration in `yaml` (checked as `tailrace check`
-    /// would).
+    /// would), its server on a free loopback port so tests can run side by side.
     pub fn start(yaml: &str) -> Self {
-        let config =
+        let mut config =
             Config::from_yaml(yaml, Path::new("test.yaml")).expect("valid test configuration");
+        config.server.listen = "127.0.0.1:0".parse().expect("address");
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let stats = Arc::new(Stats::default());
-        let run_stats = Arc::clone(&stats);
+        let telemetry = Arc::new(Telemetry::new(config.server.unready_after.0));
+        let run_telemetry = Arc::clone(&telemetry);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -33,13 +37,13 @@ impl RunningShipper {
                 .build()
                 .map_err(|e| e.to_string())?;
             runtime
-                .block_on(pipeline::run(config, stop_rx, run_stats))
+                .block_on(pipeline::run(config, stop_rx, run_telemetry))
                 .map_err(|e| e.to_string())
         });
         Self {
             stop,
             thread: Some(thread),
-            stats,
+            telemetry,
         }
     }
 
@@ -212,3 +216,29 @@ pub fn stored_seqs(
 
 /// A short wait used while polling for a condition in tests (never a timing assertion).
 pub const POLL: Duration = Duration::from_millis(50);
+
+/// `GET path` on `addr` over plain HTTP/1.1: the status code and the body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

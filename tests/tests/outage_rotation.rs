@@ -31,8 +31,8 @@ fn run_scenario(loki: &LokiDouble, seconds: u64, mut during: impl FnMut(u64, &Li
     }
     let total = writer.stop();
     let arrived = loki.wait_for_entries(total, Duration::from_secs(120));
-    let peak = shipper.stats.memory_peak.load(Ordering::Relaxed);
-    let bound = shipper.stats.memory_bound.load(Ordering::Relaxed);
+    let peak = shipper.telemetry.memory_peak.load(Ordering::Relaxed);
+    let bound = shipper.telemetry.metrics.memory_bound.get() as u64;
     shipper.stop().unwrap();
     assert!(arrived, "{} of {total} lines arrived", loki.entry_count());
     let (seqs, stored) = stored_seqs(&loki.entries());
@@ -160,4 +160,61 @@ fn a_throttled_stream_does_not_hold_back_the_others() {
     );
     shipper.stop().unwrap();
     assert_eq!(count("noisy"), noisy_total);
+}
+
+/// A tenant over its ingestion rate (a whole-request 429 for each of its pushes) does not
+/// hold back another tenant: each tenant has its own batches and its own push lane.
+#[test]
+fn a_rate_limited_tenant_does_not_hold_back_another() {
+    let slow_limits = loki_double::Limits {
+        // The burst is above the batch size, so each batch gets in after its wait.
+        ingestion_rate_bytes_per_second: 8 * 1024,
+        ingestion_burst_bytes: 80 * 1024,
+        ..loki_double::Limits::default()
+    };
+    let loki = LokiDouble::builder()
+        .tenant_limits("slow", slow_limits)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let (slow, fast) = (dir.path().join("slow"), dir.path().join("fast"));
+    std::fs::create_dir_all(&slow).unwrap();
+    std::fs::create_dir_all(&fast).unwrap();
+    let yaml = format!(
+        "loki:\n  url: {}\n  tenant: fast\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\nshutdown_timeout: 1s\npositions:\n  path: {}\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n    tenant: slow\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+        loki.url(),
+        dir.path().join("positions.json").display(),
+        slow.display(),
+        fast.display()
+    );
+    let shipper = RunningShipper::start(&yaml);
+    // About 600 KiB at once for the slow tenant: over a minute at its rate.
+    let slow_writer = LineWriter::start(&slow.join("app.log"), 5000, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(1));
+    let slow_total = slow_writer.stop();
+    let fast_writer = LineWriter::start(&fast.join("app.log"), 5, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_secs(2));
+    let fast_total = fast_writer.stop();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while loki.entry_count_of("fast") < fast_total && std::time::Instant::now() < deadline {
+        std::thread::sleep(tailrace_e2e::POLL);
+    }
+    let slow_then = loki.entry_count_of("slow");
+    assert_eq!(
+        loki.entry_count_of("fast"),
+        fast_total,
+        "the other tenant went through"
+    );
+    assert!(
+        slow_then < slow_total,
+        "the slow tenant was still held to its rate ({slow_then} of {slow_total})"
+    );
+    assert!(slow_then > 0, "the slow tenant got its burst in");
+    assert!(loki.requests().count(429) > 0);
+    let (fast_seqs, fast_stored) = stored_seqs(&loki.entries_of("fast"));
+    assert_eq!(
+        (fast_seqs.len() as u64, fast_stored as u64),
+        (fast_total, fast_total)
+    );
+    shipper.stop().unwrap();
 }

@@ -38,7 +38,7 @@ fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
     std::fs::write(
         &config,
         format!(
-            "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+            "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\nserver: {{ listen: 127.0.0.1:0 }}\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
             loki.url(),
             dir.path().join("positions.json").display(),
             logs.display()

@@ -303,6 +303,26 @@ impl Tailer {
             .flat_map(|s| s.files.iter().map(|t| (&t.key, t.reader.offset())))
     }
 
+    /// Every open file, its offset and its size now (one `fstat` each; `None` if that
+    /// failed), for `/status` and the unread-bytes metric.
+    pub fn open_files_with_size(&self) -> impl Iterator<Item = (&FileKey, u64, Option<u64>)> {
+        self.streams.values().flat_map(|s| {
+            s.files
+                .iter()
+                .map(|t| (&t.key, t.reader.offset(), t.reader.size().ok()))
+        })
+    }
+
+    /// The memory held by read buffers: only files with a partial line (or in the middle
+    /// of a read) hold one, so this counts against the memory bound.
+    pub fn buffer_bytes(&self) -> usize {
+        self.streams
+            .values()
+            .flat_map(|s| &s.files)
+            .map(|t| t.reader.buffer_capacity())
+            .sum()
+    }
+
     pub fn stats(&self) -> TailStats {
         let mut stats = self.stats;
         for t in self.streams.values().flat_map(|s| &s.files) {

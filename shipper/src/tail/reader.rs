@@ -194,6 +194,17 @@ impl FileReader {
         self.stats
     }
 
+    /// The file's size now.
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// The memory this reader's buffer holds (zero while nothing waits in it at the end of
+    /// the file).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes read past the offset and waiting for their `\n` (or the budget).
     pub fn buffered_bytes(&self) -> u64 {
         self.read_pos - self.offset
@@ -307,6 +318,12 @@ impl FileReader {
                     self.partial_since.get_or_insert_with(Instant::now);
                 } else {
                     self.partial_since = None;
+                    // Nothing waits in the buffer: give it back, so a thousand idle files
+                    // hold no read buffers (one is taken again when data comes).
+                    if self.start == self.end && self.dropped == 0 {
+                        self.clear_buffer();
+                        self.buf = Vec::new();
+                    }
                 }
                 outcome.at_eof = true;
                 return Ok(outcome);
@@ -846,5 +863,35 @@ mod tests {
         let (got, outcome) = drain(&mut r, usize::MAX);
         assert_eq!(texts(&got), ["one", "two"]);
         assert!(outcome.at_eof);
+    }
+
+    #[test]
+    fn an_idle_file_holds_no_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        std::fs::write(&p, "one\ntwo\n").unwrap();
+        let mut r = FileReader::open(&p, cfg(64, 1000)).unwrap();
+        let mut lines = 0;
+        r.read_lines(usize::MAX, &mut |_| lines += 1).unwrap();
+        assert_eq!((lines, r.buffer_capacity()), (2, 0));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"par")
+            .unwrap();
+        r.read_lines(usize::MAX, &mut |_| lines += 1).unwrap();
+        assert!(r.buffer_capacity() >= 3, "a partial line keeps its buffer");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"tial\n")
+            .unwrap();
+        let mut got = Vec::new();
+        r.read_lines(usize::MAX, &mut |l| got.push(l.bytes.to_vec()))
+            .unwrap();
+        assert_eq!(got, vec![b"partial".to_vec()]);
+        assert_eq!(r.buffer_capacity(), 0);
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP side: a background thread with its own tokio runtime, an accept loop the test can
 //! stop and restart, and the faults a test can inject while it runs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +43,7 @@ pub struct LokiDouble {
 #[derive(Debug, Default)]
 pub struct LokiDoubleBuilder {
     limits: Limits,
+    tenant_limits: HashMap<String, Limits>,
     clock: Clock,
     count_only: bool,
 }
@@ -51,6 +52,13 @@ impl LokiDoubleBuilder {
     /// Loki's limits; [`Limits::default`] (Loki 3.4's defaults) if not set.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Limits for one tenant instead of [`limits`](Self::limits), as Loki's per-tenant
+    /// runtime overrides give them.
+    pub fn tenant_limits(mut self, tenant: &str, limits: Limits) -> Self {
+        self.tenant_limits.insert(tenant.to_owned(), limits);
         self
     }
 
@@ -90,6 +98,7 @@ impl LokiDoubleBuilder {
         };
         let shared = Arc::new(Shared {
             limits: self.limits,
+            tenant_limits: self.tenant_limits,
             clock: Mutex::new(self.clock),
             store: Mutex::new(Store::new(storage)),
             faults: Mutex::new(Faults::default()),
@@ -514,12 +523,19 @@ impl Faults {
 /// State shared between the test's thread and the server thread.
 struct Shared {
     limits: Limits,
+    tenant_limits: HashMap<String, Limits>,
     clock: Mutex<Clock>,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
     stats: Mutex<RequestStats>,
     /// Entries stored so far, for the waits.
     stored_entries: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn limits_of(&self, tenant: &str) -> &Limits {
+        self.tenant_limits.get(tenant).unwrap_or(&self.limits)
+    }
 }
 
 /// A poisoned lock only means a test thread panicked while holding it; the data is fine.
@@ -720,7 +736,7 @@ impl Shared {
             instant: Instant::now(),
         };
         let mut store = lock(&self.store);
-        let answer = store.push(tenant, decoded, &self.limits, now);
+        let answer = store.push(tenant, decoded, self.limits_of(tenant), now);
         self.stored_entries.send_replace(store.stored_entries());
         answer
     }
@@ -753,7 +769,7 @@ impl Shared {
                 .unwrap_or((0, 0));
                 Bytes::from(format!(
                     "Ingestion rate limit exceeded for user {tenant} (limit: {} bytes/sec) while attempting to ingest '{lines}' lines totaling '{bytes}' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased\n",
-                    self.limits.ingestion_rate_bytes_per_second
+                    self.limits_of(tenant).ingestion_rate_bytes_per_second
                 ))
             }
         };

@@ -1,0 +1,111 @@
+//! The shipper's own endpoints while it ships: `/metrics` counts what went through,
+//! `/status` shows each file and the last push, `/ready` fails while Loki accepts nothing
+//! for longer than `server.unready_after` and recovers when Loki is back.
+
+use std::time::{Duration, Instant};
+
+use loki_double::LokiDouble;
+use tailrace_e2e::{LineWriter, RunningShipper, http_get};
+
+/// The value of the first sample line of `name` (with its labels) in `metrics`.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in\n{metrics}"))
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(tailrace_e2e::POLL);
+    }
+    done()
+}
+
+#[test]
+fn metrics_status_and_readiness_follow_the_shipping() {
+    let loki = LokiDouble::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let yaml = format!(
+        "loki:\n  url: {}\n  tenant: team-a\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\n  backoff: {{ min: 100ms, max: 500ms }}\nserver: {{ unready_after: 1s }}\nshutdown_timeout: 1s\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+        loki.url(),
+        dir.path().join("positions.json").display(),
+        logs.display()
+    );
+    let shipper = RunningShipper::start(&yaml);
+    let writer = LineWriter::start(&logs.join("app.log"), 100, Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(500));
+    let written = writer.stop();
+    assert!(loki.wait_for_entries(written, Duration::from_secs(30)));
+    let addr = shipper.telemetry.server_addr().expect("server is up");
+
+    let (status, _) = http_get(addr, "/healthz");
+    assert_eq!(status, 200);
+    assert!(wait_until(Duration::from_secs(15), || {
+        let (_, metrics) = http_get(addr, "/metrics");
+        sample(&metrics, "tailrace_read_lines_total") as u64 == written
+            && sample(&metrics, "tailrace_sent_entries_total{tenant=\"team-a\"}") as u64 == written
+    }));
+    let (_, metrics) = http_get(addr, "/metrics");
+    assert!(
+        sample(&metrics, "tailrace_files_watched") >= 1.0,
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "tailrace_positions_writes_total") >= 1.0);
+    assert_eq!(
+        sample(&metrics, "tailrace_memory_bound_bytes"),
+        64.0 * 1024.0 * 1024.0
+    );
+    assert!(
+        metrics.contains(
+            "tailrace_push_request_duration_seconds_count{tenant=\"team-a\",status=\"204\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tailrace_dropped_entries_total{reason=\"too_old\"} 0"));
+
+    assert_eq!(http_get(addr, "/ready").0, 200);
+    // `/status` is refreshed at each scan (at most every 10 s).
+    assert!(wait_until(Duration::from_secs(15), || {
+        let (_, body) = http_get(addr, "/status");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        status["files"].as_array().is_some_and(|files| {
+            files.len() == 1
+                && files[0]["path"].as_str().unwrap().ends_with("app.log")
+                && files[0]["unread"] == 0
+        }) && status["tenants"]["team-a"]["last_push"]["ok"] == true
+    }));
+
+    // Loki gone while lines wait: not ready after `unready_after`, ready again once it is back.
+    loki.refuse();
+    let writer = LineWriter::start(&logs.join("app.log"), 10, Duration::from_millis(50));
+    assert!(
+        wait_until(Duration::from_secs(20), || http_get(addr, "/ready").0
+            == 503),
+        "not ready while Loki refuses"
+    );
+    let (_, reasons) = http_get(addr, "/ready");
+    assert!(reasons.contains("no push accepted"), "{reasons}");
+    let total = writer.stop();
+    loki.resume().unwrap();
+    assert!(loki.wait_for_entries(total, Duration::from_secs(30)));
+    assert!(wait_until(Duration::from_secs(20), || http_get(
+        addr, "/ready"
+    )
+    .0 == 200));
+    let (_, metrics) = http_get(addr, "/metrics");
+    assert!(sample(&metrics, "tailrace_push_retries_total{tenant=\"team-a\"}") >= 1.0);
+    assert!(
+        metrics.contains("status=\"error\""),
+        "connection errors are observed"
+    );
+    shipper.stop().unwrap();
+}
