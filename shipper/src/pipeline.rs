@@ -860,8 +860,9 @@ impl TenantPusher {
         }
     }
 
-    /// Pushes `streams`, halving on a 413 until each part is accepted. Returns whether Loki
-    /// took everything it ever will of them.
+    /// Pushes `streams`, halving on a 413 until each part is accepted. Returns whether the
+    /// batch is done with: Loki took everything it ever will of it, or `max_retries` gave
+    /// some of it up (counted). `false` only at shutdown: then the lines stay unacknowledged.
     async fn deliver(&mut self, streams: Vec<Stream>) -> bool {
         let mut queue = vec![streams];
         while let Some(streams) = queue.pop() {
@@ -909,12 +910,16 @@ impl TenantPusher {
                     queue.push(b);
                     queue.push(a);
                 }
-                FinalResult::RetriesExhausted { .. } => {
+                FinalResult::RetriesExhausted { last } => {
                     // max_retries is set: the lines are given up, and counted.
-                    telemetry
-                        .metrics
-                        .dropped(DropReason::RetriesExhausted, entries as u64);
-                    return false;
+                    let reason = if last.status == Some(429) {
+                        DropReason::RateLimited
+                    } else {
+                        DropReason::RetriesExhausted
+                    };
+                    telemetry.metrics.dropped(reason, entries as u64);
+                    // Given up, as configured: the positions move past them (push logged it).
+                    continue;
                 }
                 FinalResult::ShutDown { .. } => return false,
             }

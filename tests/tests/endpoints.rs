@@ -109,3 +109,51 @@ fn metrics_status_and_readiness_follow_the_shipping() {
     );
     shipper.stop().unwrap();
 }
+
+/// With `max_retries` set, a batch Loki keeps failing is given up: counted by reason, its
+/// positions move on (as configured), and the lines after it still go through.
+#[test]
+fn max_retries_gives_a_batch_up_and_counts_it() {
+    let loki = LokiDouble::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let yaml = format!(
+        "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\n  backoff: {{ min: 10ms, max: 20ms, max_retries: 2 }}\nshutdown_timeout: 1s\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+        loki.url(),
+        dir.path().join("positions.json").display(),
+        logs.display()
+    );
+    loki.fail_for(Duration::from_secs(3600), 500);
+    let shipper = RunningShipper::start(&yaml);
+    let log = logs.join("app.log");
+    std::fs::write(&log, "lost 1\nlost 2\nlost 3\n").unwrap();
+    let addr = wait_for_addr(&shipper);
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (_, metrics) = http_get(addr, "/metrics");
+        sample(&metrics, "tailrace_dropped_entries_total{reason=\"retries_exhausted\"}") == 3.0
+    }));
+    loki.clear_faults();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"kept\n"))
+        .unwrap();
+    assert!(loki.wait_for_entries(1, Duration::from_secs(20)));
+    shipper.stop().unwrap();
+    let lines: Vec<String> = loki.entries().into_iter().map(|e| e.line).collect();
+    assert_eq!(lines, ["kept"]);
+    let positions = std::fs::read_to_string(dir.path().join("positions.json")).unwrap();
+    assert!(positions.contains("\"offset\": 26"), "{positions}");
+}
+
+fn wait_for_addr(shipper: &RunningShipper) -> std::net::SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(addr) = shipper.telemetry.server_addr() {
+            return addr;
+        }
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(tailrace_e2e::POLL);
+    }
+}
