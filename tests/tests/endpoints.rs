@@ -131,7 +131,10 @@ fn max_retries_gives_a_batch_up_and_counts_it() {
     let addr = wait_for_addr(&shipper);
     assert!(wait_until(Duration::from_secs(20), || {
         let (_, metrics) = http_get(addr, "/metrics");
-        sample(&metrics, "tailrace_dropped_entries_total{reason=\"retries_exhausted\"}") == 3.0
+        sample(
+            &metrics,
+            "tailrace_dropped_entries_total{reason=\"retries_exhausted\"}",
+        ) == 3.0
     }));
     loki.clear_faults();
     std::fs::OpenOptions::new()
