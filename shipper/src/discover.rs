@@ -7,6 +7,11 @@
 //! scan runs on a timer (default every 10 s) and whenever the directory watcher
 //! ([`DirWatcher`]) sees a change, so a new file is picked up within about a second; when
 //! inotify is unavailable or overflows, the timer alone still finds everything.
+//!
+//! Symlinks are followed only to files inside the input's roots: by default the directories
+//! its globs start from, plus kubelet's `pods` directory beside a `containers` one (whose
+//! links point there), plus `inputs[].roots`. A link planted in a watched directory that
+//! points at `/etc/shadow` is [refused](Scan::refused), never read.
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -15,11 +20,28 @@ use std::sync::mpsc;
 
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 
-/// One input's globs, compiled.
+/// One input's globs, compiled, and the roots its files must really be in.
 #[derive(Debug, Clone)]
 pub struct InputGlobs {
     include: Vec<(PathBuf, GlobMatcher, usize)>,
     exclude: GlobSet,
+    roots: Vec<PathBuf>,
+}
+
+/// What one [`Discovery::scan`] found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Files to tail.
+    pub found: Vec<Found>,
+    /// Matching paths whose real file is outside every root of their input: not tailed.
+    pub refused: Vec<Refused>,
+}
+
+/// A path that resolves (through symlinks) outside its input's roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub path: PathBuf,
+    pub real: PathBuf,
 }
 
 /// A file found by a scan.
@@ -36,9 +58,14 @@ pub struct Found {
 }
 
 impl InputGlobs {
-    /// Compiles `include` and `exclude` (already checked by the configuration).
-    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, globset::Error> {
-        let include = include
+    /// Compiles `include` and `exclude` (already checked by the configuration); the roots
+    /// are the globs' base directories (see the module docs) and `extra_roots`.
+    pub fn new(
+        include: &[String],
+        exclude: &[String],
+        extra_roots: &[PathBuf],
+    ) -> Result<Self, globset::Error> {
+        let include: Vec<(PathBuf, GlobMatcher, usize)> = include
             .iter()
             .map(|g| {
                 let matcher = Glob::new(g)?.compile_matcher();
@@ -50,9 +77,27 @@ impl InputGlobs {
         for g in exclude {
             set.add(Glob::new(g)?);
         }
+        let mut roots: Vec<PathBuf> = extra_roots.to_vec();
+        for (base, _, _) in &include {
+            roots.push(base.clone());
+            // kubelet's /var/log/containers/*.log are links into /var/log/pods.
+            if base.file_name().is_some_and(|n| n == "containers") {
+                roots.push(base.with_file_name("pods"));
+            }
+        }
         Ok(Self {
             include,
             exclude: set.build()?,
+            roots,
+        })
+    }
+
+    /// Whether `real` (a canonical path) is inside one of the roots. Roots are resolved now,
+    /// not at start: they may not exist yet, or be links themselves.
+    fn allows(&self, real: &Path) -> bool {
+        self.roots.iter().any(|root| {
+            let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            real.starts_with(root)
         })
     }
 
@@ -102,8 +147,8 @@ impl Discovery {
     /// Every matching regular file, once per real file. Unreadable directories and files
     /// that vanish mid-scan are skipped (the next scan sees the truth); symlink loops end
     /// because a directory is entered once per scan.
-    pub fn scan(&self) -> Vec<Found> {
-        let mut found = Vec::new();
+    pub fn scan(&self) -> Scan {
+        let mut scan = Scan::default();
         let mut seen_files = HashSet::new();
         for (input, globs) in self.inputs.iter().enumerate() {
             for (base, matcher, depth) in &globs.include {
@@ -115,11 +160,23 @@ impl Discovery {
                     let Ok(meta) = std::fs::metadata(path) else {
                         return;
                     };
-                    if !meta.is_file() || !seen_files.insert((meta.dev(), meta.ino())) {
+                    if !meta.is_file() {
                         return;
                     }
-                    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-                    found.push(Found {
+                    let Ok(real) = std::fs::canonicalize(path) else {
+                        return; // gone mid-scan
+                    };
+                    if !globs.allows(&real) {
+                        scan.refused.push(Refused {
+                            path: path.to_owned(),
+                            real,
+                        });
+                        return;
+                    }
+                    if !seen_files.insert((meta.dev(), meta.ino())) {
+                        return;
+                    }
+                    scan.found.push(Found {
                         path: path.to_owned(),
                         real,
                         dev: meta.dev(),
@@ -129,7 +186,7 @@ impl Discovery {
                 });
             }
         }
-        found
+        scan
     }
 
     /// The first input whose globs take `path` (for positions saved by an earlier run).
@@ -256,7 +313,7 @@ mod tests {
             .map(|g| format!("{}/{g}", dir.display()))
             .collect();
         let exclude: Vec<String> = exclude.iter().map(|g| g.to_string()).collect();
-        InputGlobs::new(&include, &exclude).unwrap()
+        InputGlobs::new(&include, &exclude, &[]).unwrap()
     }
 
     #[test]
@@ -295,7 +352,7 @@ mod tests {
             globs(root, &["containers/*.log"], &[]),
             globs(root, &["pods/*/*/*.log", "pods/*/*/*"], &["**/*.gz"]),
         ]);
-        let found = d.scan();
+        let found = d.scan().found;
         let names: Vec<String> = found
             .iter()
             .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
@@ -319,8 +376,50 @@ mod tests {
         symlink(root.join("missing"), root.join("a/dangling.log")).unwrap();
         fs::create_dir_all(root.join("a/dir.log")).unwrap();
         fs::write(root.join("a/b/x.log"), "x\n").unwrap();
-        let found = Discovery::new(vec![globs(root, &["**/*.log"], &[])]).scan();
+        let found = Discovery::new(vec![globs(root, &["**/*.log"], &[])])
+            .scan()
+            .found;
         assert_eq!(found.len(), 1, "{found:?}");
+    }
+
+    #[test]
+    fn links_out_of_the_roots_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let outside = root.join("host/etc");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("shadow"), "root:secret\n").unwrap();
+        let logs = root.join("logs");
+        fs::create_dir_all(logs.join("sub")).unwrap();
+        fs::write(logs.join("app.log"), "ok\n").unwrap();
+        symlink(outside.join("shadow"), logs.join("evil.log")).unwrap();
+        symlink(&outside, logs.join("sub/etc")).unwrap();
+        symlink(logs.join("app.log"), logs.join("sub/inside.log")).unwrap();
+        let d = Discovery::new(vec![globs(root, &["logs/**/*"], &[])]);
+        let scan = d.scan();
+        let found: Vec<&Path> = scan.found.iter().map(|f| f.path.as_path()).collect();
+        assert!(
+            found == [logs.join("app.log")] || found == [logs.join("sub/inside.log")],
+            "a link inside the root is fine, and the file is read once: {found:?}"
+        );
+        let mut refused: Vec<PathBuf> = scan.refused.iter().map(|r| r.path.clone()).collect();
+        refused.sort();
+        assert_eq!(
+            refused,
+            [logs.join("evil.log"), logs.join("sub/etc/shadow")]
+        );
+        assert!(
+            scan.refused
+                .iter()
+                .all(|r| r.real.ends_with("host/etc/shadow"))
+        );
+
+        // An extra root lets them in, when a user says so.
+        let include = vec![format!("{}/logs/**/*", root.display())];
+        let d = Discovery::new(vec![
+            InputGlobs::new(&include, &[], &[root.join("host")]).unwrap(),
+        ]);
+        assert!(d.scan().refused.is_empty());
     }
 
     #[test]

@@ -258,6 +258,8 @@ struct ReadLoop {
     warned_streams: HashSet<Arc<LabelSet>>,
     /// The tailer's given-up bytes already counted in the metrics.
     given_up_counted: u64,
+    /// Links refused (counted and warned once each).
+    refused: HashSet<PathBuf>,
 }
 
 struct PathState {
@@ -284,7 +286,7 @@ impl ReadLoop {
             .inputs
             .iter()
             .map(|i| {
-                InputGlobs::new(&i.paths, &i.exclude)
+                InputGlobs::new(&i.paths, &i.exclude, &i.roots)
                     .expect("globs were checked with the configuration")
             })
             .collect();
@@ -308,6 +310,7 @@ impl ReadLoop {
             telemetry,
             warned_streams: HashSet::new(),
             given_up_counted: 0,
+            refused: HashSet::new(),
         }
     }
 
@@ -379,7 +382,18 @@ impl ReadLoop {
     }
 
     fn scan(&mut self) {
-        let found = self.discovery.scan();
+        let scan = self.discovery.scan();
+        for refused in &scan.refused {
+            if self.refused.insert(refused.path.clone()) {
+                self.telemetry.metrics.symlinks_refused.inc();
+                tracing::warn!(
+                    path = %refused.path.display(),
+                    target = %refused.real.display(),
+                    "not tailing a link to a file outside the input's roots (add the directory to inputs[].roots to allow it)"
+                );
+            }
+        }
+        let found = scan.found;
         self.forget_gone(&found);
         for found in found {
             if self.watched.contains(&found.path) {

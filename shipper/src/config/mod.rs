@@ -191,6 +191,11 @@ pub struct InputConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default = "default_json_labels")]
     pub json_labels: Vec<String>,
+    /// Directories symlinks may lead into, besides the globs' own base directories (and
+    /// kubelet's `pods` beside a `containers` directory). A link resolving anywhere else is
+    /// refused: a container must not get a host file shipped by linking to it.
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
     /// This input's tenant, instead of `loki.tenant` (empty: `loki.tenant`).
     #[serde(default, deserialize_with = "tenant_id")]
     pub tenant: String,
