@@ -189,6 +189,12 @@ impl Discovery {
         scan
     }
 
+    /// Whether `real` (canonical) is inside the roots of any input: the tailer's guard for
+    /// files it opens later (a rotation, a file replaced by a link).
+    pub fn allows(&self, real: &Path) -> bool {
+        self.inputs.iter().any(|i| i.allows(real))
+    }
+
     /// The first input whose globs take `path` (for positions saved by an earlier run).
     pub fn input_of(&self, path: &Path) -> Option<usize> {
         self.inputs.iter().position(|i| {

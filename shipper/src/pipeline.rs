@@ -260,6 +260,8 @@ struct ReadLoop {
     given_up_counted: u64,
     /// Links refused (counted and warned once each).
     refused: HashSet<PathBuf>,
+    /// The last read error said for each path still failing.
+    read_errors: HashMap<PathBuf, String>,
 }
 
 struct PathState {
@@ -293,14 +295,18 @@ impl ReadLoop {
         let max_line_bytes = config.limits.max_line_bytes.0 as usize;
         let mut tailer_config = TailerConfig::default();
         tailer_config.reader.max_line_bytes = max_line_bytes;
+        let discovery = Discovery::new(globs);
+        let mut tailer = Tailer::new(tailer_config);
+        let guard = discovery.clone();
+        tailer.set_guard(Arc::new(move |real: &std::path::Path| guard.allows(real)));
         Self {
-            discovery: Discovery::new(globs),
+            discovery,
             inputs: config.inputs.clone(),
             tenants: (0..config.inputs.len())
                 .map(|i| Arc::from(config.tenant_of(i)))
                 .collect(),
             max_line_bytes,
-            tailer: Tailer::new(tailer_config),
+            tailer,
             files: HashMap::new(),
             watched: HashSet::new(),
             positions,
@@ -311,6 +317,7 @@ impl ReadLoop {
             warned_streams: HashSet::new(),
             given_up_counted: 0,
             refused: HashSet::new(),
+            read_errors: HashMap::new(),
         }
     }
 
@@ -532,8 +539,16 @@ impl ReadLoop {
                 .map_or(line.offset_end, |from| from.min(line.offset_end));
             out.emit(state, record, (key.clone(), end), warned);
         });
+        // Said once per path and error, not at every poll: a file that stays unreadable
+        // must not flood the shipper's own log.
+        let failing: HashSet<&PathBuf> = summary.errors.iter().map(|(p, _)| p).collect();
+        self.read_errors.retain(|p, _| failing.contains(p));
         for (path, error) in &summary.errors {
-            tracing::warn!(path = %path.display(), error = %error, "cannot read");
+            let message = error.to_string();
+            if self.read_errors.get(path) != Some(&message) {
+                tracing::warn!(path = %path.display(), error = %message, "cannot read; retrying at every poll");
+                self.read_errors.insert(path.clone(), message);
+            }
         }
         // A split record whose last part never came (a `P` without its `F`) goes out as it is
         // after the partial-line timeout, as a partial line does.

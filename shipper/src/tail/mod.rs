@@ -84,11 +84,13 @@ mod model_tests;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
+use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use identity::{FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT};
@@ -178,8 +180,54 @@ pub enum Resumed {
 #[derive(Debug)]
 pub struct Tailer {
     config: TailerConfig,
+    opener: Opener,
     streams: BTreeMap<PathBuf, Stream>,
     stats: TailStats,
+}
+
+/// Which real files may be opened (given the canonical path): a guard against a symlink,
+/// planted at a watched path or among its rotated siblings, that points at a host file.
+pub type PathGuard = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
+
+/// Opens files for the tailer, under the [`PathGuard`] if there is one.
+#[derive(Clone)]
+struct Opener {
+    reader: ReaderConfig,
+    guard: Option<PathGuard>,
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("reader", &self.reader)
+            .field("guard", &self.guard.is_some())
+            .finish()
+    }
+}
+
+impl Opener {
+    fn open(&self, path: &Path) -> io::Result<FileReader> {
+        let reader = FileReader::open(path, self.reader)?;
+        let Some(guard) = &self.guard else {
+            return Ok(reader);
+        };
+        // The file opened is checked, not only the name: the resolved name must lead to the
+        // same inode, so a link swapped in between cannot pass.
+        let real = fs::canonicalize(path)?;
+        let meta = fs::metadata(&real)?;
+        let same = (meta.dev(), meta.ino()) == (reader.id().dev, reader.id().ino);
+        if !same || !guard(&real) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} leads to {}, outside the input's roots: not read",
+                    path.display(),
+                    real.display()
+                ),
+            ));
+        }
+        Ok(reader)
+    }
 }
 
 #[derive(Debug)]
@@ -215,9 +263,19 @@ impl Tailer {
     pub fn new(config: TailerConfig) -> Self {
         Self {
             config,
+            opener: Opener {
+                reader: config.reader,
+                guard: None,
+            },
             streams: BTreeMap::new(),
             stats: TailStats::default(),
         }
+    }
+
+    /// Opens only files whose real path `guard` allows (every open: the path, its rotated
+    /// siblings, a copytruncate copy, resumed files).
+    pub fn set_guard(&mut self, guard: PathGuard) {
+        self.opener.guard = Some(guard);
     }
 
     /// Follows `path` from the beginning of the file there now (if any), and of every file
@@ -229,7 +287,7 @@ impl Tailer {
         }
         let mut stream = Stream::new(path);
         stream.known = list_siblings(path)?.into_iter().map(|s| s.id).collect();
-        match FileReader::open(path, self.config.reader) {
+        match self.opener.open(path) {
             Ok(reader) => {
                 stream.at_path = Some((reader.id().dev, reader.id().ino));
                 stream.push(reader, &mut self.stats);
@@ -260,7 +318,7 @@ impl Tailer {
             *stream = Stream::new(path);
         }
         stream.saved.push((id, offset));
-        let found = match stream.setup_from_saved(self.config.reader, &mut self.stats) {
+        let found = match stream.setup_from_saved(&self.opener, &mut self.stats) {
             Ok(found) => found,
             Err(e) => {
                 // The positions are kept: the first poll sets the path up again.
@@ -354,6 +412,7 @@ impl Tailer {
         for (path, stream) in &mut self.streams {
             if let Err(e) = stream.poll(
                 &self.config,
+                &self.opener,
                 now,
                 budget,
                 sink,
@@ -449,7 +508,7 @@ impl Stream {
     /// identities were found, and where.
     fn setup_from_saved(
         &mut self,
-        config: ReaderConfig,
+        opener: &Opener,
         stats: &mut TailStats,
     ) -> io::Result<Vec<(FileId, PathBuf)>> {
         // Rebuilt from scratch: the files opened by an earlier call were never read.
@@ -481,7 +540,7 @@ impl Stream {
             if first.is_none() && path != &self.path {
                 break; // nothing found: only the file at the path
             }
-            let mut reader = match FileReader::open(path, config) {
+            let mut reader = match opener.open(path) {
                 Ok(r) if r.id().same_inode(id) => r,
                 Ok(_) => {
                     // Renamed again meanwhile: not known, so the first poll finds it.
@@ -509,9 +568,11 @@ impl Stream {
         Ok(found)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn poll(
         &mut self,
         config: &TailerConfig,
+        opener: &Opener,
         now: Instant,
         budget: usize,
         sink: &mut impl FnMut(&FileKey, Line<'_>),
@@ -519,7 +580,7 @@ impl Stream {
         stats: &mut TailStats,
     ) -> io::Result<()> {
         if self.setup_pending {
-            self.setup_from_saved(config.reader, stats)?;
+            self.setup_from_saved(opener, stats)?;
             self.setup_pending = false;
         }
         self.polled = true;
@@ -542,7 +603,7 @@ impl Stream {
                 if already_open {
                     self.at_path = Some(now_at);
                 } else {
-                    match FileReader::open(&self.path, config.reader) {
+                    match opener.open(&self.path) {
                         Ok(reader) => {
                             if self.at_path.is_some() || !self.files.is_empty() {
                                 stats.rotations += 1;
@@ -563,7 +624,7 @@ impl Stream {
         }
         if look {
             // Not fatal: the files already open are still read.
-            let missed = self.open_missed(config.reader, stats);
+            let missed = self.open_missed(opener, stats);
             soft_error(&self.path, missed, summary, stats);
         }
 
@@ -586,7 +647,7 @@ impl Stream {
             match list_siblings(&self.path) {
                 Ok(siblings) => {
                     for (offset, id) in truncated {
-                        self.drain_copy(&siblings, offset, id, config.reader, stats);
+                        self.drain_copy(&siblings, offset, id, opener, stats);
                     }
                     self.known = siblings.into_iter().map(|s| s.id).collect();
                 }
@@ -658,7 +719,7 @@ impl Stream {
         siblings: &[Sibling],
         offset: u64,
         id: FileId,
-        config: ReaderConfig,
+        opener: &Opener,
         stats: &mut TailStats,
     ) {
         if offset == 0 || id.is_pending() {
@@ -671,7 +732,7 @@ impl Stream {
                 && fs::metadata(&s.path).is_ok_and(|m| m.len() >= offset)
         });
         let Some(copy) = copy else { return };
-        let Ok(mut reader) = FileReader::open(&copy.path, config) else {
+        let Ok(mut reader) = opener.open(&copy.path) else {
             return;
         };
         if reader.id().fingerprint != id.fingerprint || reader.seek_to(offset).is_err() {
@@ -685,7 +746,7 @@ impl Stream {
     /// Opens the rotated-looking files in the directory that were not there at the last
     /// look and are not open: generations renamed away before a poll saw them. They go,
     /// oldest first, before the file at the path (the newest), or last if there is none.
-    fn open_missed(&mut self, config: ReaderConfig, stats: &mut TailStats) -> io::Result<()> {
+    fn open_missed(&mut self, opener: &Opener, stats: &mut TailStats) -> io::Result<()> {
         let mut siblings = list_siblings(&self.path)?;
         let listed = siblings.len();
         let mut missed = Vec::new();
@@ -695,7 +756,7 @@ impl Stream {
             if open || self.known.iter().any(|k| k.matches(&s.id)) {
                 return true;
             }
-            match FileReader::open(&s.path, config) {
+            match opener.open(&s.path) {
                 Ok(reader) if reader.id().same_inode(&s.id) => {
                     stats.rotated_found += 1;
                     missed.push(Tracked::new(&self.path, reader, stats));

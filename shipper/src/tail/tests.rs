@@ -589,3 +589,47 @@ fn a_file_resumed_under_a_pending_identity_keeps_that_key() {
     );
     assert!(got.iter().all(|l| l.0.id == saved));
 }
+
+/// A watched file replaced by a link to a host file, and a "rotated" sibling that is such a
+/// link: with a guard, neither is read, and the error names the path; the real log goes on.
+#[test]
+fn the_guard_keeps_links_to_outside_files_from_being_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let host = dir.path().join("host");
+    fs::create_dir_all(&logs).unwrap();
+    fs::create_dir_all(&host).unwrap();
+    let secret = host.join("shadow");
+    append(&secret, "root:secret\n");
+    let p = logs.join("app.log");
+    append(&p, "one\n");
+    let mut t = Tailer::new(config());
+    let root = fs::canonicalize(&logs).unwrap();
+    t.set_guard(Arc::new(move |real: &Path| real.starts_with(&root)));
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["one"]);
+
+    // A planted sibling named like a rotation.
+    std::os::unix::fs::symlink(&secret, logs.join("app.log.1")).unwrap();
+    fs::remove_file(&p).unwrap();
+    // The path itself replaced by a link.
+    std::os::unix::fs::symlink(&secret, &p).unwrap();
+    let mut got = Vec::new();
+    let summary = t.poll(usize::MAX, &mut |_, l| got.push(l.bytes.to_vec()));
+    assert!(got.is_empty(), "nothing outside the root is read: {got:?}");
+    assert!(
+        summary
+            .errors
+            .iter()
+            .any(|(_, e)| e.kind() == io::ErrorKind::PermissionDenied
+                && e.to_string().contains("outside the input's roots")),
+        "{:?}",
+        summary.errors
+    );
+    // The real log comes back: read again.
+    fs::remove_file(&p).unwrap();
+    append(&p, "two\n");
+    let mut got = Vec::new();
+    t.poll(usize::MAX, &mut |_, l| got.push(l.bytes.to_vec()));
+    assert_eq!(got, [b"two".to_vec()]);
+}
