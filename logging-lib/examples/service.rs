@@ -15,9 +15,16 @@
 //! `traceparent` response header.
 //!
 //! Environment: `PORT` (default 8080), `PEER_URL` (optional), `SERVICE_NAME` (default
-//! `shop`), `APP_ENV` (default `dev`), `LOG_LEVEL` or `RUST_LOG` (default `info`).
+//! `shop`), `APP_ENV` (default `dev`), `LOG_LEVEL` or `RUST_LOG` (default `info`),
+//! `LOG_FILE` (optional: lines go to this file instead of stdout, rotated at 10 MiB with 3
+//! old files kept, for a shipper such as tailrace to tail).
+//!
+//! `GET /healthz` answers 200 without logging. `service healthcheck` GETs
+//! `http://127.0.0.1:$PORT/healthz` and exits 0 on a 2xx, 1 otherwise: a container
+//! healthcheck for an image without a shell or curl (`config/example-service.Dockerfile`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -41,7 +48,8 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-/// The routes, with tracing. `peer` is the base URL of the inventory service, if any.
+/// The routes, with tracing (except `/healthz`, which a container runtime calls every few
+/// seconds). `peer` is the base URL of the inventory service, if any.
 pub fn app(peer: Option<String>) -> Router {
     let peer = peer.map(|url| Peer {
         base_url: url.trim_end_matches('/').to_owned(),
@@ -52,6 +60,12 @@ pub fn app(peer: Option<String>) -> Router {
         .route("/inventory", get(inventory))
         .with_state(peer)
         .layer(TraceLayer::new())
+        // Added after the layer: axum applies a layer only to the routes before it.
+        .route("/healthz", get(healthz))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 async fn checkout(State(peer): State<Option<Peer>>) -> Result<&'static str, StatusCode> {
@@ -119,10 +133,21 @@ fn env_or(name: &str, default: &str) -> String {
 #[cfg_attr(test, allow(dead_code))]
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let _guard = tailrace_log::Config::new(env_or("SERVICE_NAME", "shop"))
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck().await;
+    }
+    let mut log = tailrace_log::Config::new(env_or("SERVICE_NAME", "shop"))
         .version(env!("CARGO_PKG_VERSION"))
-        .env(env_or("APP_ENV", "dev"))
-        .init()?;
+        .env(env_or("APP_ENV", "dev"));
+    if let Some(path) = std::env::var_os("LOG_FILE").filter(|v| !v.is_empty()) {
+        // Rotation by rename, at a line boundary: a shipper following the file loses nothing.
+        log = log.file(path).rotate(tailrace_log::RollingPolicy {
+            max_bytes: Some(10 * 1024 * 1024),
+            every: None,
+            max_files: Some(3),
+        });
+    }
+    let _guard = log.init()?;
     let port: u16 = env_or("PORT", "8080").parse()?;
     let peer = std::env::var("PEER_URL").ok().filter(|v| !v.is_empty());
 
@@ -134,6 +159,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `service healthcheck`: exits 0 (`Ok`) when the instance on this host answers `/healthz`
+/// with a 2xx, 1 (`Err`, printed) otherwise. Logs nothing.
+#[cfg_attr(test, allow(dead_code))]
+async fn healthcheck() -> Result<(), Box<dyn std::error::Error>> {
+    let url = format!("http://127.0.0.1:{}/healthz", env_or("PORT", "8080"));
+    let response = http_client()
+        .get(&url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: {}", response.status()).into());
+    }
     Ok(())
 }
 

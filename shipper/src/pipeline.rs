@@ -880,6 +880,10 @@ impl TenantPusher {
             }
             Err(_) => return FirstAttempt::Retry(streams), // `deliver` reports it
         };
+        if matches!(outcome, PushOutcome::Retryable(_)) {
+            // This attempt failed and the batch will be pushed again: a retry.
+            self.done.telemetry.metrics.retry(self.client.tenant());
+        }
         match outcome {
             PushOutcome::Accepted => FirstAttempt::Delivered,
             PushOutcome::Retryable(failure) if is_per_stream_refusal(&failure.message) => {

@@ -1731,4 +1731,60 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// Answers no Loki sends, from a raw socket: a 100 MiB error body (read no further than
+    /// the cap), and a connection that stalls after the headers (bounded by the timeout).
+    #[tokio::test]
+    async fn hostile_answers_are_bounded() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((mut conn, _)) = listener.accept().await {
+                n += 1;
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = conn.read(&mut request).await;
+                if n == 1 {
+                    // 100 MiB announced and streamed for as long as the client reads.
+                    let head = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n",
+                        100 << 20
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'x'; 1 << 20];
+                    for _ in 0..100 {
+                        if conn.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                } else {
+                    // Headers, then nothing: the body never comes.
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\n\r\n",
+                        )
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            }
+        });
+        let mut config = PushConfig::new(format!("http://{addr}/loki/api/v1/push"));
+        config.timeout = Duration::from_millis(1500);
+        let c = PushClient::new(&config).unwrap();
+        // Not a timing check: only that neither answer holds the pusher for good.
+        let body = body();
+        let bounded = |f| tokio::time::timeout(Duration::from_secs(60), f);
+        match bounded(c.push(&body)).await.expect("returns") {
+            PushOutcome::Retryable(f) => {
+                assert_eq!(f.status, Some(500));
+                assert!(f.message.len() <= MAX_MESSAGE_BYTES + 16, "kept short");
+            }
+            other => panic!("{other:?}"),
+        }
+        match bounded(c.push(&body)).await.expect("returns") {
+            PushOutcome::Retryable(f) => assert_eq!(f.status, Some(503)),
+            other => panic!("{other:?}"),
+        }
+    }
 }
