@@ -1,0 +1,164 @@
+//! Files no one should write, shipped anyway: invalid UTF-8, NUL runs, a 10 MiB line, a
+//! file of bare `\r`, CRLF, binary data, hostile JSON lines, a directory and a link loop
+//! where files were expected. No panic, nothing lost that could be kept, each file still
+//! tailed afterwards, and what Loki refuses is counted with its reason.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use loki_double::LokiDouble;
+use tailrace_e2e::{RunningShipper, http_get};
+
+fn append(path: &Path, bytes: &[u8]) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[test]
+fn hostile_files_are_shipped_and_still_tailed() {
+    let loki = LokiDouble::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(logs.join("dir.log")).unwrap();
+    std::os::unix::fs::symlink(logs.join("loop.log"), logs.join("loop.log")).unwrap();
+    append(&logs.join("utf8.log"), b"ok \xff\xfe bad\n");
+    let mut nul = vec![0u8; 4096];
+    nul.extend_from_slice(b"after nul\n");
+    append(&logs.join("nul.log"), &nul);
+    let mut long = vec![b'x'; 10 << 20];
+    long.extend_from_slice(b"\nnext\n");
+    append(&logs.join("long.log"), &long);
+    append(&logs.join("cr.log"), b"\r\r\r\r");
+    append(&logs.join("crlf.log"), b"a\r\nb\r\n");
+    let mut binary = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..65536 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        binary.push(x as u8);
+    }
+    binary.push(b'\n');
+    append(&logs.join("binary.log"), &binary);
+    let deep = format!("{}1{}\n", "{\"a\":".repeat(5000), "}".repeat(5000));
+    let json = [
+        deep.as_str(),
+        "{\"n\":1e999999,\"big\":123456789012345678901234567890,\"message\":\"huge\"}\n",
+        "{\"level\":\"info\",\"level\":\"error\",\"message\":\"dup\"}\n",
+        "{\"level\":{\"x\":1},\"message\":\"level object\"}\n",
+        "{\"timestamp\":\"2126-01-01T00:00:00Z\",\"message\":\"future\"}\n",
+        "{\"timestamp\":\"1926-01-01T00:00:00Z\",\"message\":\"past\"}\n",
+        "{\"message\":\"after\"}\n",
+    ]
+    .concat();
+    append(&logs.join("json.log"), json.as_bytes());
+
+    let yaml = format!(
+        "loki:\n  url: {}\n  batch: {{ max_bytes: 1MiB, max_wait: 100ms }}\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+        loki.url(),
+        dir.path().join("positions.json").display(),
+        logs.display()
+    );
+    let shipper = RunningShipper::start(&yaml);
+    let lines_of = |file: &str| -> Vec<String> {
+        loki.entries()
+            .into_iter()
+            .filter(|e| e.structured_metadata["filename"].ends_with(file))
+            .map(|e| e.line)
+            .collect()
+    };
+    let wait = |what: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !what() && Instant::now() < deadline {
+            std::thread::sleep(tailrace_e2e::POLL);
+        }
+        what()
+    };
+    assert!(wait(
+        &|| lines_of("/utf8.log") == ["ok \u{fffd}\u{fffd} bad"]
+    ));
+    assert!(wait(&|| lines_of("/crlf.log") == ["a", "b"]));
+    assert!(wait(&|| lines_of("/nul.log")
+        .iter()
+        .any(|l| l.ends_with("after nul"))));
+    assert!(wait(&|| lines_of("/long.log").len() == 2));
+    let long_entries: Vec<_> = loki
+        .entries()
+        .into_iter()
+        .filter(|e| e.structured_metadata["filename"].ends_with("/long.log"))
+        .collect();
+    let cut = long_entries.iter().find(|e| e.line != "next").unwrap();
+    assert_eq!(cut.line.len(), 256 * 1024, "cut at max_line_bytes");
+    assert_eq!(cut.structured_metadata["truncated"], "true");
+    assert!(long_entries.iter().any(|e| e.line == "next"));
+    assert!(wait(&|| !lines_of("/binary.log").is_empty()));
+    // The bare `\r` file is a partial line: it goes out as it is after the timeout.
+    assert!(wait(&|| !lines_of("/cr.log").is_empty()));
+    assert!(wait(
+        &|| lines_of("/json.log").contains(&"{\"message\":\"after\"}".to_owned())
+    ));
+    let json_lines = lines_of("/json.log");
+    for kept in ["huge", "dup", "level object"] {
+        assert!(
+            json_lines.iter().any(|l| l.contains(kept)),
+            "{kept}: {json_lines:?}"
+        );
+    }
+    assert!(
+        json_lines.iter().any(|l| l.starts_with("{\"a\":{\"a\":")),
+        "the deeply nested line"
+    );
+    // A timestamp a century away: Loki refuses it (counted by reason), or it got a usable
+    // one; either way the stream went on ("after" arrived).
+    let addr = shipper.telemetry.server_addr().unwrap();
+    let (_, metrics) = http_get(addr, "/metrics");
+    let future_kept = json_lines.iter().any(|l| l.contains("future"));
+    assert!(
+        future_kept || metrics.contains("tailrace_dropped_entries_total{reason=\"too_new\"} 1"),
+        "{metrics}"
+    );
+    let past_kept = json_lines.iter().any(|l| l.contains("past"));
+    assert!(
+        past_kept || metrics.contains("tailrace_dropped_entries_total{reason=\"too_old\"} 1"),
+        "{metrics}"
+    );
+
+    // Every file is still tailed.
+    for file in [
+        "utf8.log",
+        "nul.log",
+        "long.log",
+        "cr.log",
+        "crlf.log",
+        "binary.log",
+        "json.log",
+    ] {
+        append(
+            &logs.join(file),
+            format!("\nstill tailing {file}\n").as_bytes(),
+        );
+    }
+    for file in [
+        "utf8.log",
+        "nul.log",
+        "long.log",
+        "cr.log",
+        "crlf.log",
+        "binary.log",
+        "json.log",
+    ] {
+        let expected = format!("still tailing {file}");
+        assert!(
+            wait(&|| lines_of(&format!("/{file}")).contains(&expected)),
+            "{file}: {:?}",
+            lines_of(&format!("/{file}"))
+        );
+    }
+    shipper.stop().unwrap();
+}
