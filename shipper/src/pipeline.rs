@@ -1062,10 +1062,12 @@ async fn checkpoint_loop(
         match current.save(&path) {
             Ok(()) => {
                 telemetry.metrics.positions_writes.inc();
+                telemetry.health.set_positions_error(None);
                 last_saved = Some(current);
             }
             Err(e) => {
                 telemetry.metrics.positions_write_failures.inc();
+                telemetry.health.set_positions_error(Some(e.to_string()));
                 tracing::error!(error = %e, "positions not saved; retrying at the next interval");
             }
         }

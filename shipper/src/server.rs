@@ -95,6 +95,8 @@ struct HealthState {
     /// Monotonic time of the last accepted push of any tenant: a wall-clock jump must not
     /// flip readiness.
     last_success: Option<Instant>,
+    /// Why the last positions write failed, until one succeeds.
+    positions_error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +120,12 @@ impl Health {
     /// The positions file has been read (or found absent), so offsets are known.
     pub fn set_positions_loaded(&self) {
         self.lock().positions_loaded = true;
+    }
+
+    /// The last positions write failed (`Some(why)`) or succeeded (`None`). While it fails
+    /// the shipper goes on, but a restart would send lines again: not ready, and said why.
+    pub fn set_positions_error(&self, error: Option<String>) {
+        self.lock().positions_error = error;
     }
 
     /// The first scan for files has finished, so every existing file is being tailed.
@@ -191,6 +199,9 @@ impl Health {
         }
         if !state.discovery_done {
             reasons.push("first discovery of log files not finished yet".to_owned());
+        }
+        if let Some(error) = &state.positions_error {
+            reasons.push(format!("positions are not being saved: {error}"));
         }
         let since = state
             .last_success

@@ -160,3 +160,37 @@ fn wait_for_addr(shipper: &RunningShipper) -> std::net::SocketAddr {
         std::thread::sleep(tailrace_e2e::POLL);
     }
 }
+
+/// A positions file that cannot be written (its directory is a regular file, as good as a
+/// full or read-only disk here): the shipper ships on, counts the failures and is not
+/// ready, saying why.
+#[test]
+fn unwritable_positions_are_reported_not_fatal() {
+    let loki = LokiDouble::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let yaml = format!(
+        "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\nshutdown_timeout: 1s\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+        loki.url(),
+        not_a_dir.join("positions.json").display(),
+        logs.display()
+    );
+    let shipper = RunningShipper::start(&yaml);
+    std::fs::write(logs.join("app.log"), "one\ntwo\n").unwrap();
+    assert!(
+        loki.wait_for_entries(2, Duration::from_secs(30)),
+        "ships on"
+    );
+    let addr = wait_for_addr(&shipper);
+    assert!(wait_until(Duration::from_secs(20), || {
+        let (status, body) = http_get(addr, "/ready");
+        status == 503 && body.contains("positions are not being saved")
+    }));
+    let (_, metrics) = http_get(addr, "/metrics");
+    assert!(sample(&metrics, "tailrace_positions_write_failures_total") >= 1.0);
+    let err = shipper.stop().unwrap_err();
+    assert!(err.contains("positions.json"), "{err}");
+}
