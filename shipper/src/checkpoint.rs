@@ -479,4 +479,36 @@ mod tests {
             prop_assert_eq!(committed, n as u64 * 10);
         }
     }
+
+    // Fuzzing the positions reader (a property test, so it runs in CI on stable): whatever
+    // bytes a crash or a disk leaves, reading returns a value or an error, never a panic.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = Positions::parse(&bytes);
+        }
+
+        #[test]
+        fn damaged_positions_files_parse_or_fail_cleanly(
+            cut in 0usize..400,
+            at in 0usize..400,
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let good = br#"{"version":1,"files":[{"path":"/var/log/pods/a_b_c/d/0.log","dev":2049,"ino":1234,"fingerprint":99,"offset":4096},{"path":"/x","dev":1,"ino":2,"fingerprint":0,"offset":0}]}"#;
+            let mut damaged = good.to_vec();
+            if at < damaged.len() {
+                damaged[at] = byte;
+            }
+            damaged.truncate(cut.max(1));
+            if let Ok(p) = Positions::parse(&damaged) {
+                // What parses is usable: it saves and reads back the same.
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("positions.json");
+                p.save(&path).unwrap();
+                proptest::prop_assert_eq!(Positions::read(&path).unwrap(), p);
+            }
+        }
+    }
 }

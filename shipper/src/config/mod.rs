@@ -870,4 +870,33 @@ limits:
             "{printed}"
         );
     }
+
+    // Fuzzing the configuration reader: any text, and the documented example damaged at
+    // random, gives a configuration or an error that names the file, never a panic.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_is_a_config_or_an_error(text in "\\PC{0,300}") {
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.to_string().starts_with("tailrace.yaml: "), "{}", e);
+            }
+        }
+
+        #[test]
+        fn a_damaged_example_is_a_config_or_an_error(
+            at in 0usize..700,
+            len in 0usize..20,
+            insert in "[ -~\\n\\t]{0,8}",
+        ) {
+            let mut text = FULL.to_owned();
+            // FULL is ASCII: every index is a character boundary.
+            let at = at.min(text.len());
+            let end = (at + len).min(text.len());
+            text.replace_range(at..end, &insert);
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.to_string().starts_with("tailrace.yaml: "), "{}", e);
+            }
+        }
+    }
 }
