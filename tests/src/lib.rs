@@ -130,8 +130,19 @@ pub fn now_rfc3339() -> String {
 pub struct LineWriter {
     stop: Arc<AtomicBool>,
     reopen: Arc<AtomicBool>,
+    rotation: Arc<std::sync::Mutex<Option<Rotation>>>,
     written: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A rotation the writer does itself, between two writes, as a runtime or logrotate does
+/// (so no line is written in the middle of it).
+#[derive(Debug, Clone)]
+pub enum Rotation {
+    /// Rename the file to this path and go on in a new file at the old path.
+    Rename(PathBuf),
+    /// Copy the file to this path, then truncate it in place and go on appending.
+    CopyTruncate(PathBuf),
 }
 
 impl LineWriter {
@@ -139,6 +150,8 @@ impl LineWriter {
     pub fn start(path: &Path, per_tick: u64, tick: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let reopen = Arc::new(AtomicBool::new(false));
+        let rotation: Arc<std::sync::Mutex<Option<Rotation>>> = Arc::default();
+        let rotate = Arc::clone(&rotation);
         let written = Arc::new(AtomicU64::new(0));
         let (s, r, w, path) = (
             Arc::clone(&stop),
@@ -160,6 +173,17 @@ impl LineWriter {
                 if r.swap(false, Ordering::SeqCst) {
                     file = open(&path);
                 }
+                match rotate.lock().expect("rotation lock").take() {
+                    Some(Rotation::Rename(to)) => {
+                        std::fs::rename(&path, &to).expect("rename rotation");
+                        file = open(&path);
+                    }
+                    Some(Rotation::CopyTruncate(copy)) => {
+                        std::fs::copy(&path, &copy).expect("copy");
+                        file.set_len(0).expect("truncate");
+                    }
+                    None => {}
+                }
                 let mut chunk = String::new();
                 for _ in 0..per_tick {
                     let ts = now_rfc3339();
@@ -176,9 +200,15 @@ impl LineWriter {
         Self {
             stop,
             reopen,
+            rotation,
             written,
             thread: Some(thread),
         }
+    }
+
+    /// Makes the writer rotate its file before its next write.
+    pub fn rotate(&self, rotation: Rotation) {
+        *self.rotation.lock().expect("rotation lock") = Some(rotation);
     }
 
     /// Makes the writer open the path again before its next write.

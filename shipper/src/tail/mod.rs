@@ -529,10 +529,33 @@ impl Stream {
             .map(|s| (s.path, s.id))
             .collect();
         candidates.extend(at.map(|id| (self.path.clone(), id)));
-        let matched: Vec<Option<(FileId, u64)>> = candidates
+        let mut matched: Vec<Option<(FileId, u64)>> = candidates
             .iter()
             .map(|(_, id)| self.saved.iter().copied().find(|(s, _)| s.matches(id)))
             .collect();
+        // Truncated in place while this process was down (copytruncate): the saved file is
+        // the one at the path, now with other content, and its old content is in
+        // logrotate's copy beside it. The copy goes on from the saved offset.
+        let mut from_copy = None;
+        if matched.iter().all(Option::is_none) {
+            from_copy = self.saved.iter().find_map(|&(saved, offset)| {
+                let truncated_here = at.is_some_and(|a| a.same_inode(&saved));
+                if !truncated_here || saved.is_pending() {
+                    return None;
+                }
+                candidates
+                    .iter()
+                    .position(|(path, id)| {
+                        path != &self.path
+                            && id.fingerprint == saved.fingerprint
+                            && fs::metadata(path).is_ok_and(|m| m.len() >= offset)
+                    })
+                    .map(|i| (i, saved, offset))
+            });
+            if let Some((i, saved, offset)) = from_copy {
+                matched[i] = Some((saved, offset));
+            }
+        }
         let mut found = Vec::new();
         let first = matched.iter().position(Option::is_some);
         let from = first.unwrap_or(candidates.len().saturating_sub(1));
@@ -557,7 +580,12 @@ impl Stream {
             };
             if let Some((saved_id, offset)) = *saved {
                 reader.seek_to(offset)?;
-                reader.adopt_identity(saved_id);
+                if from_copy.is_some() {
+                    // The copy keeps its own identity: it is another file.
+                    stats.copies_drained += 1;
+                } else {
+                    reader.adopt_identity(saved_id);
+                }
                 found.push((saved_id, path.clone()));
             } else if path != &self.path {
                 stats.rotated_found += 1;

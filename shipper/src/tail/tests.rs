@@ -633,3 +633,28 @@ fn the_guard_keeps_links_to_outside_files_from_being_read() {
     t.poll(usize::MAX, &mut |_, l| got.push(l.bytes.to_vec()));
     assert_eq!(got, [b"two".to_vec()]);
 }
+
+/// Copytruncate while the shipper was down: the saved file is the one at the path, now
+/// truncated and written again; the lines after the saved offset are in logrotate's copy,
+/// and are read from there before the new content.
+#[test]
+fn copytruncate_while_down_resumes_from_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\ntwo\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    let keys = poll_keys(&mut t);
+    let (key, _, offset) = keys.last().unwrap().clone();
+    assert_eq!(offset, 8);
+    drop(t);
+    // Down: more lines, then copy and truncate, then new lines.
+    append(&p, "three\nfour\n");
+    fs::copy(&p, dir.path().join("app.log.1")).unwrap();
+    truncate(&p);
+    append(&p, "five\n");
+    let mut t = Tailer::new(config());
+    t.resume(&p, key.id, offset).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["three", "four", "five"]);
+    assert_eq!(t.stats().copies_drained, 1);
+}
