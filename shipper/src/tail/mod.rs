@@ -43,7 +43,10 @@
 //! - **Restart**: [`Tailer::resume`] takes each saved `(path, FileId, offset)`. A file found
 //!   by identity, at the path or renamed in the same directory (even under a name no glob
 //!   matches), continues at its saved offset; every newer file of the stream is read from 0
-//!   (from its own saved offset if it has one); older ones are taken as read.
+//!   (from its own saved offset if it has one); older ones are taken as read. A file
+//!   truncated in place while the process was down (copytruncate) is continued in
+//!   logrotate's copy beside it (same first line, at least the saved offset long), from the
+//!   saved offset, before the new content at the path.
 //!
 //! # Checkpoints
 //!
