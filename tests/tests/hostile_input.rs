@@ -162,3 +162,42 @@ fn hostile_files_are_shipped_and_still_tailed() {
     }
     shipper.stop().unwrap();
 }
+
+/// A glob that matches 10,000 files: every line arrives once, and idle files hold no read
+/// buffers (the memory in flight returns to zero).
+#[test]
+fn ten_thousand_files() {
+    let loki = LokiDouble::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for i in 0..10_000 {
+        std::fs::write(logs.join(format!("f{i:05}.log")), format!("line of {i}\n")).unwrap();
+    }
+    let yaml = format!(
+        "loki:\n  url: {}\n  batch: {{ max_bytes: 1MiB, max_wait: 100ms }}\nshutdown_timeout: 2s\npositions:\n  path: {}\n  sync_interval: 1s\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+        loki.url(),
+        dir.path().join("positions.json").display(),
+        logs.display()
+    );
+    let shipper = RunningShipper::start(&yaml);
+    assert!(
+        loki.wait_for_entries(10_000, Duration::from_secs(120)),
+        "{} of 10000",
+        loki.entry_count()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shipper.telemetry.metrics.memory_in_flight.get() != 0 && Instant::now() < deadline {
+        std::thread::sleep(tailrace_e2e::POLL);
+    }
+    assert_eq!(
+        shipper.telemetry.metrics.memory_in_flight.get(),
+        0,
+        "nothing held once all is accepted: no read buffer per idle file"
+    );
+    shipper.stop().unwrap();
+    let mut lines: Vec<String> = loki.entries().into_iter().map(|e| e.line).collect();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), 10_000);
+}

@@ -44,13 +44,25 @@ fn run_scenario(loki: &LokiDouble, seconds: u64, mut during: impl FnMut(u64, &Li
     );
 }
 
+/// How long Loki stays down: 30 s in CI; `TAILRACE_OUTAGE_SECS=120` for the long version
+/// (`cargo test -p tailrace-e2e --test outage_rotation loki_down`).
+fn outage_secs() -> u64 {
+    std::env::var("TAILRACE_OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30)
+}
+
 #[test]
 fn loki_down_for_30_seconds() {
     let loki = LokiDouble::start();
-    run_scenario(&loki, 35, |second, _, _| match second {
-        2 => loki.refuse(),
-        32 => loki.resume().unwrap(),
-        _ => {}
+    let down = outage_secs();
+    run_scenario(&loki, down + 5, |second, _, _| {
+        if second == 2 {
+            loki.refuse();
+        } else if second == down + 2 {
+            loki.resume().unwrap();
+        }
     });
 }
 

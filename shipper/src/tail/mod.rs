@@ -186,6 +186,7 @@ pub struct Tailer {
     opener: Opener,
     streams: BTreeMap<PathBuf, Stream>,
     stats: TailStats,
+    dir_names: DirNamesCache,
 }
 
 /// Which real files may be opened (given the canonical path): a guard against a symlink,
@@ -272,6 +273,7 @@ impl Tailer {
             },
             streams: BTreeMap::new(),
             stats: TailStats::default(),
+            dir_names: DirNamesCache::default(),
         }
     }
 
@@ -289,7 +291,14 @@ impl Tailer {
             return Ok(());
         }
         let mut stream = Stream::new(path);
-        stream.known = list_siblings(path)?.into_iter().map(|s| s.id).collect();
+        // Rotations already there are taken as read (a listing a second old is enough:
+        // one made later is read, which loses nothing).
+        stream.known = self
+            .dir_names
+            .siblings(path)?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
         match self.opener.open(path) {
             Ok(reader) => {
                 stream.at_path = Some((reader.id().dev, reader.id().ino));
@@ -881,22 +890,38 @@ fn rank(suffix: &[u8]) -> Rank {
 /// The rotated-looking regular files next to `path`, oldest first. A missing directory has
 /// none; files that vanish while being looked at are skipped.
 fn list_siblings(path: &Path) -> io::Result<Vec<Sibling>> {
-    const COMPRESSED: [&[u8]; 7] = [b".gz", b".bz2", b".xz", b".zst", b".zip", b".lz4", b".Z"];
     let Some((dir, base)) = rotation_home(path) else {
         return Ok(Vec::new());
     };
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
+    let names = match dir_names(&dir) {
+        Ok(names) => names,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    Ok(siblings_among(&dir, &base, &names))
+}
+
+/// The names in `dir`, except symbolic links: a rotation is never a link, and a planted
+/// one must not pass for a rotated file.
+fn dir_names(dir: &Path) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            continue;
+        }
+        names.push(entry.file_name());
+    }
+    Ok(names)
+}
+
+/// The files among `names` named like rotations of `base`, oldest first.
+fn siblings_among(dir: &Path, base: &OsString, names: &[OsString]) -> Vec<Sibling> {
+    const COMPRESSED: [&[u8]; 7] = [b".gz", b".bz2", b".xz", b".zst", b".zip", b".lz4", b".Z"];
     let base = base.as_bytes();
     let mut found = Vec::new();
-    for entry in entries {
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let name = name.as_bytes();
-        let Some(rest) = name.strip_prefix(base) else {
+    for name in names {
+        let Some(rest) = name.as_bytes().strip_prefix(base) else {
             continue;
         };
         let Some((&sep, suffix)) = rest.split_first() else {
@@ -908,7 +933,7 @@ fn list_siblings(path: &Path) -> io::Result<Vec<Sibling>> {
         {
             continue;
         }
-        let path = entry.path();
+        let path = dir.join(name);
         let Ok(file) = fs::File::open(&path) else {
             continue;
         };
@@ -922,7 +947,38 @@ fn list_siblings(path: &Path) -> io::Result<Vec<Sibling>> {
         found.push((rank(suffix), Sibling { path, id }));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found.into_iter().map(|(_, s)| s).collect())
+    found.into_iter().map(|(_, s)| s).collect()
+}
+
+/// A directory's names, kept for a moment, for [`Tailer::watch`]: watching the files of a
+/// directory of 10,000 logs one by one would otherwise list it 10,000 times.
+#[derive(Debug, Default)]
+struct DirNamesCache {
+    dir: PathBuf,
+    listed_at: Option<Instant>,
+    names: Vec<OsString>,
+}
+
+impl DirNamesCache {
+    /// How long a listing is reused: watches come in a burst after a scan.
+    const FRESH: Duration = Duration::from_secs(1);
+
+    fn siblings(&mut self, path: &Path) -> io::Result<Vec<Sibling>> {
+        let Some((dir, base)) = rotation_home(path) else {
+            return Ok(Vec::new());
+        };
+        let fresh = self.dir == dir && self.listed_at.is_some_and(|t| t.elapsed() < Self::FRESH);
+        if !fresh {
+            self.names = match dir_names(&dir) {
+                Ok(names) => names,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            self.dir = dir.clone();
+            self.listed_at = Some(Instant::now());
+        }
+        Ok(siblings_among(&dir, &base, &self.names))
+    }
 }
 
 #[cfg(test)]
