@@ -250,6 +250,19 @@ pub fn stored_seqs(
     (seqs, entries.len())
 }
 
+/// Polls `done` until it holds or `limit` passes; returns whether it holds. A bound on a
+/// wait, never a timing assertion.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(POLL);
+    }
+    done()
+}
+
 /// A short wait used while polling for a condition in tests (never a timing assertion).
 pub const POLL: Duration = Duration::from_millis(50);
 

@@ -5,10 +5,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loki_double::LokiDouble;
-use tailrace_e2e::{LineWriter, RunningShipper};
+use tailrace_e2e::{LineWriter, RunningShipper, wait_until};
 
 fn tailrace(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
@@ -196,13 +196,7 @@ fn sighup_reloads_and_a_bad_file_keeps_the_running_configuration() {
             .filter(|e| e.labels["job"] == job)
             .count()
     };
-    let wait = |what: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !what() && Instant::now() < deadline {
-            std::thread::sleep(tailrace_e2e::POLL);
-        }
-        what()
-    };
+    let wait = |what: &dyn Fn() -> bool| wait_until(Duration::from_secs(30), what);
     assert!(wait(&|| count("before") > 0));
     let healthz = format!("http://127.0.0.1:{port}/healthz");
     assert!(tailrace(&["probe", &healthz]).status.success());

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use loki_double::LokiDouble;
-use tailrace_e2e::{LineWriter, RunningShipper, http_get};
+use tailrace_e2e::{LineWriter, RunningShipper, http_get, wait_until};
 
 /// The value of the first sample line of `name` (with its labels) in `metrics`.
 fn sample(metrics: &str, name: &str) -> f64 {
@@ -15,17 +15,6 @@ fn sample(metrics: &str, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no sample {name} in\n{metrics}"))
-}
-
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(tailrace_e2e::POLL);
-    }
-    done()
 }
 
 #[test]

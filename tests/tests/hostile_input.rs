@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use loki_double::LokiDouble;
-use tailrace_e2e::{RunningShipper, http_get};
+use tailrace_e2e::{RunningShipper, http_get, wait_until};
 
 fn append(path: &Path, bytes: &[u8]) {
     std::fs::OpenOptions::new()
@@ -73,13 +73,7 @@ fn hostile_files_are_shipped_and_still_tailed() {
             .map(|e| e.line)
             .collect()
     };
-    let wait = |what: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !what() && Instant::now() < deadline {
-            std::thread::sleep(tailrace_e2e::POLL);
-        }
-        what()
-    };
+    let wait = |what: &dyn Fn() -> bool| wait_until(Duration::from_secs(60), what);
     assert!(wait(
         &|| lines_of("/utf8.log") == ["ok \u{fffd}\u{fffd} bad"]
     ));
@@ -130,7 +124,7 @@ fn hostile_files_are_shipped_and_still_tailed() {
     );
 
     // Every file is still tailed.
-    for file in [
+    const FILES: [&str; 7] = [
         "utf8.log",
         "nul.log",
         "long.log",
@@ -138,21 +132,14 @@ fn hostile_files_are_shipped_and_still_tailed() {
         "crlf.log",
         "binary.log",
         "json.log",
-    ] {
+    ];
+    for file in FILES {
         append(
             &logs.join(file),
             format!("\nstill tailing {file}\n").as_bytes(),
         );
     }
-    for file in [
-        "utf8.log",
-        "nul.log",
-        "long.log",
-        "cr.log",
-        "crlf.log",
-        "binary.log",
-        "json.log",
-    ] {
+    for file in FILES {
         let expected = format!("still tailing {file}");
         assert!(
             wait(&|| lines_of(&format!("/{file}")).contains(&expected)),

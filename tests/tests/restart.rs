@@ -28,8 +28,14 @@ fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     child.wait().expect("wait")
 }
 
-#[test]
-fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
+/// A temp dir with `logs/`, a Loki double, and a configuration tailing `logs/*.log` that
+/// saves positions often (so kills land between saves and after them).
+fn setup() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    LokiDouble,
+    std::path::PathBuf,
+) {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -45,6 +51,12 @@ fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
         ),
     )
     .unwrap();
+    (dir, logs, loki, config)
+}
+
+#[test]
+fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
+    let (_dir, logs, loki, config) = setup();
 
     let writer = LineWriter::start(&logs.join("app.log"), 20, Duration::from_millis(10));
     for round in 0..6 {
@@ -78,21 +90,7 @@ fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
 #[test]
 fn ten_kills_during_rotations_lose_and_duplicate_nothing() {
     use tailrace_e2e::Rotation;
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let loki = LokiDouble::start();
-    let config = dir.path().join("tailrace.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\nserver: {{ listen: 127.0.0.1:0 }}\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
-            loki.url(),
-            dir.path().join("positions.json").display(),
-            logs.display()
-        ),
-    )
-    .unwrap();
+    let (_dir, logs, loki, config) = setup();
     let writers: Vec<LineWriter> = (0..4)
         .map(|i| {
             LineWriter::start(

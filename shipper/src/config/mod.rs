@@ -654,32 +654,6 @@ limits:
     }
 
     #[test]
-    fn sizes_and_durations() {
-        assert_eq!(ByteSize::parse("512KiB").unwrap(), ByteSize(512 * 1024));
-        assert_eq!(ByteSize::parse("1.5MiB").unwrap(), ByteSize(1_572_864));
-        assert_eq!(ByteSize::parse("64MB").unwrap(), ByteSize(64_000_000));
-        assert_eq!(ByteSize::parse("4096").unwrap(), ByteSize(4096));
-        assert!(
-            ByteSize::parse("12 parsecs")
-                .unwrap_err()
-                .contains("unknown size unit")
-        );
-        assert_eq!(
-            HumanDuration::parse("500ms").unwrap().0,
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            HumanDuration::parse("5m").unwrap().0,
-            Duration::from_secs(300)
-        );
-        assert!(
-            HumanDuration::parse("5")
-                .unwrap_err()
-                .contains("needs a unit")
-        );
-    }
-
-    #[test]
     fn mistakes_name_the_file_key_line_and_column() {
         let err = parse(&FULL.replace("  timeout: 10s", "  timout: 10s"))
             .unwrap_err()
