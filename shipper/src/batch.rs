@@ -7,6 +7,7 @@
 //! lines reach, for the checkpoint to commit once Loki accepts the batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,12 +42,28 @@ pub struct Batcher {
     tenant: String,
     max_bytes: usize,
     max_wait: Duration,
-    streams: HashMap<LabelSet, Vec<Entry>>,
+    /// One per label set (equal sets from different files share one), in first-seen order.
+    streams: Vec<StreamSlot>,
+    /// Where each label set's slot is in `streams`.
+    index: HashMap<Arc<LabelSet>, usize>,
+    /// The slot of the previous entry's label set: consecutive entries nearly always share
+    /// one, and a pointer comparison is cheaper than hashing the set.
+    last: Option<(Arc<LabelSet>, usize)>,
     segments: Vec<(FileKey, u64)>,
     bytes: usize,
     entry_bytes: usize,
     entries: usize,
     oldest: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct StreamSlot {
+    labels: Arc<LabelSet>,
+    /// This batch's entries; empty when the stream has none yet.
+    entries: Vec<Entry>,
+    /// How many entries the stream had in the previous batch: the capacity to start with,
+    /// so the vector is not regrown (and its entries moved) a dozen times per batch.
+    hint: usize,
 }
 
 /// Batch ids are unique across every tenant's batcher: the checkpoint tracks them together.
@@ -58,7 +75,9 @@ impl Batcher {
             tenant: tenant.into(),
             max_bytes: max_bytes.max(1),
             max_wait,
-            streams: HashMap::new(),
+            streams: Vec::new(),
+            index: HashMap::new(),
+            last: None,
             segments: Vec::new(),
             bytes: 0,
             entry_bytes: 0,
@@ -68,30 +87,62 @@ impl Batcher {
     }
 
     /// Adds an entry; returns the batch that had to be cut first to keep under `max_bytes`.
+    /// `source` is the entry's file and the offset just after its line.
     pub fn push(
         &mut self,
-        labels: &LabelSet,
+        labels: &Arc<LabelSet>,
         entry: Entry,
-        source: Option<(FileKey, u64)>,
+        source: Option<(&FileKey, u64)>,
         now: Instant,
     ) -> Option<Batch> {
         let size = entry_size(&entry);
-        let cut =
-            if self.entries > 0 && self.bytes + size + self.stream_cost(labels) > self.max_bytes {
-                self.take()
-            } else {
-                None
-            };
-        let stream_size = self.stream_cost(labels);
-        self.streams.entry(labels.clone()).or_default().push(entry);
+        self.push_sized(labels, entry, size, source, now)
+    }
+
+    /// [`push`](Self::push) of an entry whose [`entry_size`] the caller has (the reader
+    /// computed it for the memory bound).
+    pub fn push_sized(
+        &mut self,
+        labels: &Arc<LabelSet>,
+        entry: Entry,
+        size: usize,
+        source: Option<(&FileKey, u64)>,
+        now: Instant,
+    ) -> Option<Batch> {
+        debug_assert_eq!(size, entry_size(&entry));
+        let slot = self.slot(labels);
+        let cut = if self.entries > 0 && self.bytes + size + self.stream_cost(slot) > self.max_bytes
+        {
+            self.take()
+        } else {
+            None
+        };
+        // `take` may have dropped or moved the slot.
+        let slot = if cut.is_some() {
+            self.slot(labels)
+        } else {
+            slot
+        };
+        let stream_size = self.stream_cost(slot);
+        let stream = &mut self.streams[slot];
+        if stream.entries.capacity() == 0 {
+            stream.entries.reserve_exact(stream.hint.max(16));
+        }
+        stream.entries.push(entry);
         self.bytes += size + stream_size;
         self.entry_bytes += size;
         self.entries += 1;
         self.oldest.get_or_insert(now);
         if let Some((file, end)) = source {
-            match self.segments.iter_mut().find(|(f, _)| *f == file) {
+            // Lines come in runs per file: look at the latest segment first.
+            match self
+                .segments
+                .iter_mut()
+                .rev()
+                .find(|(f, _)| same_file(f, file))
+            {
                 Some((_, e)) => *e = (*e).max(end),
-                None => self.segments.push((file, end)),
+                None => self.segments.push((file.clone(), end)),
             }
         }
         cut
@@ -119,19 +170,24 @@ impl Batcher {
         if self.entries == 0 {
             return None;
         }
-        let mut streams: Vec<Stream> = self
-            .streams
-            .drain()
-            .map(|(labels, mut entries)| {
-                // Loki accepts out-of-order entries only within its window: send each
-                // stream in time order.
-                entries.sort_by_key(|e| e.timestamp_ns);
-                Stream {
-                    labels: labels.pairs().to_vec(),
-                    entries,
-                }
-            })
-            .collect();
+        // Streams that had no entry in this batch are let go (label sets come and go with
+        // files); the others keep their slot and a capacity hint for the next batch.
+        self.streams.retain(|s| !s.entries.is_empty());
+        self.index.clear();
+        self.last = None;
+        let mut streams: Vec<Stream> = Vec::with_capacity(self.streams.len());
+        for (i, slot) in self.streams.iter_mut().enumerate() {
+            self.index.insert(Arc::clone(&slot.labels), i);
+            let mut entries = std::mem::take(&mut slot.entries);
+            slot.hint = entries.len();
+            // Loki accepts out-of-order entries only within its window: send each
+            // stream in time order.
+            entries.sort_by_key(|e| e.timestamp_ns);
+            streams.push(Stream {
+                labels: slot.labels.pairs().to_vec(),
+                entries,
+            });
+        }
         streams.sort_by(|a, b| a.labels.cmp(&b.labels));
         let id = NEXT_BATCH_ID.fetch_add(1, Ordering::Relaxed);
         let batch = Batch {
@@ -154,24 +210,51 @@ impl Batcher {
         self.entries == 0
     }
 
-    /// What a new stream adds to the request: its label string, once.
-    fn stream_cost(&self, labels: &LabelSet) -> usize {
-        if self.streams.contains_key(labels) {
-            0
+    /// The slot of `labels`' stream, made if new.
+    fn slot(&mut self, labels: &Arc<LabelSet>) -> usize {
+        if let Some((last, i)) = &self.last {
+            if Arc::ptr_eq(last, labels) {
+                return *i;
+            }
+        }
+        let i = match self.index.get(labels) {
+            Some(&i) => i,
+            None => {
+                self.streams.push(StreamSlot {
+                    labels: Arc::clone(labels),
+                    entries: Vec::new(),
+                    hint: 0,
+                });
+                let i = self.streams.len() - 1;
+                self.index.insert(Arc::clone(labels), i);
+                i
+            }
+        };
+        self.last = Some((Arc::clone(labels), i));
+        i
+    }
+
+    /// What the stream in `slot` adds to the request: its label string, once.
+    fn stream_cost(&self, slot: usize) -> usize {
+        let stream = &self.streams[slot];
+        if stream.entries.is_empty() {
+            labels_size(&stream.labels)
         } else {
-            labels_size(labels)
+            0
         }
     }
 }
 
+/// `a == b`, comparing the paths' bytes first (a `Path` comparison walks components).
+pub(crate) fn same_file(a: &FileKey, b: &FileKey) -> bool {
+    a.id == b.id && (a.path.as_os_str() == b.path.as_os_str() || a.path == b.path)
+}
+
 /// What one entry is counted as, in batches and against the memory bound.
 pub fn entry_size(e: &Entry) -> usize {
-    e.line.len()
-        + ENTRY_OVERHEAD
-        + e.structured_metadata
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 8)
-            .sum::<usize>()
+    let mut size = e.line.len() + ENTRY_OVERHEAD;
+    e.structured_metadata.for_each_len(|k, v| size += k + v + 8);
+    size
 }
 
 fn labels_size(labels: &LabelSet) -> usize {
@@ -188,15 +271,15 @@ mod tests {
     use super::*;
     use crate::labels::build_label_set;
 
-    fn labels(job: &str) -> LabelSet {
-        build_label_set([("job".to_owned(), job.to_owned())]).0
+    fn labels(job: &str) -> Arc<LabelSet> {
+        Arc::new(build_label_set([("job".to_owned(), job.to_owned())]).0)
     }
 
     fn entry(ts: i64, line: &str) -> Entry {
         Entry {
             timestamp_ns: ts,
-            line: line.to_owned(),
-            structured_metadata: Vec::new(),
+            line: line.into(),
+            structured_metadata: Default::default(),
         }
     }
 
@@ -221,7 +304,7 @@ mod tests {
             if let Some(batch) = b.push(
                 &labels("a"),
                 entry(i, &line),
-                Some((file(1), (i as u64 + 1) * 201)),
+                Some((&file(1), (i as u64 + 1) * 201)),
                 now,
             ) {
                 batches.push(batch);
@@ -257,6 +340,49 @@ mod tests {
         let ts: Vec<i64> = a.entries.iter().map(|e| e.timestamp_ns).collect();
         assert_eq!(ts, [10, 30]);
         assert!(b.is_empty() && b.poll(t0 + Duration::from_secs(5)).is_none());
+    }
+
+    #[test]
+    fn equal_label_sets_share_a_stream_and_streams_outlive_a_cut() {
+        let now = Instant::now();
+        let mut b = Batcher::new("", 300, Duration::from_secs(1));
+        let (a1, a2, c) = (labels("a"), labels("a"), labels("c"));
+        let mut batches = Vec::new();
+        for i in 0..12 {
+            let set = [&a1, &c, &a2][i % 3];
+            let file = file(i as u64 % 2);
+            let line = "x".repeat(50);
+            batches.extend(b.push(set, entry(i as i64, &line), Some((&file, i as u64)), now));
+        }
+        batches.extend(b.take());
+        assert!(batches.len() >= 3, "cut several times");
+        let mut seen = 0;
+        for batch in &batches {
+            // `a1` and `a2` are one stream; every stream has entries.
+            let names: Vec<&str> = batch
+                .streams
+                .iter()
+                .map(|s| s.labels[0].1.as_str())
+                .collect();
+            let mut unique = names.clone();
+            unique.dedup();
+            assert_eq!(names, unique, "{names:?}");
+            assert!(batch.streams.iter().all(|s| !s.entries.is_empty()));
+            seen += batch.entries;
+            // Each file's segment ends at its last line in the batch.
+            for (f, end) in &batch.segments {
+                let last = batch
+                    .streams
+                    .iter()
+                    .flat_map(|s| &s.entries)
+                    .map(|e| e.timestamp_ns as u64)
+                    .filter(|i| i % 2 == f.id.ino)
+                    .max()
+                    .unwrap();
+                assert_eq!(*end, last);
+            }
+        }
+        assert_eq!(seen, 12);
     }
 
     #[test]

@@ -29,20 +29,375 @@
 //! - Timestamps are written exactly as given: replaying the same lines after a crash then yields
 //!   the same (labels, timestamp, line) triples, which Loki stores only once.
 
+use std::borrow::Cow;
 use std::io::Write as _;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use prost::encoding::encoded_len_varint;
 
 /// One log entry as it goes on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Entry {
     /// Unix time in nanoseconds, taken from the log record (not from the time it was read).
     pub timestamp_ns: i64,
     /// The log line, without its trailing newline.
-    pub line: String,
-    /// Structured metadata (name, value), stored beside the line and queryable, not a label.
-    pub structured_metadata: Vec<(String, String)>,
+    pub line: Line,
+    /// Structured metadata, stored beside the line and queryable, not a label. Read it with
+    /// [`Entry::metadata`]: some values are kept as a range of `line`.
+    pub structured_metadata: Metadata,
+}
+
+impl Entry {
+    /// The structured metadata (name, value) pairs, in order.
+    pub fn metadata(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.structured_metadata.iter(&self.line)
+    }
+}
+
+impl PartialEq for Entry {
+    /// Equal when they go on the wire the same way, however the metadata is held.
+    fn eq(&self, other: &Self) -> bool {
+        self.timestamp_ns == other.timestamp_ns
+            && self.line == other.line
+            && self.metadata().eq(other.metadata())
+    }
+}
+
+impl Eq for Entry {}
+
+/// The text of a log line: its own string, or a range of a buffer it shares with the lines
+/// read with it.
+///
+/// The reader copies each chunk of lines into one buffer, so a line has no allocation of its
+/// own: lines are made on the reader thread and dropped on the pusher's, and an allocation
+/// per line freed on another thread than the one that made it was a large part of the CPU
+/// time (it defeats the allocator's per-thread caches).
+#[derive(Clone, Default)]
+pub struct Line(LineText);
+
+#[derive(Clone)]
+enum LineText {
+    Owned(String),
+    /// `buf[start..end]`, on character boundaries (checked when made). `u32`s keep an
+    /// entry small enough to be moved without a call to `memcpy`.
+    Shared {
+        buf: Arc<String>,
+        start: u32,
+        end: u32,
+    },
+}
+
+impl Default for LineText {
+    fn default() -> Self {
+        LineText::Owned(String::new())
+    }
+}
+
+impl Line {
+    /// `buf[range]`, sharing `buf`; a copy of it when the range is beyond 4 GiB, and empty
+    /// when it is not on character boundaries of `buf` (a caller's mistake).
+    pub fn shared(buf: &Arc<String>, range: std::ops::Range<usize>) -> Line {
+        let Some(text) = buf.get(range.clone()) else {
+            return Line::default();
+        };
+        match (u32::try_from(range.start), u32::try_from(range.end)) {
+            (Ok(start), Ok(end)) => Line(LineText::Shared {
+                buf: Arc::clone(buf),
+                start,
+                end,
+            }),
+            _ => Line::from(text),
+        }
+    }
+
+    /// The length in bytes, without reading the text (sizes are added up over a whole batch
+    /// before it is written, and the text may have left the cache). Always the length of
+    /// [`as_str`](Self::as_str): a shared range is checked when made, and its buffer never
+    /// changes.
+    #[allow(clippy::len_without_is_empty)] // `is_empty` comes from `str`
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            LineText::Owned(text) => text.len(),
+            LineText::Shared { start, end, .. } => (end - start) as usize,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            LineText::Owned(text) => text,
+            // Checked when made, and the buffer cannot change: never the empty fallback.
+            LineText::Shared { buf, start, end } => {
+                buf.get(*start as usize..*end as usize).unwrap_or("")
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Line {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for Line {
+    fn from(text: String) -> Self {
+        Line(LineText::Owned(text))
+    }
+}
+
+impl From<&str> for Line {
+    fn from(text: &str) -> Self {
+        Line(LineText::Owned(text.to_owned()))
+    }
+}
+
+impl PartialEq for Line {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Line {}
+
+impl PartialEq<str> for Line {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Line {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Line {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Structured metadata of one entry.
+///
+/// The pairs the shipper attaches to every line (`trace_id`, `span_id`, `filename`,
+/// `truncated`) have fixed slots, so making an entry allocates nothing for them: the ids are
+/// ranges of the line they were read from (when written without escapes), the file name is
+/// shared by every entry of the file. Per-line `String`s here were a large part of the
+/// shipper's CPU time (allocated on the reader thread, freed on another). Any other pairs
+/// follow, in the order given.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    trace_id: Slot,
+    span_id: Slot,
+    filename: Option<Arc<str>>,
+    truncated: bool,
+    /// Boxed: rarely used, and an entry is moved several times on its way.
+    other: Option<Box<[(String, String)]>>,
+}
+
+/// A [`Text`] or nothing, in 16 bytes (an `Option<Text>` takes 24).
+#[derive(Debug, Clone, Default)]
+enum Slot {
+    #[default]
+    Absent,
+    InLine {
+        start: u32,
+        end: u32,
+    },
+    /// Boxed twice to keep the slot small: only ids written with escapes come here.
+    #[allow(clippy::redundant_allocation)]
+    Owned(Box<Box<str>>),
+}
+
+impl Slot {
+    /// The length of the value, without reading the line.
+    fn len(&self) -> usize {
+        match self {
+            Slot::Absent => 0,
+            Slot::InLine { start, end } => end.saturating_sub(*start) as usize,
+            Slot::Owned(text) => text.len(),
+        }
+    }
+
+    fn get<'a>(&'a self, line: &'a str) -> Option<&'a str> {
+        match self {
+            Slot::Absent => None,
+            // A range that no longer fits the line (changed after) reads as empty, never panics.
+            Slot::InLine { start, end } => {
+                Some(line.get(*start as usize..*end as usize).unwrap_or(""))
+            }
+            Slot::Owned(text) => Some(text),
+        }
+    }
+
+    /// The value as the protobuf writer writes it: exactly [`len`](Self::len) bytes, which
+    /// the sizes were added up from. A range that no longer fits its line (a caller put
+    /// another line in the entry after) comes out as that many `?`, never as a message whose
+    /// lengths do not add up. The shipper's own entries never take that branch.
+    fn get_exact<'a>(&'a self, line: &'a str) -> Option<Cow<'a, str>> {
+        match self {
+            Slot::Absent => None,
+            Slot::InLine { start, end } => Some(match line.get(*start as usize..*end as usize) {
+                Some(value) => Cow::Borrowed(value),
+                None => Cow::Owned("?".repeat(self.len())),
+            }),
+            Slot::Owned(text) => Some(Cow::Borrowed(text)),
+        }
+    }
+}
+
+impl From<Text> for Slot {
+    fn from(text: Text) -> Self {
+        match text {
+            Text::InLine { start, end } => Slot::InLine { start, end },
+            Text::Owned(text) => Slot::Owned(Box::new(text)),
+        }
+    }
+}
+
+/// A metadata value: a range of the entry's line, or its own text.
+#[derive(Debug, Clone)]
+pub enum Text {
+    /// `line[start..end]`.
+    InLine {
+        start: u32,
+        end: u32,
+    },
+    Owned(Box<str>),
+}
+
+impl Text {
+    /// `value` as a range of `line` when it is a slice of it, else a copy.
+    pub fn of(value: &str, line: &str) -> Text {
+        let start = (value.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+        let end = start.wrapping_add(value.len());
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(s), Ok(e))
+                if line
+                    .get(start..end)
+                    .is_some_and(|v| v.as_ptr() == value.as_ptr()) =>
+            {
+                Text::InLine { start: s, end: e }
+            }
+            _ => Text::Owned(value.into()),
+        }
+    }
+}
+
+/// Names of the shipper's own metadata.
+pub const TRACE_ID: &str = "trace_id";
+pub const SPAN_ID: &str = "span_id";
+pub const FILENAME: &str = "filename";
+pub const TRUNCATED: &str = "truncated";
+
+impl Metadata {
+    /// Pairs in the order given (for entries not made by the shipper's reader: tests, tools).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Metadata {
+            other: (!pairs.is_empty()).then(|| pairs.into_boxed_slice()),
+            ..Metadata::default()
+        }
+    }
+
+    pub fn set_trace_id(&mut self, value: Text) {
+        self.trace_id = value.into();
+    }
+
+    pub fn set_span_id(&mut self, value: Text) {
+        self.span_id = value.into();
+    }
+
+    pub fn set_filename(&mut self, value: Arc<str>) {
+        self.filename = Some(value);
+    }
+
+    pub fn set_truncated(&mut self) {
+        self.truncated = true;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self.trace_id, Slot::Absent)
+            && matches!(self.span_id, Slot::Absent)
+            && self.filename.is_none()
+            && !self.truncated
+            && self.others().is_empty()
+    }
+
+    /// Calls `f` with each pair's name and value as the protobuf writer writes them, in
+    /// order (see [`Text::get_exact`]). For the hot paths, where a chain of iterators cost
+    /// more than the work.
+    #[inline(always)]
+    fn for_each_exact(&self, line: &str, mut f: impl FnMut(&str, &str)) {
+        if let Some(v) = self.trace_id.get_exact(line) {
+            f(TRACE_ID, &v);
+        }
+        if let Some(v) = self.span_id.get_exact(line) {
+            f(SPAN_ID, &v);
+        }
+        if let Some(v) = &self.filename {
+            f(FILENAME, v);
+        }
+        if self.truncated {
+            f(TRUNCATED, "true");
+        }
+        for (n, v) in self.others() {
+            f(n, v);
+        }
+    }
+
+    /// Calls `f` with the length of each pair's name and value, in order, as
+    /// [`for_each_exact`](Self::for_each_exact) gives them, without reading the entry's line:
+    /// sizes are added up over a whole batch before it is written, and by then its lines
+    /// may have left the cache.
+    #[inline(always)]
+    pub fn for_each_len(&self, mut f: impl FnMut(usize, usize)) {
+        if !matches!(self.trace_id, Slot::Absent) {
+            f(TRACE_ID.len(), self.trace_id.len());
+        }
+        if !matches!(self.span_id, Slot::Absent) {
+            f(SPAN_ID.len(), self.span_id.len());
+        }
+        if let Some(v) = &self.filename {
+            f(FILENAME.len(), v.len());
+        }
+        if self.truncated {
+            f(TRUNCATED.len(), "true".len());
+        }
+        for (n, v) in self.others() {
+            f(n.len(), v.len());
+        }
+    }
+
+    /// The pairs, `line` being the line of the entry this belongs to.
+    pub fn iter<'a>(&'a self, line: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let ids = [(TRACE_ID, &self.trace_id), (SPAN_ID, &self.span_id)]
+            .into_iter()
+            .filter_map(move |(name, value)| Some((name, value.get(line)?)));
+        let filename = self.filename.as_deref().map(|f| (FILENAME, f));
+        let truncated = self.truncated.then_some((TRUNCATED, "true"));
+        ids.chain(filename)
+            .chain(truncated)
+            .chain(self.others().iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    }
+
+    fn others(&self) -> &[(String, String)] {
+        self.other.as_deref().unwrap_or_default()
+    }
 }
 
 /// One stream of a batch: a label set and its entries.
@@ -199,13 +554,12 @@ pub mod loki_proto {
                             .iter()
                             .map(|e| EntryAdapter {
                                 timestamp: Some(Timestamp::from_unix_nanos(e.timestamp_ns)),
-                                line: e.line.clone(),
+                                line: e.line.to_string(),
                                 structured_metadata: e
-                                    .structured_metadata
-                                    .iter()
+                                    .metadata()
                                     .map(|(name, value)| LabelPairAdapter {
-                                        name: name.clone(),
-                                        value: value.clone(),
+                                        name: name.to_owned(),
+                                        value: value.to_owned(),
                                     })
                                     .collect(),
                             })
@@ -228,6 +582,10 @@ pub struct Encoder {
     raw: Vec<u8>,
     /// The label string of the stream being written; kept for its capacity.
     labels: String,
+    /// Snappy's output; kept for its capacity.
+    compressed: Vec<u8>,
+    /// The entry lengths of the stream being written; kept for its capacity.
+    lens: Vec<usize>,
     /// Snappy's hash tables, kept between batches.
     snappy: snap::raw::Encoder,
 }
@@ -242,6 +600,8 @@ impl Encoder {
             format,
             raw: Vec::new(),
             labels: String::new(),
+            compressed: Vec::new(),
+            lens: Vec::new(),
             snappy: snap::raw::Encoder::new(),
         }
     }
@@ -257,11 +617,15 @@ impl Encoder {
         let entries = streams.iter().map(|s| s.entries.len()).sum();
         let (body, content_type, content_encoding) = match self.format {
             Format::Protobuf => {
-                write_protobuf(streams, &mut self.raw, &mut self.labels);
-                let mut out = vec![0; snap::raw::max_compress_len(self.raw.len())];
-                let n = self.snappy.compress(&self.raw, &mut out)?;
-                out.truncate(n);
-                (out, CONTENT_TYPE_PROTOBUF, None)
+                write_protobuf(streams, &mut self.raw, &mut self.labels, &mut self.lens);
+                // Into a kept buffer, then copied out at its real size: a fresh buffer of the
+                // worst-case size was zeroed and faulted in for every batch.
+                let max = snap::raw::max_compress_len(self.raw.len());
+                if self.compressed.len() < max {
+                    self.compressed.resize(max, 0);
+                }
+                let n = self.snappy.compress(&self.raw, &mut self.compressed)?;
+                (self.compressed[..n].to_vec(), CONTENT_TYPE_PROTOBUF, None)
             }
             Format::JsonGzip => {
                 write_json(streams, &mut self.raw);
@@ -276,6 +640,9 @@ impl Encoder {
         let uncompressed_len = self.raw.len();
         if self.raw.capacity() > KEEP_SCRATCH_BYTES {
             self.raw = Vec::new();
+        }
+        if self.compressed.capacity() > KEEP_SCRATCH_BYTES {
+            self.compressed = Vec::new();
         }
         Ok(EncodedBody {
             body: Bytes::from(body),
@@ -365,7 +732,12 @@ fn len_field(payload: usize) -> usize {
 
 /// Same as [`len_field`] but proto3 leaves empty strings out.
 fn str_field(s: &str) -> usize {
-    if s.is_empty() { 0 } else { len_field(s.len()) }
+    bytes_field(s.len())
+}
+
+/// [`str_field`] of a string of `len` bytes.
+fn bytes_field(len: usize) -> usize {
+    if len == 0 { 0 } else { len_field(len) }
 }
 
 fn varint_field(v: u64) -> usize {
@@ -383,13 +755,12 @@ fn pair_len(name: &str, value: &str) -> usize {
 /// Size of an `EntryAdapter` message body (without its own key and length).
 fn entry_len(entry: &Entry) -> usize {
     let ts = loki_proto::Timestamp::from_unix_nanos(entry.timestamp_ns);
-    len_field(timestamp_len(ts))
-        + str_field(&entry.line)
-        + entry
-            .structured_metadata
-            .iter()
-            .map(|(n, v)| len_field(pair_len(n, v)))
-            .sum::<usize>()
+    // Lengths only: the text is not read here (see `Metadata::for_each_len`).
+    let mut len = len_field(timestamp_len(ts)) + bytes_field(entry.line.len());
+    entry
+        .structured_metadata
+        .for_each_len(|n, v| len += len_field(bytes_field(n) + bytes_field(v)));
+    len
 }
 
 /// Bytes an entry adds to the uncompressed protobuf body (exact). It is never less than what
@@ -422,52 +793,96 @@ pub fn encoded_size_estimate(streams: &[Stream]) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Protobuf
 
-fn put_len_key(tag: u32, len: usize, buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
+/// Protobuf wire types.
+const VARINT: u8 = 0;
+const LENGTH_DELIMITED: u8 = 2;
+
+/// A field key; every tag here is below 16, so the key is one byte.
+#[inline]
+fn put_key(tag: u8, wire_type: u8, buf: &mut Vec<u8>) {
+    debug_assert!(tag < 16);
+    buf.push(tag << 3 | wire_type);
 }
 
-fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+/// A base-128 varint, as `prost::encoding::encode_varint` writes it; inlined here because
+/// an entry has a dozen of them and prost's is a call each through `BufMut`.
+#[inline]
+fn put_uvarint(mut v: u64, buf: &mut Vec<u8>) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+#[inline]
+fn put_len_key(tag: u8, len: usize, buf: &mut Vec<u8>) {
+    put_key(tag, LENGTH_DELIMITED, buf);
+    put_uvarint(len as u64, buf);
+}
+
+#[inline]
+fn put_str(tag: u8, s: &str, buf: &mut Vec<u8>) {
     if !s.is_empty() {
         put_len_key(tag, s.len(), buf);
         buf.extend_from_slice(s.as_bytes());
     }
 }
 
-fn put_varint(tag: u32, v: u64, buf: &mut Vec<u8>) {
+#[inline]
+fn put_varint(tag: u8, v: u64, buf: &mut Vec<u8>) {
     if v != 0 {
-        encode_key(tag, WireType::Varint, buf);
-        encode_varint(v, buf);
+        put_key(tag, VARINT, buf);
+        put_uvarint(v, buf);
+    }
+}
+
+/// `EntryAdapter.structuredMetadata`: a `LabelPairAdapter` with its name and value.
+#[inline]
+fn put_pair(name: &str, value: &str, buf: &mut Vec<u8>) {
+    let len = pair_len(name, value);
+    if len < 128 && !name.is_empty() && !value.is_empty() {
+        // Every length fits one byte (the usual case): no varint loops.
+        buf.extend_from_slice(&[3 << 3 | LENGTH_DELIMITED, len as u8]);
+        buf.extend_from_slice(&[1 << 3 | LENGTH_DELIMITED, name.len() as u8]);
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(&[2 << 3 | LENGTH_DELIMITED, value.len() as u8]);
+        buf.extend_from_slice(value.as_bytes());
+    } else {
+        put_len_key(3, len, buf);
+        put_str(1, name, buf);
+        put_str(2, value, buf);
     }
 }
 
 /// Writes the uncompressed `PushRequest` for `streams` into `buf` (appending), byte for byte what
-/// `prost` would write for [`loki_proto::PushRequest::from_streams`].
-fn write_protobuf(streams: &[Stream], buf: &mut Vec<u8>, labels: &mut String) {
-    buf.reserve(encoded_size_estimate(streams));
+/// `prost` would write for [`loki_proto::PushRequest::from_streams`]. `lens` is scratch for the
+/// entries' lengths, each computed once: the stream's length prefix needs them all first.
+fn write_protobuf(
+    streams: &[Stream],
+    buf: &mut Vec<u8>,
+    labels: &mut String,
+    lens: &mut Vec<usize>,
+) {
     for stream in streams {
         labels.clear();
         write_labels(labels, &stream.labels);
-        let stream_len = str_field(labels)
-            + stream
-                .entries
-                .iter()
-                .map(entry_size_estimate)
-                .sum::<usize>();
+        lens.clear();
+        lens.extend(stream.entries.iter().map(entry_len));
+        let stream_len = str_field(labels) + lens.iter().map(|&n| len_field(n)).sum::<usize>();
+        buf.reserve(len_field(stream_len));
         put_len_key(1, stream_len, buf); // PushRequest.streams
         put_str(1, labels, buf); // StreamAdapter.labels
-        for entry in &stream.entries {
-            put_len_key(2, entry_len(entry), buf); // StreamAdapter.entries
+        for (entry, &len) in stream.entries.iter().zip(lens.iter()) {
+            put_len_key(2, len, buf); // StreamAdapter.entries
             let ts = loki_proto::Timestamp::from_unix_nanos(entry.timestamp_ns);
             put_len_key(1, timestamp_len(ts), buf); // EntryAdapter.timestamp
             put_varint(1, ts.seconds as u64, buf);
             put_varint(2, ts.nanos as u64, buf);
             put_str(2, &entry.line, buf); // EntryAdapter.line
-            for (name, value) in &entry.structured_metadata {
-                put_len_key(3, pair_len(name, value), buf); // EntryAdapter.structuredMetadata
-                put_str(1, name, buf);
-                put_str(2, value, buf);
-            }
+            entry
+                .structured_metadata
+                .for_each_exact(&entry.line, |name, value| put_pair(name, value, buf));
         }
         // StreamAdapter.hash stays 0 (omitted): Loki computes it.
     }
@@ -481,9 +896,9 @@ fn put_json_str(s: &str, buf: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *buf, s);
 }
 
-fn put_json_object(pairs: &[(String, String)], buf: &mut Vec<u8>) {
+fn put_json_object<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, buf: &mut Vec<u8>) {
     buf.push(b'{');
-    for (i, (name, value)) in pairs.iter().enumerate() {
+    for (i, (name, value)) in pairs.enumerate() {
         if i > 0 {
             buf.push(b',');
         }
@@ -505,7 +920,10 @@ fn write_json(streams: &[Stream], buf: &mut Vec<u8>) {
             buf.push(b',');
         }
         buf.extend_from_slice(b"{\"stream\":");
-        put_json_object(&stream.labels, buf);
+        put_json_object(
+            stream.labels.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            buf,
+        );
         buf.extend_from_slice(b",\"values\":[");
         for (j, entry) in stream.entries.iter().enumerate() {
             if j > 0 {
@@ -516,7 +934,7 @@ fn write_json(streams: &[Stream], buf: &mut Vec<u8>) {
             put_json_str(&entry.line, buf);
             if !entry.structured_metadata.is_empty() {
                 buf.push(b',');
-                put_json_object(&entry.structured_metadata, buf);
+                put_json_object(entry.metadata(), buf);
             }
             buf.push(b']');
         }
@@ -542,6 +960,10 @@ mod tests {
         p.iter().map(|(a, b)| (s(a), s(b))).collect()
     }
 
+    fn meta(p: &[(&str, &str)]) -> Metadata {
+        Metadata::from_pairs(pairs(p))
+    }
+
     fn batch() -> Vec<Stream> {
         vec![
             Stream {
@@ -549,13 +971,13 @@ mod tests {
                 entries: vec![
                     Entry {
                         timestamp_ns: 1_795_315_743_407_368_199,
-                        line: s("the line"),
-                        structured_metadata: vec![],
+                        line: s("the line").into(),
+                        structured_metadata: Metadata::default(),
                     },
                     Entry {
                         timestamp_ns: 1_795_315_743_407_368_200,
-                        line: s("another \"quoted\" line\twith ünïcödé"),
-                        structured_metadata: pairs(&[
+                        line: s("another \"quoted\" line\twith ünïcödé").into(),
+                        structured_metadata: meta(&[
                             ("trace_id", "0af7651916cd43dd8448eb211c80319c"),
                             ("span_id", "b7ad6b7169203331"),
                         ]),
@@ -563,8 +985,8 @@ mod tests {
                     // Whole second (nanos = 0), empty line: both omitted by proto3.
                     Entry {
                         timestamp_ns: 1_700_000_000_000_000_000,
-                        line: String::new(),
-                        structured_metadata: pairs(&[("empty", "")]),
+                        line: Line::default(),
+                        structured_metadata: meta(&[("empty", "")]),
                     },
                 ],
             },
@@ -572,8 +994,8 @@ mod tests {
                 labels: vec![],
                 entries: vec![Entry {
                     timestamp_ns: -1, // before the epoch: seconds -1, nanos 999_999_999
-                    line: s("x".repeat(300).as_str()),
-                    structured_metadata: vec![],
+                    line: s("x".repeat(300).as_str()).into(),
+                    structured_metadata: Metadata::default(),
                 }],
             },
             Stream {
@@ -634,7 +1056,7 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(first.entries[1].line, batch[0].entries[1].line);
+        assert_eq!(first.entries[1].line, batch[0].entries[1].line.as_str());
         assert_eq!(
             first.entries[2].timestamp,
             Some(Timestamp {
@@ -681,6 +1103,71 @@ mod tests {
         let none = encoder.encode(&[]).unwrap();
         assert!(unsnappy(&none.body).is_empty());
         assert_eq!(none.entries, 0);
+    }
+
+    #[test]
+    fn metadata_of_every_length_and_kind_encodes_as_prost_does() {
+        let line =
+            r#"{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}"#;
+        let mut entries = Vec::new();
+        for len in [0, 1, 100, 115, 116, 127, 128, 300, 20_000] {
+            let mut md = Metadata::from_pairs(vec![
+                (s("v"), "é".repeat(len / 2)),
+                ("n".repeat(len), s("x")),
+            ]);
+            md.set_trace_id(Text::of(&line[13..45], line));
+            md.set_span_id(Text::Owned("a".repeat(len).into()));
+            md.set_filename(Arc::from("f".repeat(len)));
+            md.set_truncated();
+            entries.push(Entry {
+                timestamp_ns: len as i64,
+                line: line.into(),
+                structured_metadata: md,
+            });
+        }
+        assert!(matches!(
+            entries[0].structured_metadata.trace_id,
+            Slot::InLine { .. }
+        ));
+        let streams = vec![Stream {
+            labels: pairs(&[("job", "a")]),
+            entries,
+        }];
+        let body = encode(Format::Protobuf, &streams).unwrap();
+        let want = PushRequest::from_streams(&streams);
+        assert_eq!(unsnappy(&body.body), want.encode_to_vec());
+        let pairs = &want.streams[0].entries[2].structured_metadata;
+        let names: Vec<&str> = pairs.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names[..4], ["trace_id", "span_id", "filename", "truncated"]);
+        assert_eq!(pairs[0].value, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(pairs[3].value, "true");
+    }
+
+    #[test]
+    fn a_range_that_no_longer_fits_its_line_never_breaks_the_framing() {
+        let line = "0123456789 trace=abcdef";
+        let mut md = Metadata::default();
+        md.set_trace_id(Text::of(&line[17..23], line));
+        let mut entry = Entry {
+            timestamp_ns: 1,
+            line: line.into(),
+            structured_metadata: md,
+        };
+        // Replaced after the metadata was made: the range points past the end now.
+        entry.line = "short".into();
+        let streams = vec![Stream {
+            labels: pairs(&[("job", "a")]),
+            entries: vec![entry],
+        }];
+        let body = encode(Format::Protobuf, &streams).unwrap();
+        let raw = unsnappy(&body.body);
+        assert_eq!(raw.len(), encoded_size_estimate(&streams) - 4);
+        let req = PushRequest::decode(raw.as_slice()).unwrap();
+        let pair = &req.streams[0].entries[0].structured_metadata[0];
+        assert_eq!(
+            (pair.name.as_str(), pair.value.as_str()),
+            ("trace_id", "??????")
+        );
     }
 
     #[test]
@@ -788,8 +1275,7 @@ mod tests {
             // Never below what Loki counts against its rate limits.
             let loki_counts = entry.line.len()
                 + entry
-                    .structured_metadata
-                    .iter()
+                    .metadata()
                     .map(|(n, v)| n.len() + v.len())
                     .sum::<usize>();
             assert!(entry_size_estimate(entry) >= loki_counts);
@@ -801,8 +1287,9 @@ mod tests {
                 entries: (0..1000)
                     .map(|j| Entry {
                         timestamp_ns: 1_700_000_000_000_000_000 + j,
-                        line: format!("level=info msg=\"request served\" path=/api/{j} status=200"),
-                        structured_metadata: vec![],
+                        line: format!("level=info msg=\"request served\" path=/api/{j} status=200")
+                            .into(),
+                        structured_metadata: Metadata::default(),
                     })
                     .collect(),
             })

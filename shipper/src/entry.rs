@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::decode::{self, Record};
-use crate::encode::Entry;
+use crate::decode::{self, LabelValues, Record};
+use crate::encode::{Entry, Metadata, Text};
 use crate::labels::{LabelSet, build_label_set};
 
 /// What is constant for one file.
@@ -19,9 +19,14 @@ pub struct FileContext {
     /// The input's static labels, then the path's; earlier wins a clash.
     base_labels: Vec<(String, String)>,
     json_labels: Vec<String>,
-    filename: String,
+    /// Shared by every entry of the file (structured metadata), not copied per line.
+    filename: Arc<str>,
     /// Label sets built so far: a file has few.
     label_sets: Vec<KnownLabels>,
+    /// The label set of the line before: most lines of a file have the same.
+    last_set: usize,
+    /// The JSON label values of the line being made; kept for the capacity of its strings.
+    values: LabelValues,
 }
 
 /// A label set and what it was built from: the record's stream and its JSON label values.
@@ -51,8 +56,10 @@ impl FileContext {
         Self {
             base_labels,
             json_labels: json_labels.to_vec(),
-            filename,
+            filename: filename.into(),
             label_sets: Vec::new(),
+            last_set: 0,
+            values: LabelValues::default(),
         }
     }
 
@@ -60,40 +67,59 @@ impl FileContext {
         &self.filename
     }
 
-    /// Turns a record into an entry. `read_time_ns` is used only when neither the format
+    /// Turns a record into an entry. `read_time_ns` is asked only when neither the format
     /// nor the line carries a time.
-    pub fn make(&mut self, record: Record, read_time_ns: i64) -> Made<'_> {
-        let fields = decode::extract(&record.line, &self.json_labels);
+    pub fn make(&mut self, record: Record, read_time_ns: impl FnOnce() -> i64) -> Made<'_> {
+        let fields = decode::extract_into(&record.line, &self.json_labels, &mut self.values);
+        // The runtime's time wins for Docker and CRI; a plain file's JSON time for plain.
         let timestamp_ns = record
             .timestamp
-            .or(fields.timestamp)
-            .unwrap_or(read_time_ns);
-        // The runtime's time wins for Docker and CRI; a plain file's JSON time for plain.
-        let mut metadata = Vec::with_capacity(4);
-        if let Some(t) = fields.trace_id {
-            metadata.push(("trace_id".to_owned(), t));
+            .or_else(|| fields.timestamp())
+            .unwrap_or_else(read_time_ns);
+        let mut metadata = Metadata::default();
+        if let Some(t) = &fields.trace_id {
+            metadata.set_trace_id(Text::of(t, &record.line));
         }
-        if let Some(s) = fields.span_id {
-            metadata.push(("span_id".to_owned(), s));
+        if let Some(s) = &fields.span_id {
+            metadata.set_span_id(Text::of(s, &record.line));
         }
-        metadata.push(("filename".to_owned(), self.filename.clone()));
+        metadata.set_filename(Arc::clone(&self.filename));
         if record.truncated {
-            metadata.push(("truncated".to_owned(), "true".to_owned()));
+            metadata.set_truncated();
         }
+        let (index, repairs) = self.label_set(record.stream);
+        Made {
+            labels: &self.label_sets[index].2,
+            entry: Entry {
+                timestamp_ns,
+                line: record.line.into(),
+                structured_metadata: metadata,
+            },
+            repairs,
+        }
+    }
 
-        let mut json_values = fields.labels;
-        let known = self
-            .label_sets
-            .iter()
-            .position(|(s, v, _)| *s == record.stream && *v == json_values);
+    /// The label set for `stream` and the JSON label values in `self.values`, built the
+    /// first time (with the repairs it needed).
+    fn label_set(&mut self, stream: Option<decode::Stream>) -> (usize, Vec<String>) {
+        let (names, values) = (&self.json_labels, &self.values);
+        let matches = |(s, v, _): &KnownLabels| *s == stream && same_values(v, names, values);
+        if self.label_sets.get(self.last_set).is_some_and(matches) {
+            return (self.last_set, Vec::new());
+        }
+        let known = self.label_sets.iter().position(matches);
         let (index, repairs) = match known {
             Some(i) => (i, Vec::new()),
             None => {
+                let mut json_values: Vec<(String, String)> = values
+                    .iter()
+                    .map(|(i, v)| (names[i].clone(), v.to_owned()))
+                    .collect();
                 if self.label_sets.len() >= MAX_LABEL_SETS_PER_FILE {
                     json_values.clear();
                 }
                 let mut candidates = self.base_labels.clone();
-                if let Some(stream) = record.stream {
+                if let Some(stream) = stream {
                     candidates.push(("stream".to_owned(), stream.as_str().to_owned()));
                 }
                 candidates.extend(json_values.iter().cloned());
@@ -101,27 +127,28 @@ impl FileContext {
                 match self
                     .label_sets
                     .iter()
-                    .position(|(s, v, _)| *s == record.stream && *v == json_values)
+                    .position(|(s, v, _)| *s == stream && *v == json_values)
                 {
                     Some(i) => (i, Vec::new()),
                     None => {
-                        self.label_sets
-                            .push((record.stream, json_values, Arc::new(set)));
+                        self.label_sets.push((stream, json_values, Arc::new(set)));
                         (self.label_sets.len() - 1, repairs)
                     }
                 }
             }
         };
-        Made {
-            labels: &self.label_sets[index].2,
-            entry: Entry {
-                timestamp_ns,
-                line: record.line,
-                structured_metadata: metadata,
-            },
-            repairs,
-        }
+        self.last_set = index;
+        (index, repairs)
     }
+}
+
+/// Whether a known set's JSON label values are this line's.
+fn same_values(known: &[(String, String)], names: &[String], values: &LabelValues) -> bool {
+    known.len() == values.len()
+        && known
+            .iter()
+            .zip(values.iter())
+            .all(|((n, v), (i, value))| *n == names[i] && v == value)
 }
 
 #[cfg(test)]
@@ -151,17 +178,22 @@ mod tests {
     fn a_tailrace_log_line_gives_labels_metadata_and_its_own_time() {
         let mut c = ctx();
         let line = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","level":"WARNING","message":"m","target":"api","service":"api","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}"#;
-        let made = c.make(record(line, None, None), 1);
+        let made = c.make(record(line, None, None), || 1);
         assert_eq!(made.labels.get("level"), Some("warn"));
         assert_eq!(made.labels.get("service"), Some("api"));
         assert_eq!(made.labels.get("job"), Some("pods"));
         assert_eq!(made.labels.get("namespace"), Some("shop"));
         assert_eq!(made.labels.get("trace_id"), None, "never a label");
         assert_eq!(made.entry.timestamp_ns, 1_795_341_601_250_000_000);
-        let md = &made.entry.structured_metadata;
-        assert!(md.contains(&("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())));
-        assert!(md.contains(&("span_id".into(), "00f067aa0ba902b7".into())));
-        assert!(md.contains(&("filename".into(), "/var/log/pods/x/api/0.log".into())));
+        let md: Vec<_> = made.entry.metadata().collect();
+        assert_eq!(
+            md,
+            [
+                ("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+                ("span_id", "00f067aa0ba902b7"),
+                ("filename", "/var/log/pods/x/api/0.log"),
+            ]
+        );
     }
 
     #[test]
@@ -169,13 +201,15 @@ mod tests {
         let mut c = ctx();
         let with_json_time = r#"{"ts":1795341601}"#;
         assert_eq!(
-            c.make(record(with_json_time, Some(7), Some(Stream::Stdout)), 1)
+            c.make(record(with_json_time, Some(7), Some(Stream::Stdout)), || 1)
                 .entry
                 .timestamp_ns,
             7
         );
         assert_eq!(
-            c.make(record("plain", None, None), 99).entry.timestamp_ns,
+            c.make(record("plain", None, None), || 99)
+                .entry
+                .timestamp_ns,
             99
         );
     }
@@ -185,13 +219,48 @@ mod tests {
         let mut c = ctx();
         let mut r = record("x", Some(1), Some(Stream::Stderr));
         r.truncated = true;
-        let made = c.make(r, 0);
+        let made = c.make(r, || 0);
         assert_eq!(made.labels.get("stream"), Some("stderr"));
-        assert!(
-            made.entry
-                .structured_metadata
-                .contains(&("truncated".into(), "true".into()))
-        );
+        assert!(made.entry.metadata().any(|p| p == ("truncated", "true")));
+    }
+
+    #[test]
+    fn alternating_label_values_find_their_own_sets() {
+        let mut c = ctx();
+        let mut seen = Vec::new();
+        for (i, level) in ["info", "warn", "info", "error", "warn", "INFO"]
+            .iter()
+            .enumerate()
+        {
+            let line = format!(r#"{{"level":"{level}","service":"api"}}"#);
+            let made = c.make(record(&line, Some(i as i64), None), || 0);
+            seen.push((
+                made.labels.get("level").unwrap().to_owned(),
+                Arc::as_ptr(made.labels),
+            ));
+        }
+        let levels: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(levels, ["info", "warn", "info", "error", "warn", "info"]);
+        // One set per distinct value, found again rather than built again.
+        assert_eq!(seen[0].1, seen[2].1);
+        assert_eq!(seen[0].1, seen[5].1);
+        assert_eq!(seen[1].1, seen[4].1);
+        assert_ne!(seen[0].1, seen[1].1);
+        assert_eq!(c.label_sets.len(), 3);
+        // A line without the key has a set of its own too.
+        let made = c.make(record("plain text", Some(9), None), || 0);
+        assert_eq!(made.labels.get("level"), None);
+        assert_eq!(c.label_sets.len(), 4);
+    }
+
+    #[test]
+    fn ids_are_kept_whether_or_not_they_have_escapes() {
+        let mut c = ctx();
+        let line = r#"{"trace_id":"ab\u0063d","span_id":"0123"}"#;
+        let made = c.make(record(line, Some(1), None), || 0);
+        let md: Vec<_> = made.entry.metadata().collect();
+        assert_eq!(md[0], ("trace_id", "abcd"));
+        assert_eq!(md[1], ("span_id", "0123"));
     }
 
     #[test]
@@ -199,7 +268,7 @@ mod tests {
         let mut c = ctx();
         for i in 0..200 {
             let line = format!(r#"{{"level":"l{i}"}}"#);
-            c.make(record(&line, Some(i), None), 0);
+            c.make(record(&line, Some(i), None), || 0);
         }
         assert!(c.label_sets.len() <= MAX_LABEL_SETS_PER_FILE + 1);
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::batch::{Batch, Batcher};
+use crate::batch::{Batch, Batcher, same_file};
 use crate::checkpoint::{AckTracker, Positions};
 use crate::config::{Config, Encoding, StartAt};
 use crate::decode::Decoder;
@@ -57,13 +57,25 @@ pub enum Mode {
     DryRun,
 }
 
-/// One entry on its way from the reader to the batcher.
+/// Entries on their way from the reader to the batcher: consecutive lines of one file,
+/// sent together so that the channel, the memory bound and the batcher's lookups are paid
+/// per chunk rather than per line.
 struct Item {
     tenant: Arc<str>,
-    labels: Arc<LabelSet>,
-    entry: Entry,
-    source: (FileKey, u64),
+    file: FileKey,
+    /// The label sets the entries use (a file has few).
+    labels: Vec<Arc<LabelSet>>,
+    /// The entries' lines, one after the other: one allocation for the chunk, not one per
+    /// line (see [`encode::Line`]).
+    text: String,
+    /// (index into `labels`, offset just after the line, the line's range of `text`, its
+    /// `batch::entry_size`, the entry without its line), in file order.
+    entries: Vec<ChunkEntry>,
+    /// What the memory bound was charged for the entries.
+    charge: usize,
 }
+
+type ChunkEntry = (usize, u64, std::ops::Range<usize>, usize, Entry);
 
 /// Runs the shipper until `shutdown` turns true, then sends what was read within
 /// `shutdown_timeout`, writes positions and returns.
@@ -497,22 +509,38 @@ impl ReadLoop {
     /// Reads what is new everywhere; returns how many lines.
     fn poll(&mut self) -> u64 {
         let files = &mut self.files;
-        let out = Emitter {
+        let mut out = Emitter {
             tx: &self.tx,
             memory: &self.memory,
             telemetry: &self.telemetry,
             stop: &self.stop,
+            chunk: None,
         };
         let warned = &mut self.warned_streams;
+        // The state of the file whose lines are coming, out of `files` while they come (they
+        // come in runs per file): a map lookup per run rather than per line.
+        let mut current: Option<(PathBuf, PathState)> = None;
         let summary = self.tailer.poll(READ_BUDGET, &mut |key, line| {
-            let Some(state) = files.get_mut(&key.path) else {
+            let same_path = |(path, _): &(PathBuf, PathState)| {
+                path.as_os_str() == key.path.as_os_str()
+            };
+            if !current.as_ref().is_some_and(same_path) {
+                if let Some((path, state)) = current.take() {
+                    files.insert(path, state);
+                }
+                current = files.remove_entry(&key.path);
+            }
+            let Some((_, state)) = current.as_mut() else {
                 return;
             };
-            let start = match &state.last {
-                Some((k, end)) if k == key => *end,
-                _ => 0,
+            let start = match &mut state.last {
+                // The same file as the line before: no copy of its key.
+                Some((k, end)) if same_file(k, key) => std::mem::replace(end, line.offset_end),
+                last => {
+                    *last = Some((key.clone(), line.offset_end));
+                    0
+                }
             };
-            state.last = Some((key.clone(), line.offset_end));
             let had_pending = state.decoder.has_pending();
             let decoded = state.decoder.decode(line.bytes);
             if !state.decoder.has_pending() {
@@ -537,8 +565,11 @@ impl ReadLoop {
             let end = state
                 .pending_from
                 .map_or(line.offset_end, |from| from.min(line.offset_end));
-            out.emit(state, record, (key.clone(), end), warned);
+            out.emit(state, record, key, end, warned);
         });
+        if let Some((path, state)) = current.take() {
+            files.insert(path, state);
+        }
         // Said once per path and error, not at every poll: a file that stays unreadable
         // must not flood the shipper's own log.
         let failing: HashSet<&PathBuf> = summary.errors.iter().map(|(p, _)| p).collect();
@@ -563,13 +594,14 @@ impl ReadLoop {
             }
             state.pending_since = None;
             state.pending_from = None;
-            let Some(source) = state.last.clone() else {
+            let Some((file, end)) = state.last.clone() else {
                 continue;
             };
             while let Some(record) = state.decoder.flush() {
-                out.emit(state, record, source.clone(), warned);
+                out.emit(state, record, &file, end, warned);
             }
         }
+        out.send_chunk();
         self.memory.set_buffers(self.tailer.buffer_bytes());
         let metrics = &self.telemetry.metrics;
         metrics.read_lines.inc_by(summary.lines);
@@ -586,63 +618,126 @@ impl ReadLoop {
 /// How long a split record waits for its last part.
 const PARTIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Turns records into entries and hands them on, under the memory bound.
+/// A chunk is sent once it has this many entries...
+const CHUNK_ENTRIES: usize = 256;
+/// ...or before its text would outgrow this: the buffer is allocated once at this size and
+/// holds little more than its lines (one longer line gets a chunk, and a buffer, of its own).
+const CHUNK_TEXT: usize = 64 * 1024;
+/// Chunks waiting for the batcher before the reader waits too: about the 4096 single
+/// entries the channel held before entries went in chunks, so the reader does not run
+/// further ahead of the batcher than it did.
+const QUEUED_CHUNKS: usize = 16;
+
+/// Turns records into entries and hands them on in chunks, under the memory bound.
 struct Emitter<'a> {
     tx: &'a mpsc::Sender<Item>,
     memory: &'a MemoryBudget,
     telemetry: &'a Telemetry,
     stop: &'a AtomicBool,
+    /// The chunk being filled: entries of one file. Sent when full, when another file's
+    /// line comes, and at the end of each poll.
+    chunk: Option<Item>,
 }
 
 impl Emitter<'_> {
     fn emit(
-        &self,
+        &mut self,
         state: &mut PathState,
         record: crate::decode::Record,
-        source: (FileKey, u64),
+        file: &FileKey,
+        end: u64,
         warned: &mut HashSet<Arc<LabelSet>>,
     ) {
         if record.truncated {
             self.telemetry.metrics.truncated_lines.inc();
         }
-        let made = state.context.make(record, now_ns());
+        let made = state.context.make(record, now_ns);
         if !made.repairs.is_empty() && warned.insert(Arc::clone(made.labels)) {
-            tracing::warn!(file = %source.0.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
+            tracing::warn!(file = %file.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
         }
         let charge = crate::batch::entry_size(&made.entry);
+        let line_len = made.entry.line.len();
+        let full_or_other = |c: &Item| {
+            c.entries.len() >= CHUNK_ENTRIES
+                || c.text.len() + line_len > c.text.capacity()
+                || !Arc::ptr_eq(&c.tenant, &state.tenant)
+                || !same_file(&c.file, file)
+        };
+        if self.chunk.as_ref().is_some_and(full_or_other) {
+            self.send_chunk();
+        }
+        let chunk = self.chunk.get_or_insert_with(|| Item {
+            tenant: Arc::clone(&state.tenant),
+            file: file.clone(),
+            labels: Vec::new(),
+            text: String::with_capacity(CHUNK_TEXT.max(line_len)),
+            entries: Vec::with_capacity(CHUNK_ENTRIES),
+            charge: 0,
+        });
+        let labels = match chunk
+            .labels
+            .iter()
+            .position(|l| Arc::ptr_eq(l, made.labels))
+        {
+            Some(i) => i,
+            None => {
+                chunk.labels.push(Arc::clone(made.labels));
+                chunk.labels.len() - 1
+            }
+        };
+        let mut entry = made.entry;
+        // The line's own string is freed here, on the thread that made it.
+        let line = std::mem::take(&mut entry.line);
+        let start = chunk.text.len();
+        chunk.text.push_str(&line);
+        chunk
+            .entries
+            .push((labels, end, start..chunk.text.len(), charge, entry));
+        chunk.charge += charge;
+    }
+
+    /// Hands the chunk being filled to the batcher, waiting for room under the memory bound.
+    fn send_chunk(&mut self) {
+        let Some(mut chunk) = self.chunk.take() else {
+            return;
+        };
+        // A chunk cut short (the end of a poll) does not keep a full chunk's buffer alive
+        // until Loki has its lines.
+        if chunk.text.capacity() > 2 * chunk.text.len() + 4096 {
+            chunk.text.shrink_to_fit();
+        }
+        let charge = chunk.charge;
         let Some(in_use) = self.memory.acquire(charge) else {
-            return; // shutting down: the line stays unacknowledged for the next start
+            return; // shutting down: the lines stay unacknowledged for the next start
         };
         self.telemetry
             .memory_peak
             .fetch_max(in_use as u64, Ordering::Relaxed);
-        let item = Item {
-            tenant: Arc::clone(&state.tenant),
-            labels: Arc::clone(made.labels),
-            entry: made.entry,
-            source,
-        };
-        if !send_unless_stopped(self.tx, item, self.stop) {
+        if !send_unless_stopped(self.tx, chunk, self.stop) {
             self.memory.release(charge);
         }
     }
 }
 
-/// Hands an item to the batcher, waiting while its queue is full, but not past shutdown:
-/// a reader blocked on a full queue during an outage must still let the process stop.
+/// Hands a chunk to the batcher, waiting while `QUEUED_CHUNKS` wait already, but not past
+/// shutdown: a reader blocked on a full queue during an outage must still let the process
+/// stop.
 fn send_unless_stopped(tx: &mpsc::Sender<Item>, mut item: Item, stop: &AtomicBool) -> bool {
     loop {
-        match tx.try_send(item) {
-            Ok(()) => return true,
-            Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(back)) => {
-                if stop.load(Ordering::SeqCst) {
-                    return false;
-                }
-                item = back;
-                std::thread::sleep(Duration::from_millis(5));
+        let queued = tx.max_capacity() - tx.capacity();
+        if queued < QUEUED_CHUNKS {
+            match tx.try_send(item) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(back)) => item = back,
             }
+        } else if tx.is_closed() {
+            return false;
         }
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -683,10 +778,17 @@ async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut l
         let batcher = batchers
             .entry(Arc::clone(&item.tenant))
             .or_insert_with(|| Batcher::new(&*item.tenant, settings.max_bytes, settings.max_wait));
-        if let Some(b) = batcher.push(&item.labels, item.entry, Some(item.source), Instant::now()) {
-            lanes.dispatch(b);
+        let now = Instant::now();
+        let text = Arc::new(item.text);
+        for (labels, end, range, size, mut entry) in item.entries {
+            // The ranges were taken as the lines were appended: always on boundaries.
+            entry.line = encode::Line::shared(&text, range);
+            let source = Some((&item.file, end));
+            if let Some(b) = batcher.push_sized(&item.labels[labels], entry, size, source, now) {
+                lanes.dispatch(b);
+            }
         }
-        if let Some(b) = batcher.poll(Instant::now()) {
+        if let Some(b) = batcher.poll(now) {
             lanes.dispatch(b);
         }
     }
@@ -772,9 +874,8 @@ fn print_entries(batch: &Batch) {
             .collect();
         for entry in &stream.entries {
             let metadata: serde_json::Map<String, serde_json::Value> = entry
-                .structured_metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().into()))
+                .metadata()
+                .map(|(k, v)| (k.to_owned(), v.into()))
                 .collect();
             let mut timestamp = [0u8; tailrace_log::timestamp::RFC3339_LEN];
             let seconds = entry.timestamp_ns.div_euclid(1_000_000_000);
@@ -1178,8 +1279,8 @@ mod tests {
             entries: (0..n)
                 .map(|i| Entry {
                     timestamp_ns: i as i64,
-                    line: i.to_string(),
-                    structured_metadata: vec![],
+                    line: i.to_string().into(),
+                    structured_metadata: Default::default(),
                 })
                 .collect(),
         }

@@ -1018,7 +1018,7 @@ pub fn parse_rejections(body: &str) -> Vec<Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{Encoder, Entry, Format, Stream};
+    use crate::encode::{Encoder, Entry, Format, Metadata, Stream};
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -1366,7 +1366,10 @@ mod tests {
                 entries: vec![Entry {
                     timestamp_ns: 1_795_315_743_407_368_199,
                     line: "hello".into(),
-                    structured_metadata: vec![("trace_id".into(), "abc".into())],
+                    structured_metadata: Metadata::from_pairs(vec![(
+                        "trace_id".into(),
+                        "abc".into(),
+                    )]),
                 }],
             }])
             .unwrap()

@@ -29,6 +29,8 @@
 //!   as written). A boolean, `null`, object or array `level` is ignored.
 //! - `trace_id` and `span_id`: non-empty string values, as written.
 
+use std::borrow::Cow;
+
 use super::json_scan::{Scalar, scan_object};
 use super::rfc3339::parse_rfc3339;
 
@@ -47,128 +49,236 @@ pub struct JsonFields {
 
 /// Extracts the timestamp, the values of `wanted_labels`, and the trace/span ids of `line`,
 /// if it is a JSON object. Never panics, whatever the text.
+///
+/// Allocates what it returns; the shipper's reader uses [`extract_into`], which does not.
 #[must_use]
 pub fn extract<S: AsRef<str>>(line: &str, wanted_labels: &[S]) -> JsonFields {
+    let mut values = LabelValues::default();
+    let fields = extract_into(line, wanted_labels, &mut values);
+    JsonFields {
+        timestamp: fields.timestamp(),
+        labels: values
+            .iter()
+            .map(|(i, v)| (wanted_labels[i].as_ref().to_owned(), v.to_owned()))
+            .collect(),
+        trace_id: fields.trace_id.map(Cow::into_owned),
+        span_id: fields.span_id.map(Cow::into_owned),
+    }
+}
+
+/// What [`extract_into`] found besides the labels, borrowed from the line where it can be.
+#[derive(Debug, Default)]
+pub struct LineFields<'a> {
+    /// The first `timestamp`, `ts` and `time` values, parsed only when asked for.
+    times: [Option<Scalar<'a>>; 3],
+    /// The `trace_id` value (W3C: 32 hex digits, but not checked here); non-empty.
+    pub trace_id: Option<Cow<'a, str>>,
+    /// The `span_id` value; non-empty.
+    pub span_id: Option<Cow<'a, str>>,
+}
+
+impl LineFields<'_> {
+    /// The line's own time, unix nanoseconds: the first of `timestamp`, `ts`, `time` whose
+    /// value parses. Parsed here rather than while scanning: for Docker and CRI lines the
+    /// runtime's time wins and this is never asked.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.times.iter().flatten().find_map(|v| timestamp_of(*v))
+    }
+}
+
+/// The wanted label values of one line, in the order the names were asked for, each as
+/// (index into the wanted names, value). Kept from line to line by its owner so that its
+/// strings keep their capacity: finding labels allocates nothing once warmed up.
+#[derive(Debug, Default, Clone)]
+pub struct LabelValues {
+    /// `found[..len]` are this line's; the strings after them are spare capacity.
+    found: Vec<(usize, String)>,
+    len: usize,
+}
+
+impl LabelValues {
+    /// (index into the wanted names, value), in the order the names were asked for.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.found[..self.len].iter().map(|(i, v)| (*i, v.as_str()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Adds the label `index` with the text `write` puts into an empty string, unless that
+    /// text is empty (no label).
+    fn push_with(&mut self, index: usize, write: impl FnOnce(&mut String)) {
+        if self.len == self.found.len() {
+            self.found.push((index, String::new()));
+        }
+        let (i, text) = &mut self.found[self.len];
+        *i = index;
+        text.clear();
+        write(text);
+        if !text.is_empty() {
+            self.len += 1;
+        }
+    }
+}
+
+/// [`extract`] without allocating: the label values go into `labels` (cleared first), the
+/// rest is returned borrowed from `line`. All empty when the line is not a JSON object.
+pub fn extract_into<'a, S: AsRef<str>>(
+    line: &'a str,
+    wanted_labels: &[S],
+    labels: &mut LabelValues,
+) -> LineFields<'a> {
+    labels.clear();
     if !line.trim_start().starts_with('{') {
-        return JsonFields::default();
+        return LineFields::default();
     }
     let mut found = Found::new(wanted_labels.len());
     let scanned = scan_object(line, |key, value| {
-        let key = key.decode(); // borrows unless the key has escapes
+        // Compared as bytes: a key without escapes is its own text, and most keys are not
+        // wanted, so they are never made into `str`s.
+        let decoded;
+        let key = match key.plain_bytes() {
+            Some(bytes) => bytes,
+            None => {
+                decoded = key.decode();
+                decoded.as_bytes()
+            }
+        };
         // `wanted` is short (a handful of label names): a linear search is the fast choice.
-        if let Some(i) = wanted_labels.iter().position(|w| w.as_ref() == key) {
-            found.labels[i].get_or_insert(value);
+        // The first index of a name: a name listed twice fills one slot.
+        if let Some(i) = wanted_labels
+            .iter()
+            .position(|w| w.as_ref().as_bytes() == key)
+        {
+            found.label(i).get_or_insert(value);
         }
-        let slot = match &*key {
-            "timestamp" => &mut found.timestamp,
-            "ts" => &mut found.ts,
-            "time" => &mut found.time,
-            "trace_id" => &mut found.trace_id,
-            "span_id" => &mut found.span_id,
+        let slot = match key {
+            b"timestamp" => &mut found.times[0],
+            b"ts" => &mut found.times[1],
+            b"time" => &mut found.times[2],
+            b"trace_id" => &mut found.trace_id,
+            b"span_id" => &mut found.span_id,
             _ => return,
         };
         slot.get_or_insert(value);
     });
     if scanned.is_err() {
-        return JsonFields::default();
+        return LineFields::default();
     }
 
-    let timestamp = [found.timestamp, found.ts, found.time]
-        .into_iter()
-        .flatten()
-        .find_map(timestamp_of);
-    let mut labels = Vec::new();
-    for (i, value) in found.labels.iter().enumerate() {
-        let name = wanted_labels[i].as_ref();
-        // A name listed twice in `wanted_labels` gives one label.
-        if labels
-            .iter()
-            .any(|(have, _): &(String, String)| have == name)
-        {
+    // A name listed twice in `wanted_labels` gives one label: its later slots stay empty.
+    for (i, name) in wanted_labels.iter().enumerate() {
+        let Some(value) = *found.label(i) else {
             continue;
-        }
-        let text = match value {
-            Some(v) if name == "level" => level_of(*v),
-            Some(v) => label_text(*v),
-            None => None,
         };
-        if let Some(text) = text.filter(|t| !t.is_empty()) {
-            labels.push((name.to_owned(), text));
+        if name.as_ref() == "level" {
+            labels.push_with(i, |out| write_level(value, out));
+        } else {
+            labels.push_with(i, |out| write_label_text(value, out));
         }
     }
-    JsonFields {
-        timestamp,
-        labels,
+    LineFields {
+        times: found.times,
         trace_id: found.trace_id.and_then(non_empty_string),
         span_id: found.span_id.and_then(non_empty_string),
     }
 }
 
+/// Wanted label names held without a heap allocation per line.
+const INLINE_LABELS: usize = 8;
+
 /// The first value seen for each key of interest.
 struct Found<'a> {
-    timestamp: Option<Scalar<'a>>,
-    ts: Option<Scalar<'a>>,
-    time: Option<Scalar<'a>>,
+    /// `timestamp`, `ts`, `time`.
+    times: [Option<Scalar<'a>>; 3],
     trace_id: Option<Scalar<'a>>,
     span_id: Option<Scalar<'a>>,
-    labels: Vec<Option<Scalar<'a>>>,
+    labels: [Option<Scalar<'a>>; INLINE_LABELS],
+    /// Slots of wanted labels past the first `INLINE_LABELS`.
+    more_labels: Vec<Option<Scalar<'a>>>,
 }
 
-impl Found<'_> {
+impl<'a> Found<'a> {
     fn new(wanted: usize) -> Self {
         Found {
-            timestamp: None,
-            ts: None,
-            time: None,
+            times: [None; 3],
             trace_id: None,
             span_id: None,
-            labels: vec![None; wanted],
+            labels: [None; INLINE_LABELS],
+            more_labels: vec![None; wanted.saturating_sub(INLINE_LABELS)],
+        }
+    }
+
+    fn label(&mut self, i: usize) -> &mut Option<Scalar<'a>> {
+        match self.labels.get_mut(i) {
+            Some(slot) => slot,
+            None => &mut self.more_labels[i - INLINE_LABELS],
         }
     }
 }
 
-fn non_empty_string(value: Scalar<'_>) -> Option<String> {
+fn non_empty_string(value: Scalar<'_>) -> Option<Cow<'_, str>> {
     match value {
-        Scalar::Str(s) => Some(s.decode().into_owned()).filter(|s| !s.is_empty()),
+        Scalar::Str(s) => Some(s.decode()).filter(|s| !s.is_empty()),
         _ => None,
     }
 }
 
-fn label_text(value: Scalar<'_>) -> Option<String> {
+/// A label value as text: a string as decoded, a number or boolean as written; nothing
+/// for `null`, objects and arrays.
+fn write_label_text(value: Scalar<'_>, out: &mut String) {
     match value {
-        Scalar::Str(s) => Some(s.decode().into_owned()),
-        Scalar::Number(n) => Some(n.to_owned()),
-        Scalar::Bool(b) => Some(b.to_string()),
-        Scalar::Null | Scalar::Object | Scalar::Array => None,
+        Scalar::Str(s) => out.push_str(&s.decode()),
+        Scalar::Number(n) => out.push_str(n),
+        Scalar::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        Scalar::Null | Scalar::Object | Scalar::Array => {}
     }
 }
 
-/// `level` as the one spelling per level that Loki's `detected_level` and people expect.
-fn level_of(value: Scalar<'_>) -> Option<String> {
+/// `level` as the one spelling per level that Loki's `detected_level` and people expect:
+/// trimmed, lowercase, `warning` as `warn`, bunyan/pino numbers by name.
+fn write_level(value: Scalar<'_>, out: &mut String) {
     match value {
-        Scalar::Str(s) => Some(normalise_level_name(&s.decode())),
-        Scalar::Number(n) => Some(
-            match n {
-                "10" => "trace",
-                "20" => "debug",
-                "30" => "info",
-                "40" => "warn",
-                "50" => "error",
-                "60" => "fatal",
-                other => other,
+        Scalar::Str(s) => {
+            let name = s.decode();
+            // Already a lowercase word, as most loggers write it: nothing to trim or lower.
+            if name.bytes().all(|b| b.is_ascii_lowercase()) {
+                out.push_str(&name);
+                if out == "warning" {
+                    out.truncate("warn".len());
+                }
+                return;
             }
-            .to_owned(),
-        ),
-        _ => None,
-    }
-}
-
-fn normalise_level_name(name: &str) -> String {
-    let lower = name.trim().to_lowercase();
-    if lower == "warning" {
-        "warn".to_owned()
-    } else {
-        lower
+            let name = name.trim();
+            if name.is_ascii() {
+                out.push_str(name);
+                out.make_ascii_lowercase();
+            } else {
+                out.push_str(&name.to_lowercase());
+            }
+            if out == "warning" {
+                out.truncate("warn".len());
+            }
+        }
+        Scalar::Number(n) => out.push_str(match n {
+            "10" => "trace",
+            "20" => "debug",
+            "30" => "info",
+            "40" => "warn",
+            "50" => "error",
+            "60" => "fatal",
+            other => other,
+        }),
+        _ => {}
     }
 }
 
@@ -177,7 +287,11 @@ fn timestamp_of(value: Scalar<'_>) -> Option<i64> {
         Scalar::Number(n) => epoch_to_nanos(n),
         Scalar::Str(s) => {
             let text = s.decode();
-            epoch_to_nanos(&text).or_else(|| parse_rfc3339(text.as_bytes()).ok())
+            // RFC 3339 first, the usual case: no text is both (a date-time has a `:`, which
+            // no number has), so the order changes nothing but the time it takes.
+            parse_rfc3339(text.as_bytes())
+                .ok()
+                .or_else(|| epoch_to_nanos(&text))
         }
         _ => None,
     }

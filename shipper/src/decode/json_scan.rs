@@ -20,20 +20,37 @@
 use std::borrow::Cow;
 
 /// A JSON string as it appears between its quotes, escapes not yet decoded.
+///
+/// Held as a range of the scanned text: most strings (the keys not asked for, the values
+/// not wanted) are never looked at as text, so they are not sliced as `str` (which checks
+/// both ends for a character boundary) until someone asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct JsonStr<'a> {
-    raw: &'a str,
+    text: &'a str,
+    /// Just after the opening quote and at the closing quote: both are ASCII, so both are
+    /// character boundaries of `text`.
+    start: usize,
+    end: usize,
     has_escapes: bool,
 }
 
 impl<'a> JsonStr<'a> {
     /// The decoded text; borrows when the string has no escapes. A `\u` escape that is a lone
     /// surrogate becomes U+FFFD.
+    #[inline]
     pub(super) fn decode(&self) -> Cow<'a, str> {
+        let raw = &self.text[self.start..self.end];
         if !self.has_escapes {
-            return Cow::Borrowed(self.raw);
+            return Cow::Borrowed(raw);
         }
-        Cow::Owned(unescape(self.raw))
+        Cow::Owned(unescape(raw))
+    }
+
+    /// The bytes between the quotes when there is no escape among them: then they are the
+    /// decoded text. `None` when there are escapes (use [`decode`](Self::decode)).
+    #[inline]
+    pub(super) fn plain_bytes(&self) -> Option<&'a [u8]> {
+        (!self.has_escapes).then(|| &self.text.as_bytes()[self.start..self.end])
     }
 }
 
@@ -122,6 +139,7 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -133,6 +151,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline]
     fn expect(&mut self, byte: u8, expected: &'static str) -> Result<(), ScanError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
@@ -142,6 +161,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    #[inline]
     fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
@@ -149,6 +169,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string starting at its opening quote; leaves the cursor after the closing quote.
+    #[inline(always)]
     fn string_at_quote(&mut self, expected: &'static str) -> Result<JsonStr<'a>, ScanError> {
         self.expect(b'"', expected)?;
         let start = self.pos;
@@ -157,9 +178,14 @@ impl<'a> Scanner<'a> {
             self.pos = find_string_special(self.bytes, self.pos);
             match self.peek() {
                 Some(b'"') => {
-                    let raw = &self.text[start..self.pos];
+                    let end = self.pos;
                     self.pos += 1;
-                    return Ok(JsonStr { raw, has_escapes });
+                    return Ok(JsonStr {
+                        text: self.text,
+                        start,
+                        end,
+                        has_escapes,
+                    });
                 }
                 Some(b'\\') => {}
                 Some(_) => {
@@ -186,6 +212,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    #[inline(always)]
     fn number(&mut self) -> Result<&'a str, ScanError> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
@@ -216,6 +243,7 @@ impl<'a> Scanner<'a> {
         Ok(&self.text[start..self.pos])
     }
 
+    #[inline]
     fn skip_digits(&mut self) {
         while let Some(b'0'..=b'9') = self.peek() {
             self.pos += 1;
@@ -232,6 +260,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A value that is not an object or array.
+    #[inline(always)]
     fn scalar(&mut self) -> Result<Scalar<'a>, ScanError> {
         match self.peek() {
             Some(b'"') => Ok(Scalar::Str(self.string_at_quote("a string")?)),
@@ -316,21 +345,24 @@ impl<'a> Scanner<'a> {
 ///
 /// Eight bytes at a time: a word has such a byte when one of its bytes equals `"` or `\\`
 /// (the word XOR the byte repeated has a zero byte) or is below 0x20 (subtracting 0x20
-/// from it borrows). The classic "has a zero byte" test is exact for "is there one".
+/// from it borrows). The classic "has a zero byte" test can flag bytes above a real one
+/// (the borrow runs upwards) but never below it, so with the word read little-endian the
+/// lowest flagged byte is the first special one.
+#[inline]
 fn find_string_special(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
     let mut i = from;
     while let Some(chunk) = bytes.get(i..i + 8) {
         let mut word = [0; 8];
         word.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(word);
+        let word = u64::from_le_bytes(word);
         let special = below(word ^ (ONES * u64::from(b'"')), 1)
             | below(word ^ (ONES * u64::from(b'\\')), 1)
             | below(word, 0x20);
         if special != 0 {
-            break;
+            return i + (special.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }

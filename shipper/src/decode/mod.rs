@@ -62,7 +62,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-pub use json_fields::{JsonFields, extract};
+pub use json_fields::{JsonFields, LabelValues, LineFields, extract, extract_into};
 pub use rfc3339::{TimeError, parse_rfc3339};
 
 use join::Joiner;

@@ -45,20 +45,13 @@ pub enum TimeError {
 /// time, or lies outside `i64` nanoseconds.
 pub fn parse_rfc3339(text: &[u8]) -> Result<i64, TimeError> {
     let mut p = Cursor { text, pos: 0 };
-    let year = p.digits(4, "4 digits of the year")?;
-    p.byte(b'-', "`-` after the year")?;
-    let month = p.digits(2, "2 digits of the month")?;
-    p.byte(b'-', "`-` after the month")?;
-    let day = p.digits(2, "2 digits of the day")?;
-    match p.peek() {
-        Some(b'T' | b't' | b' ') => p.pos += 1,
-        _ => return Err(p.syntax("`T` between date and time")),
-    }
-    let hour = p.digits(2, "2 digits of the hour")?;
-    p.byte(b':', "`:` after the hour")?;
-    let minute = p.digits(2, "2 digits of the minute")?;
-    p.byte(b':', "`:` after the minute")?;
-    let second = p.digits(2, "2 digits of the second")?;
+    let [year, month, day, hour, minute, second] = match fixed_date_time(text) {
+        Some(fields) => {
+            p.pos = DATE_TIME_LEN;
+            fields
+        }
+        None => date_time(&mut p)?,
+    };
 
     let mut nanos: i64 = 0;
     if p.peek() == Some(b'.') {
@@ -130,16 +123,68 @@ pub fn parse_rfc3339(text: &[u8]) -> Result<i64, TimeError> {
         .map_err(|_| TimeError::OutOfRange)
 }
 
+/// `YYYY-MM-DDThh:mm:ss`, the part before the fraction and the offset.
+const DATE_TIME_LEN: usize = 19;
+
+/// `YYYY-MM-DDThh:mm:ss` read at fixed places: what [`date_time`] reads from a text that
+/// has that shape, without its byte-by-byte cursor. `None` for any other text (which
+/// [`date_time`] then reads, and says where it is wrong).
+fn fixed_date_time(text: &[u8]) -> Option<[i64; 6]> {
+    let t: &[u8; DATE_TIME_LEN] = text.get(..DATE_TIME_LEN)?.try_into().ok()?;
+    if t[4] != b'-'
+        || t[7] != b'-'
+        || !matches!(t[10], b'T' | b't' | b' ')
+        || t[13] != b':'
+        || t[16] != b':'
+    {
+        return None;
+    }
+    let digit = |i: usize| {
+        let d = t[i].wrapping_sub(b'0');
+        (d < 10).then_some(i64::from(d))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    Some([
+        two(0)? * 100 + two(2)?,
+        two(5)?,
+        two(8)?,
+        two(11)?,
+        two(14)?,
+        two(17)?,
+    ])
+}
+
+/// `YYYY-MM-DD` `T` `hh:mm:ss` as (year, month, day, hour, minute, second).
+fn date_time(p: &mut Cursor<'_>) -> Result<[i64; 6], TimeError> {
+    let year = p.digits(4, "4 digits of the year")?;
+    p.byte(b'-', "`-` after the year")?;
+    let month = p.digits(2, "2 digits of the month")?;
+    p.byte(b'-', "`-` after the month")?;
+    let day = p.digits(2, "2 digits of the day")?;
+    match p.peek() {
+        Some(b'T' | b't' | b' ') => p.pos += 1,
+        _ => return Err(p.syntax("`T` between date and time")),
+    }
+    let hour = p.digits(2, "2 digits of the hour")?;
+    p.byte(b':', "`:` after the hour")?;
+    let minute = p.digits(2, "2 digits of the minute")?;
+    p.byte(b':', "`:` after the minute")?;
+    let second = p.digits(2, "2 digits of the second")?;
+    Ok([year, month, day, hour, minute, second])
+}
+
 struct Cursor<'a> {
     text: &'a [u8],
     pos: usize,
 }
 
 impl Cursor<'_> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.text.get(self.pos).copied()
     }
 
+    #[cold]
     fn syntax(&self, expected: &'static str) -> TimeError {
         TimeError::Syntax {
             expected,
@@ -147,6 +192,7 @@ impl Cursor<'_> {
         }
     }
 
+    #[inline]
     fn byte(&mut self, want: u8, expected: &'static str) -> Result<(), TimeError> {
         if self.peek() == Some(want) {
             self.pos += 1;
@@ -157,6 +203,7 @@ impl Cursor<'_> {
     }
 
     /// Exactly `count` ASCII digits as a number.
+    #[inline]
     fn digits(&mut self, count: usize, expected: &'static str) -> Result<i64, TimeError> {
         let mut value = 0;
         for _ in 0..count {
