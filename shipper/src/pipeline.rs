@@ -766,7 +766,7 @@ async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut l
                 () = tokio::time::sleep_until(d.into()) => {
                     for batcher in batchers.values_mut() {
                         if let Some(b) = batcher.poll(Instant::now()) {
-                            lanes.dispatch(b);
+                            lanes.dispatch(b).await;
                         }
                     }
                     continue;
@@ -785,36 +785,58 @@ async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut l
             entry.line = encode::Line::shared(&text, range);
             let source = Some((&item.file, end));
             if let Some(b) = batcher.push_sized(&item.labels[labels], entry, size, source, now) {
-                lanes.dispatch(b);
+                lanes.dispatch(b).await;
             }
         }
         if let Some(b) = batcher.poll(now) {
-            lanes.dispatch(b);
+            lanes.dispatch(b).await;
         }
     }
     for batcher in batchers.values_mut() {
         if let Some(b) = batcher.take() {
-            lanes.dispatch(b);
+            lanes.dispatch(b).await;
         }
     }
     lanes.finish().await;
 }
 
 /// One push lane per tenant, so that a tenant that cannot be sent to (its ingestion rate,
-/// its credentials) never holds back another. The memory bound, not the queue, limits what
-/// waits in a lane.
+/// its credentials) never holds back another.
+///
+/// While a lane's pushes succeed, at most [`LANE_DEPTH`] batches wait in it and the batcher
+/// waits for room: Loki's pace, not the memory bound, sets how much is held (and reading
+/// slows to it). While a lane's pushes fail, its queue is not waited on, so the other
+/// tenants go on; the memory bound alone limits what it holds.
 struct TenantLanes {
     client: PushClient,
     format: encode::Format,
     stop: watch::Receiver<bool>,
     done: Completion,
     mode: Mode,
-    senders: HashMap<String, mpsc::UnboundedSender<Batch>>,
+    senders: HashMap<String, Lane>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Batches queued in a healthy lane before the batcher waits.
+const LANE_DEPTH: usize = 2;
+
+/// The sending side of one tenant's lane.
+struct Lane {
+    tx: mpsc::UnboundedSender<Batch>,
+    state: Arc<LaneState>,
+}
+
+/// Shared by a lane's two ends.
+#[derive(Default)]
+struct LaneState {
+    queued: std::sync::atomic::AtomicUsize,
+    /// The last attempt failed (and is being retried).
+    failing: AtomicBool,
+    taken: tokio::sync::Notify,
+}
+
 impl TenantLanes {
-    fn dispatch(&mut self, batch: Batch) {
+    async fn dispatch(&mut self, batch: Batch) {
         let metrics = &self.done.telemetry.metrics;
         metrics.batch_entries.observe(batch.entries as f64);
         metrics.batch_bytes.observe(batch.bytes as f64);
@@ -830,8 +852,8 @@ impl TenantLanes {
                 acks.add(file.clone(), batch.id, *end);
             }
         }
-        let sender = match self.senders.get(&batch.tenant) {
-            Some(sender) => sender,
+        let lane = match self.senders.get(&batch.tenant) {
+            Some(lane) => lane,
             None => {
                 let client = self.client.for_tenant(&batch.tenant).unwrap_or_else(|e| {
                     // Tenant ids were checked with the configuration; this cannot happen.
@@ -839,18 +861,36 @@ impl TenantLanes {
                     self.client.clone()
                 });
                 let (tx, rx) = mpsc::unbounded_channel();
+                let state = Arc::new(LaneState::default());
                 let pusher = TenantPusher {
                     client,
                     encoder: Encoder::new(self.format),
                     stop: self.stop.clone(),
                     done: self.done.clone(),
                 };
-                self.tasks.push(tokio::spawn(pusher.run(rx)));
-                self.senders.entry(batch.tenant.clone()).or_insert(tx)
+                self.tasks
+                    .push(tokio::spawn(pusher.run(rx, Arc::clone(&state))));
+                self.senders
+                    .entry(batch.tenant.clone())
+                    .or_insert(Lane { tx, state })
             }
         };
+        lane.state.queued.fetch_add(1, Ordering::SeqCst);
         // A closed lane means shutdown: the lines stay unacknowledged for the next start.
-        let _ = sender.send(batch);
+        if lane.tx.send(batch).is_err() {
+            return;
+        }
+        let state = &lane.state;
+        loop {
+            let taken = state.taken.notified();
+            let full = state.queued.load(Ordering::SeqCst) > LANE_DEPTH;
+            if !full || state.failing.load(Ordering::SeqCst) || lane.tx.is_closed() {
+                return;
+            }
+            // Woken when the pusher takes a batch; the timeout notices a lane turning
+            // failing while we wait.
+            let _ = tokio::time::timeout(Duration::from_millis(100), taken).await;
+        }
     }
 
     /// Closes every lane and waits for what they hold to be sent.
@@ -914,7 +954,7 @@ struct TenantPusher {
 }
 
 impl TenantPusher {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Batch>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Batch>, lane: Arc<LaneState>) {
         // Batches refused for one stream's limit are retried here, in order, while the lane
         // goes on with the next batches (see `FirstAttempt::StreamsLimited`).
         let (side_tx, mut side_rx) = mpsc::unbounded_channel::<(Batch, Vec<Stream>)>();
@@ -932,8 +972,16 @@ impl TenantPusher {
             }
         });
         while let Some(mut batch) = rx.recv().await {
+            lane.queued.fetch_sub(1, Ordering::SeqCst);
+            lane.taken.notify_waiters();
             let streams = std::mem::take(&mut batch.streams);
-            match self.first_attempt(streams).await {
+            let attempt = self.first_attempt(streams).await;
+            let failed = matches!(attempt, FirstAttempt::Retry(_));
+            lane.failing.store(failed, Ordering::SeqCst);
+            if failed {
+                lane.taken.notify_waiters();
+            }
+            match attempt {
                 FirstAttempt::Delivered => self.done.complete(&batch),
                 FirstAttempt::StreamsLimited(streams) => {
                     // Loki refused some streams and stored the others. The whole batch goes
@@ -946,6 +994,7 @@ impl TenantPusher {
                     if self.deliver(streams).await {
                         self.done.complete(&batch);
                     }
+                    lane.failing.store(false, Ordering::SeqCst);
                     // Otherwise shut down (or retries ran out): the lines stay unacknowledged,
                     // so their files are read again from before them at the next start.
                 }
