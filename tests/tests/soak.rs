@@ -56,7 +56,20 @@ fn soak() {
     // LineWriter's lines are about 120 bytes; each writer writes every 100 ms.
     let per_tick = (mib_per_s * 1024 * 1024 / 120 / 10 / files).max(1);
 
-    let loki = LokiDouble::builder().count_only(true).start();
+    // Loki's default ingestion limit (4 MiB/s per tenant, 3 MiB/s per stream) is below the
+    // soak's 5 MiB/s: lifted, as a Loki sized for this volume would have it, so that the
+    // failures are the injected 500s and not a rate limit the shipper can only wait out.
+    let unlimited = 1 << 40;
+    let loki = LokiDouble::builder()
+        .count_only(true)
+        .limits(loki_double::Limits {
+            ingestion_rate_bytes_per_second: unlimited,
+            ingestion_burst_bytes: unlimited,
+            per_stream_rate_bytes_per_second: unlimited,
+            per_stream_burst_bytes: unlimited,
+            ..loki_double::Limits::default()
+        })
+        .start();
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
