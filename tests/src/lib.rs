@@ -47,6 +47,17 @@ impl RunningShipper {
         }
     }
 
+    /// Where its `/metrics` and health endpoints listen, once the server is up.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let mut addr = None;
+        let up = wait_until(Duration::from_secs(10), || {
+            addr = self.telemetry.server_addr();
+            addr.is_some()
+        });
+        assert!(up, "the shipper's server did not start");
+        addr.expect("checked above")
+    }
+
     /// Graceful shutdown (as on SIGTERM); returns the run's result.
     pub fn stop(mut self) -> Result<(), String> {
         let _ = self.stop.send(true);

@@ -575,12 +575,7 @@ fn the_images_and_compose_agree_with_the_configs() {
         "stop_grace_period {grace}s vs shutdown_timeout {shutdown}s"
     );
     // The config is mounted where the image's CMD looks for it, and positions on a volume.
-    let volumes: Vec<&str> = tailrace["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| str_at(v, "volume"))
-        .collect();
+    let volumes = volumes_of(tailrace);
     assert!(
         volumes
             .iter()
@@ -843,16 +838,21 @@ fn grafana_provisioning_links_logs_to_traces() {
         "options.path",
     );
     let compose = yaml(&config_dir().join("compose/docker-compose.yml"));
-    let mounts: Vec<&str> = compose["services"]["grafana"]["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|v| str_at(v, "volume"))
-        .collect();
+    let mounts = volumes_of(&compose["services"]["grafana"]);
     assert!(
         mounts
             .iter()
             .any(|m| m.starts_with(&format!("../grafana:{dir}"))),
         "{mounts:?} vs {dir}"
     );
+}
+
+/// A compose service's `volumes:` entries (short syntax).
+fn volumes_of(service: &Value) -> Vec<&str> {
+    service["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .map(|v| str_at(v, "volume"))
+        .collect()
 }

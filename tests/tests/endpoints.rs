@@ -2,7 +2,7 @@
 //! `/status` shows each file and the last push, `/ready` fails while Loki accepts nothing
 //! for longer than `server.unready_after` and recovers when Loki is back.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loki_double::LokiDouble;
 use tailrace_e2e::{LineWriter, RunningShipper, http_get, wait_until};
@@ -34,7 +34,7 @@ fn metrics_status_and_readiness_follow_the_shipping() {
     std::thread::sleep(Duration::from_millis(500));
     let written = writer.stop();
     assert!(loki.wait_for_entries(written, Duration::from_secs(30)));
-    let addr = shipper.telemetry.server_addr().expect("server is up");
+    let addr = shipper.server_addr();
 
     let (status, _) = http_get(addr, "/healthz");
     assert_eq!(status, 200);
@@ -117,7 +117,7 @@ fn max_retries_gives_a_batch_up_and_counts_it() {
     let shipper = RunningShipper::start(&yaml);
     let log = logs.join("app.log");
     std::fs::write(&log, "lost 1\nlost 2\nlost 3\n").unwrap();
-    let addr = wait_for_addr(&shipper);
+    let addr = shipper.server_addr();
     assert!(wait_until(Duration::from_secs(20), || {
         let (_, metrics) = http_get(addr, "/metrics");
         sample(
@@ -137,17 +137,6 @@ fn max_retries_gives_a_batch_up_and_counts_it() {
     assert_eq!(lines, ["kept"]);
     let positions = std::fs::read_to_string(dir.path().join("positions.json")).unwrap();
     assert!(positions.contains("\"offset\": 26"), "{positions}");
-}
-
-fn wait_for_addr(shipper: &RunningShipper) -> std::net::SocketAddr {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(addr) = shipper.telemetry.server_addr() {
-            return addr;
-        }
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(tailrace_e2e::POLL);
-    }
 }
 
 /// A positions file that cannot be written (its directory is a regular file, as good as a
@@ -173,7 +162,7 @@ fn unwritable_positions_are_reported_not_fatal() {
         loki.wait_for_entries(2, Duration::from_secs(30)),
         "ships on"
     );
-    let addr = wait_for_addr(&shipper);
+    let addr = shipper.server_addr();
     assert!(wait_until(Duration::from_secs(20), || {
         let (status, body) = http_get(addr, "/ready");
         status == 503 && body.contains("positions are not being saved")

@@ -110,7 +110,7 @@ fn hostile_files_are_shipped_and_still_tailed() {
     );
     // A timestamp a century away: Loki refuses it (counted by reason), or it got a usable
     // one; either way the stream went on ("after" arrived).
-    let addr = shipper.telemetry.server_addr().unwrap();
+    let addr = shipper.server_addr();
     let (_, metrics) = http_get(addr, "/metrics");
     let future_kept = json_lines.iter().any(|l| l.contains("future"));
     assert!(
