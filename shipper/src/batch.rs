@@ -30,9 +30,9 @@ pub struct Batch {
     pub segments: Vec<(FileKey, u64)>,
     /// The size estimate the batch was cut at.
     pub bytes: usize,
-    /// The part of `bytes` that is entries ([`entry_size`] summed): what the memory bound
-    /// charged for them.
-    pub entry_bytes: usize,
+    /// What the memory bound was charged for the entries (the heap they hold, see
+    /// [`Batcher::push_sized`]): released when the batch is done with.
+    pub charged: usize,
     pub entries: usize,
 }
 
@@ -51,7 +51,7 @@ pub struct Batcher {
     last: Option<(Arc<LabelSet>, usize)>,
     segments: Vec<(FileKey, u64)>,
     bytes: usize,
-    entry_bytes: usize,
+    charged: usize,
     entries: usize,
     oldest: Option<Instant>,
 }
@@ -80,7 +80,7 @@ impl Batcher {
             last: None,
             segments: Vec::new(),
             bytes: 0,
-            entry_bytes: 0,
+            charged: 0,
             entries: 0,
             oldest: None,
         }
@@ -96,16 +96,19 @@ impl Batcher {
         now: Instant,
     ) -> Option<Batch> {
         let size = entry_size(&entry);
-        self.push_sized(labels, entry, size, source, now)
+        self.push_sized(labels, entry, size, size, source, now)
     }
 
-    /// [`push`](Self::push) of an entry whose [`entry_size`] the caller has (the reader
-    /// computed it for the memory bound).
+    /// [`push`](Self::push) of an entry whose [`entry_size`] the caller has, and which the
+    /// memory bound was charged `charge` for. The two differ: the size estimates the bytes
+    /// on the wire (it cuts batches), the charge the heap the entry holds (its slot in a
+    /// batch, its share of the buffer its line is in).
     pub fn push_sized(
         &mut self,
         labels: &Arc<LabelSet>,
         entry: Entry,
         size: usize,
+        charge: usize,
         source: Option<(&FileKey, u64)>,
         now: Instant,
     ) -> Option<Batch> {
@@ -130,7 +133,7 @@ impl Batcher {
         }
         stream.entries.push(entry);
         self.bytes += size + stream_size;
-        self.entry_bytes += size;
+        self.charged += charge;
         self.entries += 1;
         self.oldest.get_or_insert(now);
         if let Some((file, end)) = source {
@@ -196,11 +199,11 @@ impl Batcher {
             streams,
             segments: std::mem::take(&mut self.segments),
             bytes: self.bytes,
-            entry_bytes: self.entry_bytes,
+            charged: self.charged,
             entries: self.entries,
         };
         self.bytes = 0;
-        self.entry_bytes = 0;
+        self.charged = 0;
         self.entries = 0;
         self.oldest = None;
         Some(batch)

@@ -338,6 +338,22 @@ impl Metadata {
             && self.others().is_empty()
     }
 
+    /// The heap this holds of its own: values copied out of the line and the rare other
+    /// pairs. Values that are ranges of the line, and the file name shared by every entry of
+    /// its file, cost nothing here.
+    pub fn heap_bytes(&self) -> usize {
+        let slot = |s: &Slot| match s {
+            Slot::Owned(text) => std::mem::size_of::<Box<str>>() + text.len(),
+            Slot::Absent | Slot::InLine { .. } => 0,
+        };
+        let others: usize = self
+            .others()
+            .iter()
+            .map(|(n, v)| std::mem::size_of::<(String, String)>() + n.capacity() + v.capacity())
+            .sum();
+        slot(&self.trace_id) + slot(&self.span_id) + others
+    }
+
     /// Calls `f` with each pair's name and value as the protobuf writer writes them, in
     /// order (see [`Text::get_exact`]). For the hot paths, where a chain of iterators cost
     /// more than the work.

@@ -68,14 +68,35 @@ struct Item {
     /// The entries' lines, one after the other: one allocation for the chunk, not one per
     /// line (see [`encode::Line`]).
     text: String,
-    /// (index into `labels`, offset just after the line, the line's range of `text`, its
-    /// `batch::entry_size`, the entry without its line), in file order.
+    /// The entries, in file order.
     entries: Vec<ChunkEntry>,
     /// What the memory bound was charged for the entries.
     charge: usize,
 }
 
-type ChunkEntry = (usize, u64, std::ops::Range<usize>, usize, Entry);
+/// One entry of an [`Item`], its line still in the chunk's `text`.
+struct ChunkEntry {
+    /// Index into the chunk's `labels`.
+    labels: usize,
+    /// The offset just after the line in its file.
+    end: u64,
+    /// The line's range of the chunk's `text`.
+    range: std::ops::Range<usize>,
+    /// `batch::entry_size`: the entry's bytes on the wire, as batches are cut by.
+    size: usize,
+    /// What the memory bound is charged for it (see [`memory_charge`]).
+    charge: usize,
+    /// The entry without its line.
+    entry: Entry,
+}
+
+/// The heap an entry holds until its batch is done with: its line, its slot (in a chunk,
+/// then in a batch's stream), and metadata of its own. The chunk buffer's unused capacity is
+/// added to its last entry when the chunk is sent. Real sizes, not the wire estimate: the
+/// bound is on what the process holds.
+fn memory_charge(entry: &Entry, line_len: usize) -> usize {
+    line_len + std::mem::size_of::<ChunkEntry>() + entry.structured_metadata.heap_bytes()
+}
 
 /// Runs the shipper until `shutdown` turns true, then sends what was read within
 /// `shutdown_timeout`, writes positions and returns.
@@ -655,8 +676,9 @@ impl Emitter<'_> {
         if !made.repairs.is_empty() && warned.insert(Arc::clone(made.labels)) {
             tracing::warn!(file = %file.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
         }
-        let charge = crate::batch::entry_size(&made.entry);
+        let size = crate::batch::entry_size(&made.entry);
         let line_len = made.entry.line.len();
+        let charge = memory_charge(&made.entry, line_len);
         let full_or_other = |c: &Item| {
             c.entries.len() >= CHUNK_ENTRIES
                 || c.text.len() + line_len > c.text.capacity()
@@ -690,9 +712,14 @@ impl Emitter<'_> {
         let line = std::mem::take(&mut entry.line);
         let start = chunk.text.len();
         chunk.text.push_str(&line);
-        chunk
-            .entries
-            .push((labels, end, start..chunk.text.len(), charge, entry));
+        chunk.entries.push(ChunkEntry {
+            labels,
+            end,
+            range: start..chunk.text.len(),
+            size,
+            charge,
+            entry,
+        });
         chunk.charge += charge;
     }
 
@@ -705,6 +732,12 @@ impl Emitter<'_> {
         // until Loki has its lines.
         if chunk.text.capacity() > 2 * chunk.text.len() + 4096 {
             chunk.text.shrink_to_fit();
+        }
+        // The buffer's room left unused is held as long as its lines are.
+        let unused = chunk.text.capacity() - chunk.text.len();
+        if let Some(last) = chunk.entries.last_mut() {
+            last.charge += unused;
+            chunk.charge += unused;
         }
         let charge = chunk.charge;
         let Some(in_use) = self.memory.acquire(charge) else {
@@ -780,11 +813,13 @@ async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut l
             .or_insert_with(|| Batcher::new(&*item.tenant, settings.max_bytes, settings.max_wait));
         let now = Instant::now();
         let text = Arc::new(item.text);
-        for (labels, end, range, size, mut entry) in item.entries {
+        for e in item.entries {
+            let mut entry = e.entry;
             // The ranges were taken as the lines were appended: always on boundaries.
-            entry.line = encode::Line::shared(&text, range);
-            let source = Some((&item.file, end));
-            if let Some(b) = batcher.push_sized(&item.labels[labels], entry, size, source, now) {
+            entry.line = encode::Line::shared(&text, e.range);
+            let source = Some((&item.file, e.end));
+            let labels = &item.labels[e.labels];
+            if let Some(b) = batcher.push_sized(labels, entry, e.size, e.charge, source, now) {
                 lanes.dispatch(b).await;
             }
         }
@@ -843,7 +878,7 @@ impl TenantLanes {
         if self.mode == Mode::DryRun {
             print_entries(&batch);
             // Nothing moves the positions; only the memory is given back.
-            self.done.memory.release(batch.entry_bytes);
+            self.done.memory.release(batch.charged);
             return;
         }
         {
@@ -1134,7 +1169,7 @@ struct Completion {
 
 impl Completion {
     fn complete(&self, batch: &Batch) {
-        self.memory.release(batch.entry_bytes);
+        self.memory.release(batch.charged);
         let moved = self.acks.lock().expect("acks lock").accept(batch.id);
         let mut positions = self.positions.lock().expect("positions lock");
         for (file, offset) in moved {

@@ -226,7 +226,8 @@ pub struct LimitsConfig {
     /// Longer lines are cut and marked `truncated="true"`.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: ByteSize,
-    /// Everything in flight (read buffers, batches, requests); reading pauses at the bound.
+    /// Everything in flight (read buffers, batches, requests), as the heap it holds; reading
+    /// pauses at the bound.
     #[serde(default = "default_memory")]
     pub memory: ByteSize,
 }
