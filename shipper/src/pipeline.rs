@@ -295,6 +295,8 @@ struct ReadLoop {
     refused: HashSet<PathBuf>,
     /// The last read error said for each path still failing.
     read_errors: HashMap<PathBuf, String>,
+    /// The same for files found that could not be opened (retried at every scan).
+    open_errors: HashMap<PathBuf, String>,
 }
 
 struct PathState {
@@ -351,6 +353,7 @@ impl ReadLoop {
             given_up_counted: 0,
             refused: HashSet::new(),
             read_errors: HashMap::new(),
+            open_errors: HashMap::new(),
         }
     }
 
@@ -435,6 +438,7 @@ impl ReadLoop {
         }
         let found = scan.found;
         self.forget_gone(&found);
+        let mut still_failing = HashMap::new();
         for found in found {
             if self.watched.contains(&found.path) {
                 continue;
@@ -452,10 +456,16 @@ impl ReadLoop {
                     self.track(found.path, found.input);
                 }
                 Err(e) => {
-                    tracing::warn!(path = %found.path.display(), error = %e, "cannot open; will retry at the next scan")
+                    // Said once per path and error, not at every scan.
+                    let message = e.to_string();
+                    if self.open_errors.get(&found.path) != Some(&message) {
+                        tracing::warn!(path = %found.path.display(), error = %message, "cannot open; retrying at every scan");
+                    }
+                    still_failing.insert(found.path, message);
                 }
             }
         }
+        self.open_errors = still_failing;
         self.publish_files();
     }
 

@@ -188,3 +188,105 @@ fn ten_thousand_files() {
     lines.dedup();
     assert_eq!(lines.len(), 10_000);
 }
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A file that cannot be read (its permissions) is said once, with its path and the
+/// error, not at every scan; the other files are shipped meanwhile, and the file is read
+/// in full once it can be. Root reads anything, so as root the real binary runs as
+/// `nobody`, as the DaemonSet's non-root user would meet such a file.
+#[test]
+fn an_unreadable_file_is_said_once_and_read_when_allowed() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+
+    let loki = LokiDouble::start();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    set_mode(dir.path(), 0o755);
+    set_mode(&logs, 0o755);
+    set_mode(&state, 0o777);
+    append(&logs.join("open.log"), b"open 1\n");
+    let secret = logs.join("secret.log");
+    append(&secret, b"secret 1\n");
+    set_mode(&secret, 0o000);
+    let config = dir.path().join("tailrace.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\n\
+             server: {{ listen: 127.0.0.1:0 }}\nshutdown_timeout: 2s\n\
+             positions:\n  path: {}\n\
+             inputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
+            loki.url(),
+            state.join("positions.json").display(),
+            logs.display()
+        ),
+    )
+    .unwrap();
+    let stderr_path = dir.path().join("stderr.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"));
+    command
+        .arg("--config")
+        .arg(&config)
+        .env("LOG_LEVEL", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    if root {
+        command.uid(65534).gid(65534);
+    }
+    let mut child = command.spawn().unwrap();
+    let stored = |line: &str| loki.entries().iter().any(|e| e.line == line);
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let said = || {
+        stderr()
+            .lines()
+            .filter(|l| l.contains("secret.log") && l.contains("cannot open"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || stored("open 1") && said() > 0),
+        "running as root: {root}; stderr:\n{}",
+        stderr()
+    );
+    // Each new file makes a scan, and each scan tries the unreadable file again.
+    for i in 0..3 {
+        let line = format!("more {i}");
+        append(
+            &logs.join(format!("more{i}.log")),
+            format!("{line}\n").as_bytes(),
+        );
+        assert!(
+            wait_until(Duration::from_secs(30), || stored(&line)),
+            "{line} not shipped"
+        );
+    }
+    let warning = stderr()
+        .lines()
+        .find(|l| l.contains("secret.log"))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(said(), 1, "said once, not at every scan:\n{}", stderr());
+    assert!(warning.contains("Permission denied"), "{warning}");
+
+    set_mode(&secret, 0o644);
+    append(&logs.join("last.log"), b"last\n");
+    assert!(
+        wait_until(Duration::from_secs(30), || stored("secret 1")
+            && stored("last")),
+        "the file was not read once readable:\n{}",
+        stderr()
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

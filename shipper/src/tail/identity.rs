@@ -30,10 +30,37 @@
 //! program that starts every log with the same banner, no timestamp) cannot be told apart.
 //! Container runtimes prefix every line with a timestamp, so this does not arise there.
 
-use std::fs::{File, Metadata};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Opens `path` for reading if it is a regular file, and refuses anything else with an
+/// error naming it. `O_NONBLOCK`, so that a named pipe where a log or a rotation is
+/// expected cannot block the reader in `open` for good (waiting for a writer); it changes
+/// nothing for reads of a regular file.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is not a regular file ({}): not read",
+                path.display(),
+                if kind.is_dir() {
+                    "a directory"
+                } else {
+                    "a pipe, socket or device"
+                }
+            ),
+        ));
+    }
+    Ok(file)
+}
 
 /// How many leading bytes, at most, the fingerprint covers.
 pub const FINGERPRINT_BYTES: usize = 256;
@@ -55,7 +82,7 @@ impl FileId {
     /// The identity of the file at `path` now (follows symlinks). Reads at most
     /// [`FINGERPRINT_BYTES`] bytes.
     pub fn of_path(path: &Path) -> io::Result<FileId> {
-        Self::of_file(&File::open(path)?)
+        Self::of_file(&open_regular(path)?)
     }
 
     /// The identity of an open file now. Reads at most [`FINGERPRINT_BYTES`] bytes.

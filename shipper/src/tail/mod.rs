@@ -934,13 +934,10 @@ fn siblings_among(dir: &Path, base: &OsString, names: &[OsString]) -> Vec<Siblin
             continue;
         }
         let path = dir.join(name);
-        let Ok(file) = fs::File::open(&path) else {
+        // Not a regular file (a planted pipe would block `open`): not a rotation.
+        let Ok(file) = identity::open_regular(&path) else {
             continue;
         };
-        match file.metadata() {
-            Ok(m) if m.is_file() => {}
-            _ => continue,
-        }
         let Ok(id) = FileId::of_file(&file) else {
             continue;
         };

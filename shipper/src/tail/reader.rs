@@ -145,7 +145,7 @@ pub struct FileReader {
 impl FileReader {
     /// Opens `path` for reading from offset 0.
     pub fn open(path: &Path, config: ReaderConfig) -> io::Result<Self> {
-        let file = File::open(path)?;
+        let file = super::identity::open_regular(path)?;
         let meta = file.metadata()?;
         let mut reader = FileReader {
             id: FileId {

@@ -658,3 +658,44 @@ fn copytruncate_while_down_resumes_from_the_copy() {
     assert_eq!(texts(&poll(&mut t)), ["three", "four", "five"]);
     assert_eq!(t.stats().copies_drained, 1);
 }
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only reads it.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+/// A named pipe where a log or a rotation is expected is refused at once, naming it. Opened
+/// the usual way it would block until a writer comes: the reader thread, and every file
+/// with it, would stop for good.
+#[test]
+fn a_named_pipe_is_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    append(&path.join("app.log"), "one\n");
+    mkfifo(&path.join("app.log.1")); // named like a rotation of app.log
+    mkfifo(&path.join("pipe.log")); // named like a log
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut t = Tailer::new(config());
+        t.watch(&path.join("app.log")).unwrap();
+        let refused = t.watch(&path.join("pipe.log")).unwrap_err().to_string();
+        let lines = |t: &mut Tailer| poll(t).into_iter().map(|l| l.1).collect::<Vec<_>>();
+        let first = lines(&mut t);
+        fs::rename(path.join("app.log"), path.join("app.log.2")).unwrap();
+        append(&path.join("app.log"), "two\n");
+        let second = lines(&mut t);
+        let _ = tx.send((refused, first, second));
+    });
+    // Generous: the point is "returns" against "never returns".
+    let (refused, first, second) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the tailer blocked opening a named pipe");
+    assert!(
+        refused.contains("pipe.log") && refused.contains("not a regular file"),
+        "{refused}"
+    );
+    assert_eq!(first, ["one"]);
+    assert_eq!(second, ["two"]);
+}
