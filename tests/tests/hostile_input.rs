@@ -231,11 +231,17 @@ fn an_unreadable_file_is_said_once_and_read_when_allowed() {
     )
     .unwrap();
     let stderr_path = dir.path().join("stderr.log");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"));
+    // A copy in the temp dir: the build's own may sit under a directory `nobody` cannot
+    // enter (a clone in /root).
+    let binary = dir.path().join("tailrace");
+    std::fs::copy(env!("CARGO_BIN_EXE_tailrace-under-test"), &binary).unwrap();
+    set_mode(&binary, 0o755);
+    let mut command = std::process::Command::new(&binary);
     command
         .arg("--config")
         .arg(&config)
         .env("LOG_LEVEL", "info")
+        .current_dir(dir.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&stderr_path).unwrap());
     let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
