@@ -41,6 +41,9 @@ const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// ...and the longest it sleeps without a watcher event.
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(2);
+/// Polls woken by watcher events are at least this far apart (a file with more than the read
+/// budget waiting is read on at once).
+const MIN_POLL_SPACING: Duration = Duration::from_millis(20);
 /// A burst of watcher events (a directory of new files) causes at most one scan this often.
 const MIN_SCAN_SPACING: Duration = Duration::from_millis(500);
 /// Bytes read per file per poll, so one busy file does not starve the others.
@@ -377,10 +380,13 @@ impl ReadLoop {
                 last_scan = Some(Instant::now());
                 scan_due = false;
             }
-            let lines = self.poll();
+            let polled = Instant::now();
+            let (lines, more) = self.poll();
             if lines > 0 {
                 idle_wait = IDLE_WAIT;
-                continue;
+                if more {
+                    continue;
+                }
             }
             let wait = if scan_due {
                 idle_wait.min(MIN_SCAN_SPACING)
@@ -389,6 +395,12 @@ impl ReadLoop {
             };
             match wake_rx.recv_timeout(wait) {
                 Ok(()) => {
+                    // Files written a little at a time, each write an event: gather the
+                    // writes of a few milliseconds into one poll, rather than a poll of
+                    // every file per write.
+                    if let Some(rest) = MIN_POLL_SPACING.checked_sub(polled.elapsed()) {
+                        std::thread::sleep(rest);
+                    }
                     while wake_rx.try_recv().is_ok() {}
                     scan_due = true;
                     idle_wait = IDLE_WAIT;
@@ -538,7 +550,9 @@ impl ReadLoop {
     }
 
     /// Reads what is new everywhere; returns how many lines.
-    fn poll(&mut self) -> u64 {
+    /// Reads what is new; returns the lines read and whether a file has more waiting
+    /// beyond the read budget.
+    fn poll(&mut self) -> (u64, bool) {
         let files = &mut self.files;
         let mut out = Emitter {
             tx: &self.tx,
@@ -642,7 +656,7 @@ impl ReadLoop {
             .given_up_bytes
             .inc_by(given_up.saturating_sub(self.given_up_counted));
         self.given_up_counted = given_up;
-        summary.lines
+        (summary.lines, summary.more)
     }
 }
 

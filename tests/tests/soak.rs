@@ -36,6 +36,25 @@ fn rss_kib(child: &Child) -> u64 {
         .unwrap_or(0)
 }
 
+/// The child's CPU time so far (user + system), in seconds.
+fn cpu_secs(child: &Child) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of proc_pid_stat(5); what follows the name
+    // starts at field 3. USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn start(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
         .arg("--config")
@@ -123,6 +142,7 @@ fn soak() {
     let written: u64 = writers.into_iter().map(LineWriter::stop).sum();
     let drained = loki.wait_for_entries(written, Duration::from_secs(600));
     let rss_end = rss_kib(&child);
+    let cpu = cpu_secs(&child);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -134,11 +154,13 @@ fn soak() {
         "soak: {secs} s, {files} files, {mib_per_s} MiB/s, rotation every {rotate_every} s ({rotations} rounds)\n\
          lines written {written}, stored {stored}, lost {}, duplicates kept {}\n\
          pushes answered {}, of which 500: {}\n\
-         RSS after warm-up {rss_start} KiB, peak {rss_max} KiB, at the end {rss_end} KiB",
+         RSS after warm-up {rss_start} KiB, peak {rss_max} KiB, at the end {rss_end} KiB\n\
+         shipper CPU {cpu:.1} s ({:.1} % of a core over the run and drain)",
         written.saturating_sub(stored),
         stored.saturating_sub(written),
         requests.answered(),
         requests.count(500),
+        100.0 * cpu / started.elapsed().as_secs_f64(),
     );
     assert!(status.success());
     assert!(drained, "lines lost: {} of {written} stored", stored);

@@ -163,6 +163,8 @@ pub struct TailStats {
 pub struct PollSummary {
     pub lines: u64,
     pub bytes: u64,
+    /// A path stopped at its budget with more to read: poll again without waiting.
+    pub more: bool,
     /// Paths that could not be polled this time, and why. The others were polled.
     pub errors: Vec<(PathBuf, io::Error)>,
 }
@@ -725,6 +727,7 @@ impl Stream {
             summary.lines += outcome.lines as u64;
             summary.bytes += outcome.bytes;
             if !outcome.at_eof {
+                summary.more = true;
                 break; // budget spent
             }
             if outcome.bytes > 0 || t.eof_since.is_none() {
