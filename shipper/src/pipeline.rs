@@ -14,7 +14,7 @@
 //! 400); the memory held by a line is given back at the same moment.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -77,6 +77,15 @@ struct Item {
     charge: usize,
 }
 
+/// What one poll did.
+struct Polled {
+    lines: u64,
+    /// A file has more than the read budget waiting: poll again at once.
+    more: bool,
+    /// Files were left alone (their tenant holds its share of the memory bound).
+    skipped: bool,
+}
+
 /// One entry of an [`Item`], its line still in the chunk's `text`.
 struct ChunkEntry {
     /// Index into the chunk's `labels`.
@@ -127,10 +136,17 @@ pub async fn run_with(
     let positions = Arc::new(Mutex::new(positions));
     let metrics = &telemetry.metrics;
     metrics.memory_bound.set(config.limits.memory.0 as i64);
-    let memory = Arc::new(MemoryBudget::new(
-        config.limits.memory.0 as usize,
-        metrics.memory_in_flight.clone(),
-    ));
+    let tenant_count = (0..config.inputs.len())
+        .map(|i| config.tenant_of(i))
+        .collect::<HashSet<_>>()
+        .len();
+    let memory = Arc::new(
+        MemoryBudget::new(
+            config.limits.memory.0 as usize,
+            metrics.memory_in_flight.clone(),
+        )
+        .with_tenants(tenant_count),
+    );
     let acks = Arc::new(Mutex::new(AckTracker::default()));
     let client = PushClient::new(&push_config(&config))
         .map_err(|e| PipelineError::Push(e.to_string()))?
@@ -286,6 +302,9 @@ struct ReadLoop {
     tailer: Tailer,
     files: HashMap<PathBuf, PathState>,
     watched: HashSet<PathBuf>,
+    /// Each watched path's tenant, kept only with several tenants (for their memory
+    /// shares), apart from `files`, which the line sink borrows while a poll asks it.
+    tenant_of: HashMap<PathBuf, Arc<str>>,
     positions: Positions,
     tx: mpsc::Sender<Item>,
     memory: Arc<MemoryBudget>,
@@ -347,6 +366,7 @@ impl ReadLoop {
             tailer,
             files: HashMap::new(),
             watched: HashSet::new(),
+            tenant_of: HashMap::new(),
             positions,
             tx,
             memory,
@@ -381,8 +401,14 @@ impl ReadLoop {
                 scan_due = false;
             }
             let polled = Instant::now();
-            let (lines, more) = self.poll();
-            if lines > 0 {
+            let Polled {
+                lines,
+                more,
+                skipped,
+            } = self.poll();
+            if lines > 0 || skipped {
+                // Skipped files (a tenant at its share) are looked at again soon: Loki
+                // taking that tenant's lines sends no file event.
                 idle_wait = IDLE_WAIT;
                 if more {
                     continue;
@@ -518,6 +544,7 @@ impl ReadLoop {
             tracing::info!(path = %path.display(), "file gone; no longer followed");
             self.tailer.forget(&path);
             self.files.remove(&path);
+            self.tenant_of.remove(&path);
             self.watched.remove(&path);
         }
     }
@@ -546,13 +573,16 @@ impl ReadLoop {
                 pending_since: None,
             },
         );
+        if self.memory.shared() {
+            self.tenant_of
+                .insert(path.clone(), Arc::clone(&self.tenants[input]));
+        }
         self.watched.insert(path);
     }
 
-    /// Reads what is new everywhere; returns how many lines.
-    /// Reads what is new; returns the lines read and whether a file has more waiting
-    /// beyond the read budget.
-    fn poll(&mut self) -> (u64, bool) {
+    /// Reads what is new everywhere, except the files of a tenant holding its share of the
+    /// memory bound.
+    fn poll(&mut self) -> Polled {
         let files = &mut self.files;
         let mut out = Emitter {
             tx: &self.tx,
@@ -565,7 +595,21 @@ impl ReadLoop {
         // The state of the file whose lines are coming, out of `files` while they come (they
         // come in runs per file): a map lookup per run rather than per line.
         let mut current: Option<(PathBuf, PathState)> = None;
-        let summary = self.tailer.poll(READ_BUDGET, &mut |key, line| {
+        let (tenant_of, memory) = (&self.tenant_of, &self.memory);
+        // The budget is in file bytes and the share in charged bytes, which are more (an
+        // entry costs its line and its slot): a quarter of the room keeps a tenant near its
+        // share, the bound itself catching the rest.
+        let mut budget_of = |path: &Path| {
+            if tenant_of.is_empty() {
+                return READ_BUDGET; // one tenant: no share to look up
+            }
+            match tenant_of.get(path) {
+                Some(tenant) => (memory.tenant_room(tenant) / 4).min(READ_BUDGET),
+                None => READ_BUDGET,
+            }
+        };
+        let now = Instant::now();
+        let summary = self.tailer.poll_each(now, &mut budget_of, &mut |key, line| {
             let same_path = |(path, _): &(PathBuf, PathState)| {
                 path.as_os_str() == key.path.as_os_str()
             };
@@ -656,7 +700,11 @@ impl ReadLoop {
             .given_up_bytes
             .inc_by(given_up.saturating_sub(self.given_up_counted));
         self.given_up_counted = given_up;
-        (summary.lines, summary.more)
+        Polled {
+            lines: summary.lines,
+            more: summary.more,
+            skipped: summary.skipped,
+        }
     }
 }
 
@@ -764,14 +812,15 @@ impl Emitter<'_> {
             chunk.charge += unused;
         }
         let charge = chunk.charge;
-        let Some(in_use) = self.memory.acquire(charge) else {
+        let tenant = Arc::clone(&chunk.tenant);
+        let Some(in_use) = self.memory.acquire(&tenant, charge) else {
             return; // shutting down: the lines stay unacknowledged for the next start
         };
         self.telemetry
             .memory_peak
             .fetch_max(in_use as u64, Ordering::Relaxed);
         if !send_unless_stopped(self.tx, chunk, self.stop) {
-            self.memory.release(charge);
+            self.memory.release(&tenant, charge);
         }
     }
 }
@@ -902,7 +951,7 @@ impl TenantLanes {
         if self.mode == Mode::DryRun {
             print_entries(&batch);
             // Nothing moves the positions; only the memory is given back.
-            self.done.memory.release(batch.charged);
+            self.done.memory.release(&batch.tenant, batch.charged);
             return;
         }
         {
@@ -1193,7 +1242,7 @@ struct Completion {
 
 impl Completion {
     fn complete(&self, batch: &Batch) {
-        self.memory.release(batch.charged);
+        self.memory.release(&batch.tenant, batch.charged);
         let moved = self.acks.lock().expect("acks lock").accept(batch.id);
         let mut positions = self.positions.lock().expect("positions lock");
         for (file, offset) in moved {
@@ -1286,10 +1335,16 @@ async fn checkpoint_loop(
 /// One bound over what is in flight: every entry read and not yet accepted by Loki, the
 /// read buffers that hold partial lines, and the encoded request bodies. At the bound the
 /// reader waits: the files are the buffer.
+///
+/// With several tenants, no tenant's entries may hold more than half the bound
+/// ([`tenant_room`](Self::tenant_room)): the reader leaves that tenant's files alone until
+/// Loki takes some, so a tenant Loki throttles cannot fill the bound and stop the others.
 pub struct MemoryBudget {
     state: Mutex<InFlight>,
     freed: Condvar,
     max: usize,
+    /// The most one tenant's entries may hold: the bound with one tenant, half with more.
+    tenant_share: usize,
     /// `tailrace_memory_in_flight_bytes`, kept equal to the total.
     gauge: prometheus_client::metrics::gauge::Gauge,
 }
@@ -1297,6 +1352,8 @@ pub struct MemoryBudget {
 #[derive(Default)]
 struct InFlight {
     entries: usize,
+    /// `entries`, per tenant.
+    by_tenant: HashMap<Arc<str>, usize>,
     buffers: usize,
     bodies: usize,
     closed: bool,
@@ -1315,14 +1372,22 @@ impl MemoryBudget {
             state: Mutex::new(InFlight::default()),
             freed: Condvar::new(),
             max,
+            tenant_share: max,
             gauge,
         }
     }
 
-    /// Takes `n` bytes for an entry, waiting while that would pass the bound (when no entry
-    /// is in flight one is let through whatever its size, so buffers and bodies alone can
-    /// never stop the pipeline), and returns the bytes now in use. `None` when closed.
-    pub fn acquire(&self, n: usize) -> Option<usize> {
+    /// Lines go to `tenants` tenants: with more than one, each may hold half the bound.
+    pub fn with_tenants(mut self, tenants: usize) -> Self {
+        self.tenant_share = if tenants > 1 { self.max / 2 } else { self.max };
+        self
+    }
+
+    /// Takes `n` bytes for an entry of `tenant`, waiting while that would pass the bound
+    /// (when no entry is in flight one is let through whatever its size, so buffers and
+    /// bodies alone can never stop the pipeline), and returns the bytes now in use. `None`
+    /// when closed.
+    pub fn acquire(&self, tenant: &Arc<str>, n: usize) -> Option<usize> {
         let mut st = self.state.lock().expect("memory lock");
         while st.entries > 0 && st.total() + n > self.max && !st.closed {
             st = self.freed.wait(st).expect("memory lock");
@@ -1331,13 +1396,36 @@ impl MemoryBudget {
             return None;
         }
         st.entries += n;
+        match st.by_tenant.get_mut(&**tenant) {
+            Some(held) => *held += n,
+            None => {
+                st.by_tenant.insert(Arc::clone(tenant), n);
+            }
+        }
         self.gauge.set(st.total() as i64);
         Some(st.total())
     }
 
-    /// Gives back an entry's bytes (Loki accepted it).
-    pub fn release(&self, n: usize) {
-        self.update(|st| st.entries = st.entries.saturating_sub(n));
+    /// Gives back bytes of `tenant`'s entries (Loki accepted them, or they were given up).
+    pub fn release(&self, tenant: &str, n: usize) {
+        self.update(|st| {
+            st.entries = st.entries.saturating_sub(n);
+            if let Some(held) = st.by_tenant.get_mut(tenant) {
+                *held = held.saturating_sub(n);
+            }
+        });
+    }
+
+    /// How many more bytes `tenant`'s entries may take before it holds its share.
+    pub fn tenant_room(&self, tenant: &str) -> usize {
+        let st = self.state.lock().expect("memory lock");
+        let held = st.by_tenant.get(tenant).copied().unwrap_or(0);
+        self.tenant_share.saturating_sub(held)
+    }
+
+    /// Whether a tenant's share can be reached at all (several tenants).
+    pub fn shared(&self) -> bool {
+        self.tenant_share < self.max
     }
 
     /// The read buffers now hold `n` bytes (set by the reader after each poll).
@@ -1407,34 +1495,58 @@ mod tests {
     #[test]
     fn memory_budget_blocks_at_the_bound_and_lets_one_big_entry_through() {
         let m = Arc::new(MemoryBudget::new(100, Default::default()));
-        assert_eq!(m.acquire(500), Some(500), "alone, a big entry passes");
-        let m2 = Arc::clone(&m);
-        let waiter = std::thread::spawn(move || m2.acquire(10));
+        let t: Arc<str> = Arc::from("");
+        assert_eq!(m.acquire(&t, 500), Some(500), "alone, a big entry passes");
+        let (m2, t2) = (Arc::clone(&m), Arc::clone(&t));
+        let waiter = std::thread::spawn(move || m2.acquire(&t2, 10));
         std::thread::sleep(Duration::from_millis(50));
         assert!(!waiter.is_finished(), "must wait for room");
-        m.release(500);
+        m.release(&t, 500);
         assert_eq!(waiter.join().unwrap(), Some(10));
         assert_eq!(m.in_use(), 10);
         m.close();
-        assert_eq!(m.acquire(1000), None);
+        assert_eq!(m.acquire(&t, 1000), None);
     }
 
     #[test]
     fn buffers_and_bodies_count_against_the_bound() {
         let m = Arc::new(MemoryBudget::new(100, Default::default()));
-        assert_eq!(m.acquire(10), Some(10));
+        let t: Arc<str> = Arc::from("");
+        assert_eq!(m.acquire(&t, 10), Some(10));
         m.set_buffers(50);
         m.hold_body(30);
         assert_eq!(m.in_use(), 90);
-        let m2 = Arc::clone(&m);
-        let waiter = std::thread::spawn(move || m2.acquire(20));
+        let (m2, t2) = (Arc::clone(&m), Arc::clone(&t));
+        let waiter = std::thread::spawn(move || m2.acquire(&t2, 20));
         std::thread::sleep(Duration::from_millis(50));
         assert!(!waiter.is_finished(), "10 + 50 + 30 + 20 is over 100");
         m.release_body(30);
         assert_eq!(waiter.join().unwrap(), Some(80));
         // With no entry in flight, one passes even when buffers alone fill the bound.
-        m.release(30);
+        m.release(&t, 30);
         m.set_buffers(500);
-        assert_eq!(m.acquire(5), Some(505));
+        assert_eq!(m.acquire(&t, 5), Some(505));
+    }
+
+    #[test]
+    fn a_tenant_holds_at_most_half_the_bound_when_there_are_several() {
+        let one = MemoryBudget::new(100, Default::default()).with_tenants(1);
+        assert!(!one.shared());
+        let m = MemoryBudget::new(100, Default::default()).with_tenants(2);
+        assert!(m.shared());
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        assert_eq!(m.tenant_room("a"), 50);
+        m.acquire(&a, 45);
+        assert_eq!((m.tenant_room("a"), m.tenant_room("b")), (5, 50));
+        m.acquire(&a, 10);
+        assert_eq!(
+            m.tenant_room("a"),
+            0,
+            "over its share: no room, not an underflow"
+        );
+        m.acquire(&b, 20);
+        m.release("a", 55);
+        assert_eq!((m.tenant_room("a"), m.tenant_room("b")), (50, 30));
+        assert_eq!(m.in_use(), 20);
     }
 }

@@ -171,59 +171,122 @@ fn a_throttled_stream_does_not_hold_back_the_others() {
     assert_eq!(count("noisy"), noisy_total);
 }
 
+/// Two tenants: "slow", which Loki holds to 8 KiB/s, and "fast", each with a directory of
+/// plain files; `extra` is added to the configuration.
+struct TwoTenants {
+    loki: LokiDouble,
+    shipper: RunningShipper,
+    slow: std::path::PathBuf,
+    fast: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TwoTenants {
+    fn start(extra: &str) -> Self {
+        let slow_limits = loki_double::Limits {
+            // The burst is above the batch size, so each batch gets in after its wait.
+            ingestion_rate_bytes_per_second: 8 * 1024,
+            ingestion_burst_bytes: 80 * 1024,
+            ..loki_double::Limits::default()
+        };
+        let loki = LokiDouble::builder()
+            .tenant_limits("slow", slow_limits)
+            .start();
+        let dir = tempfile::tempdir().unwrap();
+        let (slow, fast) = (dir.path().join("slow"), dir.path().join("fast"));
+        std::fs::create_dir_all(&slow).unwrap();
+        std::fs::create_dir_all(&fast).unwrap();
+        let yaml = format!(
+            "loki:\n  url: {}\n  tenant: fast\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\nshutdown_timeout: 1s\npositions:\n  path: {}\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n    tenant: slow\n  - paths: [\"{}/*.log\"]\n    format: plain\n{extra}",
+            loki.url(),
+            dir.path().join("positions.json").display(),
+            slow.display(),
+            fast.display()
+        );
+        let shipper = RunningShipper::start(&yaml);
+        Self {
+            loki,
+            shipper,
+            slow,
+            fast,
+            _dir: dir,
+        }
+    }
+
+    /// Writes `slow_bursts` bursts of 5,000 lines (about 850 KB each) for the slow tenant,
+    /// then 2 s of lines for the fast one, and waits up to `wait` for all the fast lines.
+    /// Returns the lines written for each, and what of the slow tenant's had arrived then.
+    fn slow_then_fast(&self, slow_bursts: u64, wait: Duration) -> (u64, u64, u64) {
+        let burst_every = Duration::from_secs(2);
+        let slow_writer = LineWriter::start(&self.slow.join("app.log"), 5000, burst_every);
+        std::thread::sleep(burst_every * (slow_bursts as u32 - 1) + Duration::from_secs(1));
+        let slow_total = slow_writer.stop();
+        let fast_writer =
+            LineWriter::start(&self.fast.join("app.log"), 5, Duration::from_millis(100));
+        std::thread::sleep(Duration::from_secs(2));
+        let fast_total = fast_writer.stop();
+        let deadline = std::time::Instant::now() + wait;
+        while self.loki.entry_count_of("fast") < fast_total && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(tailrace_e2e::POLL);
+        }
+        (slow_total, fast_total, self.loki.entry_count_of("slow"))
+    }
+
+    /// Graceful shutdown, which must succeed.
+    fn stop(self) {
+        self.shipper.stop().unwrap();
+    }
+
+    /// Every fast line arrived, once.
+    fn assert_fast_all_in(&self, fast_total: u64) {
+        assert_eq!(
+            self.loki.entry_count_of("fast"),
+            fast_total,
+            "the other tenant's lines went through while the slow one's waited"
+        );
+        let (fast_seqs, fast_stored) = stored_seqs(&self.loki.entries_of("fast"));
+        assert_eq!(
+            (fast_seqs.len() as u64, fast_stored as u64),
+            (fast_total, fast_total)
+        );
+    }
+}
+
 /// A tenant over its ingestion rate (a whole-request 429 for each of its pushes) does not
 /// hold back another tenant: each tenant has its own batches and its own push lane.
 #[test]
 fn a_rate_limited_tenant_does_not_hold_back_another() {
-    let slow_limits = loki_double::Limits {
-        // The burst is above the batch size, so each batch gets in after its wait.
-        ingestion_rate_bytes_per_second: 8 * 1024,
-        ingestion_burst_bytes: 80 * 1024,
-        ..loki_double::Limits::default()
-    };
-    let loki = LokiDouble::builder()
-        .tenant_limits("slow", slow_limits)
-        .start();
-    let dir = tempfile::tempdir().unwrap();
-    let (slow, fast) = (dir.path().join("slow"), dir.path().join("fast"));
-    std::fs::create_dir_all(&slow).unwrap();
-    std::fs::create_dir_all(&fast).unwrap();
-    let yaml = format!(
-        "loki:\n  url: {}\n  tenant: fast\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\nshutdown_timeout: 1s\npositions:\n  path: {}\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n    tenant: slow\n  - paths: [\"{}/*.log\"]\n    format: plain\n",
-        loki.url(),
-        dir.path().join("positions.json").display(),
-        slow.display(),
-        fast.display()
-    );
-    let shipper = RunningShipper::start(&yaml);
-    // About 600 KiB at once for the slow tenant: over a minute at its rate.
-    let slow_writer = LineWriter::start(&slow.join("app.log"), 5000, Duration::from_secs(3));
-    std::thread::sleep(Duration::from_secs(1));
-    let slow_total = slow_writer.stop();
-    let fast_writer = LineWriter::start(&fast.join("app.log"), 5, Duration::from_millis(100));
-    std::thread::sleep(Duration::from_secs(2));
-    let fast_total = fast_writer.stop();
-
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while loki.entry_count_of("fast") < fast_total && std::time::Instant::now() < deadline {
-        std::thread::sleep(tailrace_e2e::POLL);
-    }
-    let slow_then = loki.entry_count_of("slow");
-    assert_eq!(
-        loki.entry_count_of("fast"),
-        fast_total,
-        "the other tenant went through"
-    );
+    let t = TwoTenants::start("");
+    // About 850 KB at once for the slow tenant: over a minute at its rate.
+    let (slow_total, fast_total, slow_then) = t.slow_then_fast(1, Duration::from_secs(20));
+    t.assert_fast_all_in(fast_total);
     assert!(
         slow_then < slow_total,
         "the slow tenant was still held to its rate ({slow_then} of {slow_total})"
     );
     assert!(slow_then > 0, "the slow tenant got its burst in");
-    assert!(loki.requests().count(429) > 0);
-    let (fast_seqs, fast_stored) = stored_seqs(&loki.entries_of("fast"));
-    assert_eq!(
-        (fast_seqs.len() as u64, fast_stored as u64),
-        (fast_total, fast_total)
+    assert!(t.loki.requests().count(429) > 0);
+    t.stop();
+}
+
+/// A throttled tenant's backlog larger than `limits.memory` does not stop the reading of
+/// another tenant's files: with several tenants, none holds more than half the bound, and
+/// the reader leaves that tenant's files alone until Loki takes some of its lines. With one
+/// bound for all, the throttled backlog fills it, the reader waits on it, and the other
+/// tenant's new lines wait minutes (the first assertion fails).
+#[test]
+fn a_throttled_tenant_cannot_fill_the_memory_bound_for_the_others() {
+    let t = TwoTenants::start("limits:\n  memory: 1MiB\n");
+    // About 1.7 MB for the slow tenant, over the whole bound: minutes at its rate.
+    let (slow_total, fast_total, slow_then) = t.slow_then_fast(2, Duration::from_secs(30));
+    t.assert_fast_all_in(fast_total);
+    assert!(
+        slow_then < slow_total / 2,
+        "the slow tenant was still held back by its rate ({slow_then} of {slow_total})"
     );
-    shipper.stop().unwrap();
+    let peak = t.shipper.telemetry.memory_peak.load(Ordering::Relaxed);
+    let bound = t.shipper.telemetry.metrics.memory_bound.get() as u64;
+    assert!(peak <= bound, "memory peak {peak} over the bound {bound}");
+    t.stop();
 }

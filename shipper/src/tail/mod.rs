@@ -165,6 +165,8 @@ pub struct PollSummary {
     pub bytes: u64,
     /// A path stopped at its budget with more to read: poll again without waiting.
     pub more: bool,
+    /// A path was left alone (its budget was 0): poll again soon.
+    pub skipped: bool,
     /// Paths that could not be polled this time, and why. The others were polled.
     pub errors: Vec<(PathBuf, io::Error)>,
 }
@@ -422,8 +424,25 @@ impl Tailer {
         budget: usize,
         sink: &mut impl FnMut(&FileKey, Line<'_>),
     ) -> PollSummary {
+        self.poll_each(now, &mut |_| budget, sink)
+    }
+
+    /// [`poll_at`](Self::poll_at) with a budget for each path, asked just before the path
+    /// is read: `0` leaves the path alone this time (not even looked at), as for a tenant
+    /// holding its share of the memory bound.
+    pub fn poll_each(
+        &mut self,
+        now: Instant,
+        budget_of: &mut impl FnMut(&Path) -> usize,
+        sink: &mut impl FnMut(&FileKey, Line<'_>),
+    ) -> PollSummary {
         let mut summary = PollSummary::default();
         for (path, stream) in &mut self.streams {
+            let budget = budget_of(path);
+            if budget == 0 {
+                summary.skipped = true;
+                continue;
+            }
             if let Err(e) = stream.poll(
                 &self.config,
                 &self.opener,
