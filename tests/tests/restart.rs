@@ -146,10 +146,17 @@ fn ten_kills_during_rotations_lose_and_duplicate_nothing() {
             .cloned()
             .collect();
         let (seqs, stored) = stored_seqs(&mine);
+        // Which lines, to tell a loss (and where: near a rotation, a kill) from a wait that
+        // ran out.
+        let missing: Vec<u64> = (0..*expected)
+            .filter(|s| !seqs.contains(s))
+            .take(20)
+            .collect();
         assert_eq!(
             (seqs.len() as u64, stored as u64),
             (*expected, *expected),
-            "writer {i} ({}): every line once ({} of {total} arrived in all)",
+            "writer {i} ({}): every line once ({} of {total} arrived in all, all in time: \
+             {arrived}); first missing seqs {missing:?}",
             if i < 2 { "rename" } else { "copytruncate" },
             loki.entry_count()
         );
