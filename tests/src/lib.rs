@@ -261,6 +261,21 @@ pub fn stored_seqs(
     (seqs, entries.len())
 }
 
+/// Sends signal `name` (`TERM`, `HUP`, ...) to process `pid` with `kill`.
+pub fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// SIGTERM to `child` (a graceful shutdown), and its exit status.
+pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    signal(child.id(), "TERM");
+    child.wait().expect("wait")
+}
+
 /// Polls `done` until it holds or `limit` passes; returns whether it holds. A bound on a
 /// wait, never a timing assertion.
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {

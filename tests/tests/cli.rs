@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use loki_double::LokiDouble;
-use tailrace_e2e::{LineWriter, RunningShipper, wait_until};
+use tailrace_e2e::{LineWriter, RunningShipper, signal, wait_until};
 
 fn tailrace(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
@@ -16,14 +16,6 @@ fn tailrace(args: &[&str]) -> Output {
         .env("LOG_LEVEL", "warn")
         .output()
         .expect("run tailrace")
-}
-
-fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 fn free_port() -> u16 {

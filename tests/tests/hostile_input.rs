@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use loki_double::LokiDouble;
-use tailrace_e2e::{RunningShipper, http_get, wait_until};
+use tailrace_e2e::{RunningShipper, http_get, terminate, wait_until};
 
 fn append(path: &Path, bytes: &[u8]) {
     std::fs::OpenOptions::new()
@@ -290,9 +290,5 @@ fn an_unreadable_file_is_said_once_and_read_when_allowed() {
         "the file was not read once readable:\n{}",
         stderr()
     );
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(terminate(&mut child).success());
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use loki_double::LokiDouble;
-use tailrace_e2e::{LineWriter, stored_seqs};
+use tailrace_e2e::{LineWriter, stored_seqs, terminate};
 
 fn start_tailrace(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
@@ -17,15 +17,6 @@ fn start_tailrace(config: &Path) -> Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start tailrace")
-}
-
-fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    child.wait().expect("wait")
 }
 
 /// A temp dir with `logs/`, a Loki double, and a configuration tailing `logs/*.log` that
@@ -66,7 +57,7 @@ fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
             child.kill().expect("SIGKILL");
             child.wait().unwrap();
         } else {
-            let status = sigterm(&mut child);
+            let status = terminate(&mut child);
             assert!(status.success(), "graceful shutdown exits 0: {status:?}");
         }
     }
@@ -74,7 +65,7 @@ fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
 
     let mut child = start_tailrace(&config);
     let arrived = loki.wait_for_entries(total, Duration::from_secs(60));
-    let status = sigterm(&mut child);
+    let status = terminate(&mut child);
     assert!(status.success());
     assert!(arrived, "{} of {total} lines arrived", loki.entry_count());
 
@@ -135,7 +126,7 @@ fn ten_kills_during_rotations_lose_and_duplicate_nothing() {
     let mut child = start_tailrace(&config);
     let arrived = loki.wait_for_entries(total, Duration::from_secs(90));
     std::thread::sleep(Duration::from_millis(500)); // anything sent twice arrives too
-    let status = sigterm(&mut child);
+    let status = terminate(&mut child);
     assert!(status.success());
     let entries = loki.entries();
     for (i, expected) in totals.iter().enumerate() {

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loki_double::LokiDouble;
-use tailrace_e2e::{LineWriter, Rotation};
+use tailrace_e2e::{LineWriter, Rotation, terminate};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -143,11 +143,7 @@ fn soak() {
     let drained = loki.wait_for_entries(written, Duration::from_secs(600));
     let rss_end = rss_kib(&child);
     let cpu = cpu_secs(&child);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
+    let status = terminate(&mut child);
     let stored = loki.entry_count();
     let requests = loki.requests();
     println!(
