@@ -179,8 +179,8 @@ mod tests {
     use proptest::prelude::*;
     use std::path::PathBuf;
 
-    fn shared() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+    fn testdata() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/testdata")
     }
 
     #[test]
@@ -209,7 +209,7 @@ mod tests {
     fn docker_labels_come_from_config_v2() {
         let dir = tempfile::tempdir().unwrap();
         let id = "3f4e8a1b9c2d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
-        let src = shared().join("docker/containers").join(id);
+        let src = testdata().join("docker/containers").join(id);
         let dst = dir.path().join("containers").join(id);
         std::fs::create_dir_all(&dst).unwrap();
         std::fs::copy(src.join("config.v2.json"), dst.join("config.v2.json")).unwrap();

@@ -78,13 +78,13 @@ impl Drop for RunningShipper {
     }
 }
 
-/// `../shared/testdata` beside the repository.
-pub fn shared_testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata")
+/// The sample files kept in the repository (`tests/testdata`, see its README).
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
 /// Copies a directory tree (symlinks kept as symlinks), so tests never write into
-/// `../shared`.
+/// the repository.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create dir");
     for entry in std::fs::read_dir(from).expect("read dir") {
@@ -98,7 +98,7 @@ pub fn copy_tree(from: &Path, to: &Path) {
             copy_tree(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), &target).expect("copy");
-            // The shared files are read-only; the copies must be writable to append.
+            // The copies must be writable to append, whatever the originals allow.
             let mut perms = std::fs::metadata(&target).expect("meta").permissions();
             #[allow(clippy::permissions_set_readonly_false)]
             perms.set_readonly(false);
@@ -107,11 +107,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Copies the shared samples into `to` and restores kubelet's symlinks: the shared copy of
+/// Copies the samples into `to` and restores kubelet's symlinks: the stored copy of
 /// `kubernetes/var/log/containers/<pod>_<ns>_<container>-<id>.log` is stored as a small
 /// file holding the link's target (`../pods/...`), as archives that drop symlinks do.
 pub fn copy_samples(to: &Path) {
-    copy_tree(&shared_testdata(), to);
+    copy_tree(&testdata(), to);
     let links = to.join("kubernetes/var/log/containers");
     for entry in std::fs::read_dir(&links).expect("read containers dir") {
         let path = entry.expect("entry").path();

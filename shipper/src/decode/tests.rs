@@ -1,7 +1,6 @@
-//! The decoders against the shared sample files and against broken input.
+//! The decoders against the sample files (`tests/testdata`) and against broken input.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
@@ -15,38 +14,15 @@ const DOCKER_LOG: &str = "docker/containers/3f4e8a1b9c2d7e6f5a4b3c2d1e0f9a8b7c6d
 const CRI_DIR: &str =
     "kubernetes/var/log/pods/shop_api-7d9f8c6b5-x2k4q_5d1c7b2e-8a4f-4e3b-9c6d-2f1e0a9b8c7d/api";
 
-/// The shared test data: `$TAILRACE_TESTDATA`, else `shared/testdata` beside the repository
-/// (where CI puts it), found from the crate or from this source file.
+/// The sample files, kept in the repository (`tests/testdata`, see its README).
 fn testdata_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("TAILRACE_TESTDATA") {
-        return dir.into();
-    }
-    let from_crate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata");
-    let from_source = Path::new(file!())
-        .ancestors()
-        .nth(5)
-        .map(|root| root.join("shared/testdata"));
-    [Some(from_crate), from_source]
-        .into_iter()
-        .flatten()
-        .find(|dir| dir.join("README.md").is_file())
-        .expect("shared/testdata not found beside the repository; set TAILRACE_TESTDATA")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/testdata")
 }
 
-/// A sample file's bytes, read from a private copy (the shared folder is read-only).
+/// A sample file's bytes.
 fn sample(relative: &str) -> Vec<u8> {
-    static COPIES: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tailrace-decode-{}-{}",
-        std::process::id(),
-        COPIES.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let copy = dir.join("sample.log");
-    std::fs::copy(testdata_dir().join(relative), &copy).unwrap();
-    let bytes = std::fs::read(&copy).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    bytes
+    let path = testdata_dir().join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The lines as the tailer hands them over: split on `\n`, without it.
