@@ -34,6 +34,9 @@ pub struct Batch {
     /// [`Batcher::push_sized`]): released when the batch is done with.
     pub charged: usize,
     pub entries: usize,
+    /// The positions' promise generation a push of it waits for (see `positions_sync.rs`);
+    /// set when it is handed to its lane.
+    pub generation: u64,
 }
 
 /// Accumulates one tenant's entries.
@@ -137,18 +140,32 @@ impl Batcher {
         self.entries += 1;
         self.oldest.get_or_insert(now);
         if let Some((file, end)) = source {
-            // Lines come in runs per file: look at the latest segment first.
-            match self
-                .segments
-                .iter_mut()
-                .rev()
-                .find(|(f, _)| same_file(f, file))
-            {
-                Some((_, e)) => *e = (*e).max(end),
-                None => self.segments.push((file.clone(), end)),
-            }
+            self.cover(file, end);
         }
         cut
+    }
+
+    /// A line of `file` ending at `end` that is not sent (Loki has it already): the batch
+    /// holds its position back like its entries' and releases its `charge` with them, so
+    /// the position moves past it only in order with the lines before it.
+    pub fn skip(&mut self, file: &FileKey, end: u64, charge: usize, now: Instant) {
+        self.cover(file, end);
+        self.charged += charge;
+        self.oldest.get_or_insert(now);
+    }
+
+    /// The batch's segment of `file` reaches to `end`.
+    fn cover(&mut self, file: &FileKey, end: u64) {
+        // Lines come in runs per file: look at the latest segment first.
+        match self
+            .segments
+            .iter_mut()
+            .rev()
+            .find(|(f, _)| same_file(f, file))
+        {
+            Some((_, e)) => *e = (*e).max(end),
+            None => self.segments.push((file.clone(), end)),
+        }
     }
 
     /// The batch, when it is full or its oldest entry has waited `max_wait`.
@@ -170,7 +187,7 @@ impl Batcher {
 
     /// Cuts whatever is gathered (shutdown, or a forced flush).
     pub fn take(&mut self) -> Option<Batch> {
-        if self.entries == 0 {
+        if self.is_empty() {
             return None;
         }
         // Streams that had no entry in this batch are let go (label sets come and go with
@@ -201,6 +218,7 @@ impl Batcher {
             bytes: self.bytes,
             charged: self.charged,
             entries: self.entries,
+            generation: 0,
         };
         self.bytes = 0;
         self.charged = 0;
@@ -209,8 +227,9 @@ impl Batcher {
         Some(batch)
     }
 
+    /// Nothing gathered: no entry, and no skipped line whose position waits.
     pub fn is_empty(&self) -> bool {
-        self.entries == 0
+        self.entries == 0 && self.segments.is_empty()
     }
 
     /// The slot of `labels`' stream, made if new.

@@ -7,6 +7,12 @@
 //!
 //! Promtail saves the offset of what it *read*, so a batch dropped after its retries is
 //! lost for good; here a position never passes a line Loki has not taken.
+//!
+//! Beside each offset the file keeps a promise the other way round, `sent_to`: no byte past
+//! it was ever handed to a push. It is made durable *before* a push may send those bytes
+//! (see `positions_sync.rs`), so after a crash the lines between `offset` and `sent_to` are
+//! exactly the ones Loki may hold already, and only those are checked against Loki before
+//! they are sent again (see `recovery.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
@@ -18,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::tail::{FileId, FileKey};
 
-/// The positions file format this build writes and reads.
-pub const POSITIONS_VERSION: u32 = 1;
+/// The positions file format this build writes. Version 1 (no `sent_to`) is still read.
+pub const POSITIONS_VERSION: u32 = 2;
 
 /// One file's saved position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +36,9 @@ pub struct FilePosition {
     pub id: FileId,
     /// Every byte before this offset was accepted by Loki.
     pub offset: u64,
+    /// No byte at or past this offset was ever sent (at least `offset`): after a crash, the
+    /// lines between `offset` and here may be in Loki already.
+    pub sent_to: u64,
 }
 
 /// The on-disk form of one position: plain integers, one object per file.
@@ -41,6 +50,9 @@ struct SavedPosition {
     ino: u64,
     fingerprint: u64,
     offset: u64,
+    /// Only written when above `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sent_to: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,9 +142,9 @@ impl Positions {
         }
         let file: PositionsFile =
             serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-        if file.version != POSITIONS_VERSION {
+        if !(1..=POSITIONS_VERSION).contains(&file.version) {
             return Err(format!(
-                "version {} (this build reads version {POSITIONS_VERSION})",
+                "version {} (this build reads versions 1 to {POSITIONS_VERSION})",
                 file.version
             ));
         }
@@ -149,6 +161,7 @@ impl Positions {
                     path: f.path,
                     id,
                     offset: f.offset,
+                    sent_to: f.sent_to.unwrap_or(0).max(f.offset),
                 };
                 (id, position)
             })
@@ -173,6 +186,7 @@ impl Positions {
                     ino: p.id.ino,
                     fingerprint: p.id.fingerprint,
                     offset: p.offset,
+                    sent_to: (p.sent_to > p.offset).then_some(p.sent_to),
                 })
                 .collect(),
         };
@@ -200,13 +214,37 @@ impl Positions {
 
     /// Records that everything before `offset` of this file was accepted.
     pub fn set(&mut self, path: &Path, id: FileId, offset: u64) {
+        let entry = self.entry(path, id);
+        entry.offset = offset;
+        entry.sent_to = entry.sent_to.max(offset);
+    }
+
+    /// Records that bytes of this file before `to` may be sent (never lowers it).
+    pub fn promise_sent_to(&mut self, path: &Path, id: FileId, to: u64) {
+        let entry = self.entry(path, id);
+        entry.sent_to = entry.sent_to.max(to);
+    }
+
+    /// Sets every file's `sent_to` to what was really sent, `sent(id)` (at shutdown, when
+    /// the promises made ahead are no longer needed): a file with nothing in flight keeps
+    /// none.
+    pub fn settle_sent_to(&mut self, mut sent: impl FnMut(&FileId) -> Option<u64>) {
+        for (id, p) in &mut self.files {
+            p.sent_to = sent(id).unwrap_or(0).clamp(p.offset, p.sent_to);
+        }
+    }
+
+    fn entry(&mut self, path: &Path, id: FileId) -> &mut FilePosition {
         let entry = self.files.entry(id).or_insert_with(|| FilePosition {
             path: path.to_owned(),
             id,
-            offset,
+            offset: 0,
+            sent_to: 0,
         });
-        entry.path = path.to_owned();
-        entry.offset = offset;
+        if entry.path != path {
+            entry.path = path.to_owned();
+        }
+        entry
     }
 
     /// Forgets files that are gone, so the positions file does not grow forever.

@@ -38,6 +38,9 @@ pub struct Made<'a> {
     pub entry: Entry,
     /// Label repairs made for a stream seen for the first time (to warn about once).
     pub repairs: Vec<String>,
+    /// The timestamp is the record's own (the runtime's or the line's), so reading the line
+    /// again gives the same one; not the time it was read.
+    pub own_time: bool,
 }
 
 /// How many distinct label sets one file may produce before JSON label values stop being
@@ -72,10 +75,8 @@ impl FileContext {
     pub fn make(&mut self, record: Record, read_time_ns: impl FnOnce() -> i64) -> Made<'_> {
         let fields = decode::extract_into(&record.line, &self.json_labels, &mut self.values);
         // The runtime's time wins for Docker and CRI; a plain file's JSON time for plain.
-        let timestamp_ns = record
-            .timestamp
-            .or_else(|| fields.timestamp())
-            .unwrap_or_else(read_time_ns);
+        let own_time = record.timestamp.or_else(|| fields.timestamp());
+        let timestamp_ns = own_time.unwrap_or_else(read_time_ns);
         let mut metadata = Metadata::default();
         if let Some(t) = &fields.trace_id {
             metadata.set_trace_id(Text::of(t, &record.line));
@@ -96,6 +97,7 @@ impl FileContext {
                 structured_metadata: metadata,
             },
             repairs,
+            own_time: own_time.is_some(),
         }
     }
 

@@ -11,7 +11,12 @@
 //! - [`batch`]: entries to push-sized batches per tenant, streams sorted by time.
 //! - [`encode`]: batches to protobuf+snappy or JSON+gzip bodies.
 //! - [`push`]: bodies to Loki, with retry; a 400 is final and partial.
-//! - [`checkpoint`]: positions that only move past lines Loki accepted, saved atomically.
+//! - [`checkpoint`]: positions that only move past lines Loki accepted, saved atomically,
+//!   and how far each file may have been sent.
+//! - [`positions_sync`]: writes positions soon after Loki accepts, and before a push may
+//!   send lines past what the positions file promises.
+//! - [`recovery`]: after a crash, the lines that may be in Loki already are looked up there
+//!   and not sent again.
 //! - [`pipeline`]: runs the stages together until shutdown.
 //! - [`telemetry`], [`metrics`], [`server`]: what the shipper reports about itself, and the
 //!   `/metrics`, `/healthz`, `/ready` and `/status` endpoints.
@@ -28,7 +33,9 @@ pub mod entry;
 pub mod labels;
 pub mod metrics;
 pub mod pipeline;
+pub mod positions_sync;
 pub mod push;
+pub mod recovery;
 pub mod server;
 pub mod tail;
 pub mod telemetry;

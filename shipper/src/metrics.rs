@@ -184,6 +184,13 @@ pub struct Metrics {
     pub symlinks_refused: Counter,
     /// `tailrace_last_push_success_timestamp_seconds{tenant}`.
     pub last_push_success: Family<TenantLabels, TimestampGauge>,
+    /// `tailrace_resent_entries_total`: after a crash, entries that may have been in Loki
+    /// already and were sent again unchecked (the query API was not usable, or the line had
+    /// no time of its own to find it by).
+    pub resent_entries: Counter,
+    /// `tailrace_recovered_entries_total`: after a crash, entries found in Loki already and
+    /// not sent again.
+    pub recovered_entries: Counter,
 }
 
 impl Metrics {
@@ -333,6 +340,19 @@ impl Metrics {
             last_push_success.clone(),
         );
 
+        let resent_entries = Counter::default();
+        registry.register(
+            "resent_entries",
+            "Entries sent again after a crash without knowing whether Loki had them (query API not usable, or no time of their own)",
+            resent_entries.clone(),
+        );
+        let recovered_entries = Counter::default();
+        registry.register(
+            "recovered_entries",
+            "Entries found in Loki after a crash and not sent again",
+            recovered_entries.clone(),
+        );
+
         Metrics {
             registry,
             build_info,
@@ -356,6 +376,8 @@ impl Metrics {
             given_up_bytes,
             symlinks_refused,
             last_push_success,
+            resent_entries,
+            recovered_entries,
         }
     }
 
@@ -450,6 +472,8 @@ mod tests {
             ("tailrace_given_up_bytes", "counter"),
             ("tailrace_symlinks_refused", "counter"),
             ("tailrace_last_push_success_timestamp_seconds", "gauge"),
+            ("tailrace_resent_entries", "counter"),
+            ("tailrace_recovered_entries", "counter"),
         ];
         for (name, kind) in expected {
             let type_line = format!("# TYPE {name} {kind}\n");

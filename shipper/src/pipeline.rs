@@ -30,7 +30,9 @@ use crate::encode::{self, Encoder, Entry, Stream};
 use crate::entry::FileContext;
 use crate::labels::{LabelSet, labels_from_path};
 use crate::metrics::DropReason;
+use crate::positions_sync::PositionsSync;
 use crate::push::{Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome};
+use crate::recovery::{Candidate, Recovery};
 use crate::server::{FileStatus, Server};
 use crate::tail::{FileId, FileKey, Tailer, TailerConfig};
 use crate::telemetry::Telemetry;
@@ -98,6 +100,8 @@ struct ChunkEntry {
     size: usize,
     /// What the memory bound is charged for it (see [`memory_charge`]).
     charge: usize,
+    /// Its timestamp is the record's own (found again when the line is read again).
+    own_time: bool,
     /// The entry without its line.
     entry: Entry,
 }
@@ -133,7 +137,7 @@ pub async fn run_with(
         tracing::error!(error = %problem, "positions file");
     }
     telemetry.health.set_positions_loaded();
-    let positions = Arc::new(Mutex::new(positions));
+    let sync = PositionsSync::new(positions);
     let metrics = &telemetry.metrics;
     metrics.memory_bound.set(config.limits.memory.0 as i64);
     let tenant_count = (0..config.inputs.len())
@@ -151,6 +155,17 @@ pub async fn run_with(
     let client = PushClient::new(&push_config(&config))
         .map_err(|e| PipelineError::Push(e.to_string()))?
         .with_observer(Arc::clone(&telemetry) as Arc<dyn PushObserver>);
+    // A dry run sends nothing, so it has nothing to look up.
+    let recovery = (mode == Mode::Ship)
+        .then(|| {
+            Recovery::new(
+                &sync.snapshot(),
+                client.clone(),
+                &config.loki.query_url(),
+                Arc::clone(&telemetry),
+            )
+        })
+        .flatten();
     let (server_stop_tx, server_stop_rx) = watch::channel(false);
     let server = match mode {
         Mode::Ship => {
@@ -173,7 +188,7 @@ pub async fn run_with(
 
     let reader = {
         let config = config.clone();
-        let positions = positions.lock().expect("positions lock").clone();
+        let positions = sync.snapshot();
         let memory = Arc::clone(&memory);
         let stop = Arc::clone(&stop_reading);
         let telemetry = Arc::clone(&telemetry);
@@ -195,7 +210,7 @@ pub async fn run_with(
         stop: push_stop_rx,
         done: Completion {
             acks: Arc::clone(&acks),
-            positions: Arc::clone(&positions),
+            sync: Arc::clone(&sync),
             memory: Arc::clone(&memory),
             telemetry: Arc::clone(&telemetry),
         },
@@ -209,11 +224,11 @@ pub async fn run_with(
             max_bytes: config.loki.batch.max_bytes.0 as usize,
             max_wait: config.loki.batch.max_wait.0,
         },
+        recovery,
         lanes,
     ));
     let checkpointer = (mode == Mode::Ship).then(|| {
-        tokio::spawn(checkpoint_loop(
-            Arc::clone(&positions),
+        tokio::spawn(Arc::clone(&sync).run(
             positions_path.clone(),
             config.positions.sync_interval.0,
             shutdown.clone(),
@@ -249,11 +264,8 @@ pub async fn run_with(
     if mode == Mode::DryRun {
         return Ok(());
     }
-    let saved = positions
-        .lock()
-        .expect("positions lock")
-        .save(&positions_path);
-    saved.map_err(|e| PipelineError::Positions(e.to_string()))
+    sync.save_final(&positions_path)
+        .map_err(|e| PipelineError::Positions(e.to_string()))
 }
 
 /// The push client's settings from the `loki` section (for `loki.tenant`; other tenants
@@ -790,6 +802,7 @@ impl Emitter<'_> {
             range: start..chunk.text.len(),
             size,
             charge,
+            own_time: made.own_time,
             entry,
         });
         chunk.charge += charge;
@@ -860,9 +873,22 @@ struct BatchSettings {
     max_wait: Duration,
 }
 
+impl BatchSettings {
+    /// How far past the reading a file's `sent_to` is promised: one write of the positions
+    /// covers a few batches of it, so a push rarely waits for one.
+    fn promise_ahead(&self) -> u64 {
+        2 * self.max_bytes as u64
+    }
+}
+
 /// Gathers items into one batcher per tenant and hands each batch to its tenant's lane.
 /// Ends when the reader is gone, after the last batches and their lanes are done.
-async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut lanes: TenantLanes) {
+async fn batch_loop(
+    mut rx: mpsc::Receiver<Item>,
+    settings: BatchSettings,
+    mut recovery: Option<Recovery>,
+    mut lanes: TenantLanes,
+) {
     let mut batchers: HashMap<Arc<str>, Batcher> = HashMap::new();
     loop {
         let deadline = batchers.values().filter_map(Batcher::deadline).min();
@@ -884,9 +910,28 @@ async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut l
         let batcher = batchers
             .entry(Arc::clone(&item.tenant))
             .or_insert_with(|| Batcher::new(&*item.tenant, settings.max_bytes, settings.max_wait));
+        if lanes.mode == Mode::Ship
+            && let Some(last) = item.entries.last()
+        {
+            lanes
+                .done
+                .sync
+                .promise(&item.file, last.end, settings.promise_ahead());
+        }
+        let stored = match recovery.as_mut() {
+            Some(r) => already_in_loki(r, &item, &lanes.stop).await,
+            None => Vec::new(),
+        };
+        if recovery.as_ref().is_some_and(Recovery::is_done) {
+            recovery = None;
+        }
         let now = Instant::now();
         let text = Arc::new(item.text);
-        for e in item.entries {
+        for (i, e) in item.entries.into_iter().enumerate() {
+            if stored.get(i).copied().unwrap_or(false) {
+                batcher.skip(&item.file, e.end, e.charge, now);
+                continue;
+            }
             let mut entry = e.entry;
             // The ranges were taken as the lines were appended: always on boundaries.
             entry.line = encode::Line::shared(&text, e.range);
@@ -906,6 +951,35 @@ async fn batch_loop(mut rx: mpsc::Receiver<Item>, settings: BatchSettings, mut l
         }
     }
     lanes.finish().await;
+}
+
+/// After a crash, which of `item`'s entries Loki holds already (by index; empty when none
+/// of them may have been sent).
+async fn already_in_loki(
+    recovery: &mut Recovery,
+    item: &Item,
+    stop: &watch::Receiver<bool>,
+) -> Vec<bool> {
+    let Some(sent_to) = recovery.suspect_to(&item.file) else {
+        return Vec::new();
+    };
+    let suspect = item.entries.partition_point(|e| e.end <= sent_to);
+    if item.entries.last().is_some_and(|e| e.end >= sent_to) {
+        recovery.done_with(&item.file);
+    }
+    let candidates: Vec<Candidate<'_>> = item.entries[..suspect]
+        .iter()
+        .map(|e| Candidate {
+            labels: &item.labels[e.labels],
+            timestamp_ns: e.entry.timestamp_ns,
+            line: &item.text[e.range.clone()],
+            own_time: e.own_time,
+        })
+        .collect();
+    let filename = item.file.path.display().to_string();
+    recovery
+        .stored(&item.tenant, &filename, &candidates, stop)
+        .await
 }
 
 /// One push lane per tenant, so that a tenant that cannot be sent to (its ingestion rate,
@@ -944,7 +1018,7 @@ struct LaneState {
 }
 
 impl TenantLanes {
-    async fn dispatch(&mut self, batch: Batch) {
+    async fn dispatch(&mut self, mut batch: Batch) {
         let metrics = &self.done.telemetry.metrics;
         metrics.batch_entries.observe(batch.entries as f64);
         metrics.batch_bytes.observe(batch.bytes as f64);
@@ -960,6 +1034,12 @@ impl TenantLanes {
                 acks.add(file.clone(), batch.id, *end);
             }
         }
+        if batch.streams.is_empty() {
+            // Only lines Loki had already (after a crash): nothing to send.
+            self.done.complete(&batch);
+            return;
+        }
+        batch.generation = self.done.sync.generation();
         let lane = match self.senders.get(&batch.tenant) {
             Some(lane) => lane,
             None => {
@@ -1082,6 +1162,12 @@ impl TenantPusher {
         while let Some(mut batch) = rx.recv().await {
             lane.queued.fetch_sub(1, Ordering::SeqCst);
             lane.taken.notify_waiters();
+            // Nothing is sent past what the positions file on disk says may have been.
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                () = self.done.sync.wait_durable(batch.generation) => {}
+                _ = stop.wait_for(|s| *s) => continue,
+            }
             let streams = std::mem::take(&mut batch.streams);
             let attempt = self.first_attempt(streams).await;
             let failed = matches!(attempt, FirstAttempt::Retry(_));
@@ -1235,7 +1321,7 @@ impl Drop for HeldBody {
 #[derive(Clone)]
 struct Completion {
     acks: Arc<Mutex<AckTracker>>,
-    positions: Arc<Mutex<Positions>>,
+    sync: Arc<PositionsSync>,
     memory: Arc<MemoryBudget>,
     telemetry: Arc<Telemetry>,
 }
@@ -1244,10 +1330,7 @@ impl Completion {
     fn complete(&self, batch: &Batch) {
         self.memory.release(&batch.tenant, batch.charged);
         let moved = self.acks.lock().expect("acks lock").accept(batch.id);
-        let mut positions = self.positions.lock().expect("positions lock");
-        for (file, offset) in moved {
-            positions.set(&file.path, file.id, offset);
-        }
+        self.sync.accepted(moved);
     }
 }
 
@@ -1293,43 +1376,6 @@ fn split_streams(streams: Vec<Stream>) -> (Vec<Stream>, Vec<Stream>) {
         }
     }
     (first, second)
-}
-
-async fn checkpoint_loop(
-    positions: Arc<Mutex<Positions>>,
-    path: PathBuf,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-    telemetry: Arc<Telemetry>,
-) {
-    let mut last_saved: Option<Positions> = None;
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        let current = {
-            let mut positions = positions.lock().expect("positions lock");
-            positions.prune_missing();
-            positions.clone()
-        };
-        if last_saved.as_ref() == Some(&current) {
-            continue;
-        }
-        match current.save(&path) {
-            Ok(()) => {
-                telemetry.metrics.positions_writes.inc();
-                telemetry.health.set_positions_error(None);
-                last_saved = Some(current);
-            }
-            Err(e) => {
-                telemetry.metrics.positions_write_failures.inc();
-                telemetry.health.set_positions_error(Some(e.to_string()));
-                tracing::error!(error = %e, "positions not saved; retrying at the next interval");
-            }
-        }
-    }
 }
 
 /// One bound over what is in flight: every entry read and not yet accepted by Loki, the

@@ -619,6 +619,39 @@ impl PushClient {
         self.backoff
     }
 
+    /// One `GET` of Loki's read API at `url`, with this client's credentials, TLS and
+    /// tenant, and `headers`. Returns the status and at most `max_bytes` of the body; an
+    /// error says what failed (connecting, the timeout, the transport).
+    pub async fn get(
+        &self,
+        url: Url,
+        headers: &[(&'static str, &'static str)],
+        max_bytes: usize,
+    ) -> Result<(u16, Vec<u8>), Failure> {
+        let mut request = self.client.get(url);
+        if let Some(tenant) = &self.tenant_header {
+            request = request.header("X-Scope-OrgID", tenant.clone());
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let failure = |error: reqwest::Error| transport_failure(&error);
+        let mut response = request.send().await.map_err(failure)?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(failure)? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(Failure {
+                    kind: FailureKind::Transport,
+                    status: Some(status),
+                    message: format!("answer over {max_bytes} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+
     /// Makes one attempt and classifies the answer.
     pub async fn push(&self, body: &EncodedBody) -> PushOutcome {
         let started = Instant::now();
@@ -655,21 +688,7 @@ impl PushClient {
                 }
                 (Some(status.as_u16()), classify_response(status, &answer))
             }
-            Err(error) => {
-                let kind = if error.is_timeout() {
-                    FailureKind::Timeout
-                } else if error.is_connect() {
-                    FailureKind::Connect
-                } else {
-                    FailureKind::Transport
-                };
-                let failure = Failure {
-                    kind,
-                    status: None,
-                    message: error_chain(&error),
-                };
-                (None, PushOutcome::Retryable(failure))
-            }
+            Err(error) => (None, PushOutcome::Retryable(transport_failure(&error))),
         }
     }
 
@@ -815,6 +834,22 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 }
 
 /// An error and its sources, `a: b: c`, without any URL.
+/// A request that got no (whole) answer.
+fn transport_failure(error: &reqwest::Error) -> Failure {
+    let kind = if error.is_timeout() {
+        FailureKind::Timeout
+    } else if error.is_connect() {
+        FailureKind::Connect
+    } else {
+        FailureKind::Transport
+    };
+    Failure {
+        kind,
+        status: None,
+        message: error_chain(error),
+    }
+}
+
 fn error_chain(error: &reqwest::Error) -> String {
     let mut out = error.to_string();
     let mut source = std::error::Error::source(error);

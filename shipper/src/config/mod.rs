@@ -69,6 +69,41 @@ pub struct LokiConfig {
     pub tls: TlsConfig,
     #[serde(default)]
     pub backoff: BackoffConfig,
+    /// Loki's `query_range` endpoint, asked after a crash which of the lines that were in
+    /// flight it holds already (same tenant, credentials and TLS as the pushes). Default: the
+    /// push URL with `/loki/api/v1/push` replaced by `/loki/api/v1/query_range`.
+    #[serde(
+        default,
+        deserialize_with = "optional_url",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub query_url: Option<String>,
+}
+
+impl LokiConfig {
+    /// [`query_url`](Self::query_url), or the one derived from the push URL.
+    pub fn query_url(&self) -> String {
+        if let Some(url) = &self.query_url {
+            return url.clone();
+        }
+        const PUSH: &str = "/loki/api/v1/push";
+        const LEGACY_PUSH: &str = "/api/prom/push";
+        const QUERY: &str = "/loki/api/v1/query_range";
+        match url::Url::parse(&self.url) {
+            Ok(mut url) => {
+                let path = url.path().trim_end_matches('/');
+                let prefix = path
+                    .strip_suffix(PUSH)
+                    .or_else(|| path.strip_suffix(LEGACY_PUSH))
+                    .unwrap_or("");
+                let query_path = format!("{prefix}{QUERY}");
+                url.set_path(&query_path);
+                url.set_query(None);
+                url.to_string()
+            }
+            Err(_) => self.url.clone(),
+        }
+    }
 }
 
 /// The push body's encoding.
@@ -334,6 +369,10 @@ fn push_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         }
         Ok(text.to_owned())
     })
+}
+
+fn optional_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    push_url(d).map(Some)
 }
 
 fn globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -832,6 +871,43 @@ limits:
         )
         .unwrap();
         assert_eq!((c.tenant_of(0), c.tenant_of(1)), ("ops", "team-b"));
+    }
+
+    #[test]
+    fn the_query_url_follows_the_push_url_unless_set() {
+        let query_url = |loki: &str| {
+            parse(&format!("loki: {loki}\ninputs:\n  - paths: ['/a/*.log']\n"))
+                .unwrap()
+                .loki
+                .query_url()
+        };
+        assert_eq!(
+            query_url("{url: 'http://loki:3100/loki/api/v1/push'}"),
+            "http://loki:3100/loki/api/v1/query_range"
+        );
+        assert_eq!(
+            query_url("{url: 'https://gw.example/tenant-a/loki/api/v1/push'}"),
+            "https://gw.example/tenant-a/loki/api/v1/query_range"
+        );
+        assert_eq!(
+            query_url("{url: 'http://loki/api/prom/push'}"),
+            "http://loki/loki/api/v1/query_range"
+        );
+        assert_eq!(
+            query_url(
+                "{url: 'http://loki/push', query_url: 'http://reader:3100/loki/api/v1/query_range'}"
+            ),
+            "http://reader:3100/loki/api/v1/query_range"
+        );
+        let err = parse(
+            "loki: {url: 'http://loki/x', query_url: 'nope'}\ninputs:\n  - paths: ['/a/*.log']\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("loki.query_url") && err.contains("not a URL"),
+            "{err}"
+        );
     }
 
     #[test]
