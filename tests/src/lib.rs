@@ -143,6 +143,8 @@ pub struct LineWriter {
     reopen: Arc<AtomicBool>,
     rotation: Arc<std::sync::Mutex<Option<Rotation>>>,
     written: Arc<AtomicU64>,
+    /// The length of one long line to write before the next tick's lines (0: none).
+    long_line: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -164,10 +166,12 @@ impl LineWriter {
         let rotation: Arc<std::sync::Mutex<Option<Rotation>>> = Arc::default();
         let rotate = Arc::clone(&rotation);
         let written = Arc::new(AtomicU64::new(0));
-        let (s, r, w, path) = (
+        let long_line = Arc::new(AtomicU64::new(0));
+        let (s, r, w, long, path) = (
             Arc::clone(&stop),
             Arc::clone(&reopen),
             Arc::clone(&written),
+            Arc::clone(&long_line),
             path.to_owned(),
         );
         let open = move |p: &Path| {
@@ -200,6 +204,16 @@ impl LineWriter {
                     None => {}
                 }
                 let mut chunk = String::new();
+                let long = long.swap(0, Ordering::SeqCst) as usize;
+                if long > 0 {
+                    // Its `seq` comes first, so a shipper that cuts it keeps the number.
+                    let ts = now_rfc3339();
+                    let head = format!("{{\"timestamp\":\"{ts}\",\"writer\":\"{name}\",\"seq\":{seq},\"pad\":\"");
+                    chunk.push_str(&head);
+                    chunk.extend(std::iter::repeat_n('x', long.saturating_sub(head.len() + 3)));
+                    chunk.push_str("\"}\n");
+                    seq += 1;
+                }
                 for _ in 0..per_tick {
                     let ts = now_rfc3339();
                     // The file's name makes lines of different writers differ: two equal
@@ -219,6 +233,7 @@ impl LineWriter {
             reopen,
             rotation,
             written,
+            long_line,
             thread: Some(thread),
         }
     }
@@ -226,6 +241,11 @@ impl LineWriter {
     /// Makes the writer rotate its file before its next write.
     pub fn rotate(&self, rotation: Rotation) {
         *self.rotation.lock().expect("rotation lock") = Some(rotation);
+    }
+
+    /// Makes the writer write one line of `bytes` (with its `seq`) at its next write.
+    pub fn write_long_line(&self, bytes: u64) {
+        self.long_line.store(bytes, Ordering::SeqCst);
     }
 
     /// Makes the writer open the path again before its next write.
@@ -251,14 +271,15 @@ impl LineWriter {
 pub fn stored_seqs(
     entries: &[loki_double::StoredEntry],
 ) -> (std::collections::BTreeSet<u64>, usize) {
-    let seqs = entries
-        .iter()
-        .filter_map(|e| {
-            let v: serde_json::Value = serde_json::from_str(&e.line).ok()?;
-            v["seq"].as_u64()
-        })
-        .collect();
+    let seqs = entries.iter().filter_map(|e| seq_of(&e.line)).collect();
     (seqs, entries.len())
+}
+
+/// The `seq` of a [`LineWriter`] line, also of a long line a shipper cut short.
+pub fn seq_of(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once("\"seq\":")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[..digits].parse().ok()
 }
 
 /// Sends signal `name` (`TERM`, `HUP`, ...) to process `pid` with `kill`.
