@@ -11,13 +11,16 @@
 //!    `429` and nothing is stored.
 //! 5. The ingester takes the streams in order: a new stream over the stream limit is `429`;
 //!    entries more than an hour behind their stream's newest are dropped (`entry too far
-//!    behind`); a stream over its own rate is refused whole (`429`); the rest is stored,
-//!    exact repeats (same timestamp and line) once.
+//!    behind`); a stream over its own rate is refused whole (`429`); the rest is appended to
+//!    the stream's chunk, as Loki's `stream.storeEntries` does: an entry equal to the stream's
+//!    last appended one, or to one still in the open head block, is dropped; any other
+//!    entry is stored, **a replay of an older entry included** (see [`Stream::append`]).
 //! 6. The answer is the ingester's error for the *last* stream it took, if any (Loki's
 //!    `instance.Push` keeps only that one), else the distributor's validation errors as a
 //!    `400` (a partial success: the valid entries are stored), else `204`.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::collections::hash_map::{self, HashMap};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
@@ -64,6 +67,21 @@ pub(crate) struct Store {
     storage: Storage,
     tenants: HashMap<String, Tenant>,
     stored_entries: u64,
+    distinct_entries: u64,
+}
+
+/// Loki's `chunk_block_size` (`-ingester.chunks-block-size`, 256 KiB): the head block is cut
+/// once its uncompressed size reaches it.
+pub(crate) const CHUNK_BLOCK_SIZE: usize = 256 * 1024;
+
+/// What a push appended to one stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Appended {
+    /// Every stored copy (what `count_over_time` counts).
+    copies: u64,
+    /// Entries whose (timestamp, line) the stream did not hold yet (what a log query
+    /// returns, identical entries being merged on read).
+    distinct: u64,
 }
 
 struct Tenant {
@@ -82,11 +100,20 @@ struct Stream {
     newest_unix_nanos: Option<i128>,
     /// The entry appended last: Loki skips an entry equal to it before any other check.
     last_entry: Option<(i128, Bytes)>,
-    /// Stored entries in arrival order (empty when only counting).
+    /// Stored entries in arrival order, every stored copy (empty when only counting).
     entries: Vec<StoredLine>,
-    /// (timestamp, hash of the line) of every stored entry, to store exact repeats once;
-    /// the value indexes `entries`.
-    seen: HashMap<(i64, u64), u32>,
+    /// The open head block of the stream's chunk (Loki's `unorderedHeadBlock`): (timestamp,
+    /// hash of the line) of each entry appended since the last cut; the value indexes
+    /// `entries` (0 when only counting).
+    head: HashMap<(i64, u64), u32>,
+    /// The index in `entries` of the head block's first entry.
+    head_start: usize,
+    /// The head block's `UncompressedSize`: line bytes, plus 8 per structured metadata
+    /// pair (`detected_level` included); no timestamps.
+    head_size: usize,
+    /// (timestamp, hash of the line) of every entry ever stored, to count distinct entries.
+    distinct: HashSet<(i64, u64)>,
+    /// Every stored copy.
     stored: u64,
 }
 
@@ -173,12 +200,19 @@ impl Store {
             storage,
             tenants: HashMap::new(),
             stored_entries: 0,
+            distinct_entries: 0,
         }
     }
 
-    /// Entries stored so far, all tenants (each exact repeat once).
+    /// Entries stored so far, all tenants: every stored copy, as `count_over_time` counts.
     pub(crate) fn stored_entries(&self) -> u64 {
         self.stored_entries
+    }
+
+    /// Distinct entries stored so far, all tenants: copies of the same (stream, timestamp,
+    /// line) counted once, as a log query (`query_range`) returns them.
+    pub(crate) fn distinct_entries(&self) -> u64 {
+        self.distinct_entries
     }
 
     /// Handles one decoded push for `tenant` and returns Loki's answer.
@@ -245,9 +279,10 @@ impl Store {
                     vacant.insert(Stream::new(&stream, limits, now.instant))
                 }
             };
-            let (answer, stored) =
+            let (answer, appended) =
                 state.push(stream.entries, tenant, limits, now.instant, self.storage);
-            self.stored_entries += stored;
+            self.stored_entries += appended.copies;
+            self.distinct_entries += appended.distinct;
             last_stream_answer = answer;
         }
         last_stream_answer
@@ -293,11 +328,18 @@ impl Store {
             .collect()
     }
 
-    /// Entries stored for `tenant` (each exact repeat once).
+    /// Entries stored for `tenant`, every stored copy.
     pub(crate) fn stored_entries_of(&self, tenant: &str) -> u64 {
         self.tenants
             .get(tenant)
             .map_or(0, |t| t.streams.values().map(|s| s.stored).sum())
+    }
+
+    /// Distinct entries stored for `tenant` (copies of one (stream, timestamp, line) once).
+    pub(crate) fn distinct_entries_of(&self, tenant: &str) -> u64 {
+        self.tenants.get(tenant).map_or(0, |t| {
+            t.streams.values().map(|s| s.distinct.len() as u64).sum()
+        })
     }
 }
 
@@ -504,14 +546,16 @@ impl Stream {
             newest_unix_nanos: None,
             last_entry: None,
             entries: Vec::new(),
-            seen: HashMap::new(),
+            head: HashMap::new(),
+            head_start: 0,
+            head_size: 0,
+            distinct: HashSet::new(),
             stored: 0,
         }
     }
 
     /// The ingester's `stream.Push` with whole-stream rate limiting (Loki 3's default with
-    /// stream sharding on). Returns the stream's error answer, if any, and how many new
-    /// entries were stored.
+    /// stream sharding on). Returns the stream's error answer, if any, and what was stored.
     fn push(
         &mut self,
         entries: Vec<DecodedEntry>,
@@ -519,7 +563,7 @@ impl Stream {
         limits: &Limits,
         now: Instant,
         storage: Storage,
-    ) -> (Option<Answer>, u64) {
+    ) -> (Option<Answer>, Appended) {
         let total = entries.len();
         let window = nanos(limits.out_of_order_window);
         let mut last_entry = self.last_entry.clone();
@@ -567,12 +611,24 @@ impl Stream {
                     ),
                 })
                 .collect();
-            return (Some(self.refusal(429, &refused, total, tenant, limits)), 0);
+            return (
+                Some(self.refusal(429, &refused, total, tenant, limits)),
+                Appended::default(),
+            );
         }
 
-        let mut stored = 0;
+        let mut appended = Appended::default();
         for entry in accepted {
-            stored += u64::from(self.store(entry, storage));
+            // The distributor adds `detected_level` (`discover_log_levels`, on by default) to
+            // every entry's structured metadata when structured metadata is allowed: one
+            // more pair in the head block (the double does not store it).
+            let pairs =
+                entry.structured_metadata.len() + usize::from(limits.allow_structured_metadata);
+            let head_bytes = entry.line.len() + 8 * pairs;
+            if let Some(new_distinct) = self.append(entry, head_bytes, storage) {
+                appended.copies += 1;
+                appended.distinct += u64::from(new_distinct);
+            }
         }
         self.newest_unix_nanos = newest;
         self.last_entry = match (last_entry, storage) {
@@ -582,49 +638,61 @@ impl Stream {
         };
         let answer =
             (!refused.is_empty()).then(|| self.refusal(400, &refused, total, tenant, limits));
-        (answer, stored)
+        (answer, appended)
     }
 
-    /// Appends one entry unless it repeats a stored one exactly; true when it was new.
-    fn store(&mut self, entry: DecodedEntry, storage: Storage) -> bool {
+    /// Loki's `MemChunk.Append` into the unordered head block, for an entry that passed
+    /// the stream's checks. Returns `None` when the head block already holds the same
+    /// (timestamp, line) and drops it (`unorderedHeadBlock.Append` returns `dup`), else
+    /// stores it, even when an older copy sits in a cut block, and returns whether its
+    /// (timestamp, line) is new to the stream. The head block's size grows by `head_bytes`
+    /// (the line's length plus 8 bytes per structured metadata pair,
+    /// `unorderedHeadBlock.Append`); once it reaches [`CHUNK_BLOCK_SIZE`] the block is cut
+    /// (`MemChunk.Append`: `if c.head.UncompressedSize() >= c.blockSize { c.cut() }`) and the
+    /// next one starts empty.
+    ///
+    /// Not reproduced: chunk cuts (1.5 MB compressed target, hourly sync, idle and age
+    /// flushes), each of which also empties the head block in Loki.
+    fn append(&mut self, entry: DecodedEntry, head_bytes: usize, storage: Storage) -> Option<bool> {
         let at = entry.unix_nanos;
         let stored_at = i64::try_from(at).unwrap_or(if at < 0 { i64::MIN } else { i64::MAX });
         let key = (stored_at, line_hash(&entry.line));
-        let is_repeat = match self.seen.get(&key) {
+        let in_head = match self.head.get(&key) {
             None => false,
             // Only counting: the 64-bit hash of the line has to do.
             Some(_) if storage == Storage::CountOnly => true,
             // The same hash for another line is all but impossible; if it happens, look at
-            // every entry rather than drop a line that is not a repeat.
+            // the whole head block rather than drop a line that is not a repeat.
             Some(&index) => {
                 self.entries
                     .get(index as usize)
                     .is_some_and(|e| e.line == entry.line)
-                    || self
-                        .entries
+                    || self.entries[self.head_start..]
                         .iter()
                         .any(|e| e.unix_nanos == stored_at && e.line == entry.line)
             }
         };
-        if is_repeat {
-            return false;
+        if in_head {
+            return None;
         }
-        match storage {
-            Storage::Entries => {
-                let index = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
-                self.seen.entry(key).or_insert(index);
-                self.entries.push(StoredLine {
-                    unix_nanos: stored_at,
-                    line: entry.line,
-                    structured_metadata: entry.structured_metadata,
-                });
-            }
-            Storage::CountOnly => {
-                self.seen.insert(key, 0);
-            }
+        let index = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        self.head.entry(key).or_insert(index);
+        self.head_size += head_bytes;
+        let new_distinct = self.distinct.insert(key);
+        if storage == Storage::Entries {
+            self.entries.push(StoredLine {
+                unix_nanos: stored_at,
+                line: entry.line,
+                structured_metadata: entry.structured_metadata,
+            });
         }
         self.stored += 1;
-        true
+        if self.head_size >= CHUNK_BLOCK_SIZE {
+            self.head.clear();
+            self.head_start = self.entries.len();
+            self.head_size = 0;
+        }
+        Some(new_distinct)
     }
 
     /// The ingester's `errorForFailedEntries`.
@@ -710,7 +778,7 @@ mod tests {
     }
 
     #[test]
-    fn stores_exact_repeats_once_and_keeps_distinct_lines() {
+    fn drops_repeats_still_in_the_head_block_and_keeps_distinct_lines() {
         let mut store = Store::new(Storage::Entries);
         let batch = || {
             vec![
@@ -721,6 +789,7 @@ mod tests {
         };
         assert_eq!(push(&mut store, r#"{job="x"}"#, batch()).status, 204);
         assert_eq!(push(&mut store, r#"{job="x"}"#, batch()).status, 204);
+        // Not the last entry (c), but still in the head block.
         assert_eq!(
             push(&mut store, r#"{job="x"}"#, vec![entry(NOW - 2, "b")]).status,
             204
@@ -731,6 +800,63 @@ mod tests {
             204
         );
         assert_eq!(store.stored_entries(), 4);
+        assert_eq!(store.distinct_entries(), 4);
+    }
+
+    #[test]
+    fn stores_a_replay_again_once_the_head_block_was_cut() {
+        // 1016 bytes, plus 8 for the `detected_level` Loki adds: 1 KiB in the head block.
+        let line = |i: i64| format!("{i:04} {}", "x".repeat(1011));
+        let entries = |range: std::ops::Range<i64>| {
+            range
+                .map(|i| DecodedEntry {
+                    unix_nanos: seconds(NOW - 600) + i128::from(i),
+                    line: Bytes::from(line(i)),
+                    structured_metadata: Vec::new(),
+                })
+                .collect::<Vec<_>>()
+        };
+        for storage in [Storage::Entries, Storage::CountOnly] {
+            let mut store = Store::new(storage);
+            // 1 KiB lines: the 256th fills the head block (256 KiB) and cuts it.
+            assert_eq!(
+                push(&mut store, r#"{job="x"}"#, entries(0..300)).status,
+                204
+            );
+            assert_eq!(store.stored_entries(), 300);
+            // A far replay (in a cut block) is stored again; a near one (still in the head
+            // block) is not.
+            for range in [0..2, 255..256, 256..258, 280..290] {
+                push(&mut store, r#"{job="x"}"#, entries(range));
+            }
+            assert_eq!(store.stored_entries(), 303);
+            assert_eq!(store.distinct_entries(), 300);
+            if storage == Storage::Entries {
+                let stored = store.entries(None);
+                let copies = |i| stored.iter().filter(|e| e.line == line(i)).count();
+                assert_eq!((copies(0), copies(255), copies(256)), (2, 2, 1));
+            }
+        }
+    }
+
+    #[test]
+    fn structured_metadata_fills_the_head_block_too() {
+        let mut store = Store::new(Storage::Entries);
+        // 1008 line bytes + 8 for one metadata pair + 8 for `detected_level`: 1 KiB per
+        // entry, cut at the 256th.
+        let entries = |range: std::ops::Range<i64>| {
+            range
+                .map(|i| DecodedEntry {
+                    unix_nanos: seconds(NOW - 600) + i128::from(i),
+                    line: Bytes::from(format!("{i:04} {}", "y".repeat(1003))),
+                    structured_metadata: vec![("k".to_owned(), "v".to_owned())],
+                })
+                .collect::<Vec<_>>()
+        };
+        push(&mut store, r#"{job="x"}"#, entries(0..257));
+        push(&mut store, r#"{job="x"}"#, entries(255..256));
+        push(&mut store, r#"{job="x"}"#, entries(256..257));
+        assert_eq!(store.stored_entries(), 258);
     }
 
     #[test]
@@ -746,6 +872,7 @@ mod tests {
         push(&mut store, r#"{job="x"}"#, batch());
         push(&mut store, r#"{job="x"}"#, batch());
         assert_eq!(store.stored_entries(), 2);
+        assert_eq!(store.distinct_entries(), 2);
         assert!(store.entries(None).is_empty());
     }
 

@@ -30,9 +30,18 @@
 //!   (5000): that stream is refused, the others stored.
 //!
 //! When the ingester refuses entries of several streams in one push, Loki reports only the
-//! last stream's refusal, and so does the double. Exact repeats (same tenant, labels,
-//! timestamp and line) are stored once and answered `204`: replaying a batch after a crash is
-//! safe as long as entries keep their timestamps. Loki adds `service_name` to every stream
+//! last stream's refusal, and so does the double.
+//!
+//! A replayed entry (same tenant, labels, timestamp and line) is answered `204` and **stored
+//! again**, as Loki stores it, unless it equals the stream's last appended entry or repeats
+//! one still in the stream's open head block: the entries appended since the block was last
+//! cut, cut once their lines (plus 8 bytes per structured metadata pair, counting the
+//! `detected_level` Loki adds to every entry) reach 256 KiB
+//! (`pkg/ingester/stream.go`, `pkg/chunkenc/memchunk.go`, `pkg/chunkenc/unordered.go`).
+//! So `a, b, c` pushed twice in a row is stored 3 times, but a batch replayed after more than
+//! 256 KiB of newer lines is stored twice. [`LokiDouble::entry_count`] counts every copy (what
+//! `sum(count_over_time(...))` and dashboards see), [`LokiDouble::distinct_entry_count`]
+//! merges identical ones (what a log query returns). Loki adds `service_name` to every stream
 //! (from `service`, `app`, ..., `job`, else `unknown_service`); the stored labels include it.
 //!
 //! # In tests
@@ -60,7 +69,13 @@
 //! # Not reproduced
 //! Loki's query API; `detected_level` (Loki 3 adds it to structured metadata from the line's
 //! level); streams going idle (a stream never leaves the stream limit's count); stream
-//! sharding; jsoniter's byte positions in JSON error texts.
+//! sharding; chunk cuts (1.5 MB compressed target, hourly sync, idle and age flushes), which
+//! in Loki also empty the head block; jsoniter's byte positions in JSON error texts.
+//!
+//! # A real Loki
+//! [`RealLoki`] runs a throwaway real Loki binary for the tests that must hold against the
+//! real thing ([`RealLoki::start_or_skip`]), with [`TcpGate`] to take it down and up, and
+//! counts what it stored through its query API.
 
 mod config;
 mod decode;
@@ -69,9 +84,11 @@ mod ingest;
 mod labels;
 pub mod proto;
 mod rate;
+mod real;
 mod recorded;
 mod server;
 
 pub use config::{Clock, Limits};
+pub use real::{RealLoki, RealLokiBuilder, TcpGate};
 pub use recorded::{RequestStats, StoredEntry, StoredStream, StreamEntry};
 pub use server::{DEFAULT_TENANT, LokiDouble, LokiDoubleBuilder, Reply};

@@ -12,8 +12,24 @@ pub struct StoredStream {
     /// the push has none (taken from `service`, `app`, ..., `job`, else `unknown_service`).
     pub labels: BTreeMap<String, String>,
     /// The stream's entries sorted by timestamp (entries with the same timestamp in the
-    /// order they arrived); each exact repeat stored once.
+    /// order they arrived): every stored copy, as Loki stores them. A replayed entry is
+    /// stored again unless it repeats one still in the stream's head block; a log query
+    /// would show copies of one (timestamp, line) once.
     pub entries: Vec<StreamEntry>,
+}
+
+impl StoredStream {
+    /// How many distinct (timestamp, line) the stream holds: what a log query returns.
+    pub fn distinct_entry_count(&self) -> usize {
+        let mut distinct: Vec<(i64, &str)> = self
+            .entries
+            .iter()
+            .map(|e| (e.timestamp_ns, e.line.as_str()))
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        distinct.len()
+    }
 }
 
 /// One stored entry within a [`StoredStream`].

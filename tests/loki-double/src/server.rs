@@ -69,8 +69,9 @@ impl LokiDoubleBuilder {
     }
 
     /// Decode, validate and count entries without keeping them (for throughput benches):
-    /// [`LokiDouble::entry_count`] and the answers stay exact (exact repeats are recognised
-    /// by timestamp and a 64-bit hash of the line), [`LokiDouble::entries`] stays empty.
+    /// [`LokiDouble::entry_count`], [`LokiDouble::distinct_entry_count`] and the answers stay
+    /// exact (repeats are recognised by timestamp and a 64-bit hash of the line),
+    /// [`LokiDouble::entries`] stays empty.
     pub fn count_only(mut self, count_only: bool) -> Self {
         self.count_only = count_only;
         self
@@ -305,14 +306,29 @@ impl LokiDouble {
         lock(&self.shared.store).entries(Some(tenant))
     }
 
-    /// How many entries are stored, all tenants (each exact repeat once).
+    /// How many entries are stored, all tenants: **every stored copy**, as Loki's
+    /// `sum(count_over_time(...))` counts them. A replayed entry is stored again unless it
+    /// repeats one still in its stream's head block (see the [crate docs](crate)).
     pub fn entry_count(&self) -> u64 {
         lock(&self.shared.store).stored_entries()
     }
 
-    /// How many entries are stored for one tenant.
+    /// Every stored copy for one tenant, as [`entry_count`](Self::entry_count).
     pub fn entry_count_of(&self, tenant: &str) -> u64 {
         lock(&self.shared.store).stored_entries_of(tenant)
+    }
+
+    /// How many distinct entries are stored, all tenants: copies of the same (tenant,
+    /// stream, timestamp, line) counted once, as a log query (`query_range`, Grafana
+    /// Explore) returns them. `entry_count() - distinct_entry_count()` is how many
+    /// duplicates Loki holds.
+    pub fn distinct_entry_count(&self) -> u64 {
+        lock(&self.shared.store).distinct_entries()
+    }
+
+    /// Distinct entries for one tenant, as [`distinct_entry_count`](Self::distinct_entry_count).
+    pub fn distinct_entry_count_of(&self, tenant: &str) -> u64 {
+        lock(&self.shared.store).distinct_entries_of(tenant)
     }
 
     /// How the push requests were answered so far.
@@ -320,8 +336,8 @@ impl LokiDouble {
         lock(&self.shared.stats).clone()
     }
 
-    /// Blocks until at least `n` entries are stored (all tenants) or `timeout` passes;
-    /// true if they were. In a test on a single-threaded tokio runtime that also runs the
+    /// Blocks until at least `n` entries (every copy) are stored (all tenants) or `timeout`
+    /// passes; true if they were. In a test on a single-threaded tokio runtime that also runs the
     /// client, use [`wait_for_entries_async`](Self::wait_for_entries_async) instead.
     pub fn wait_for_entries(&self, n: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
