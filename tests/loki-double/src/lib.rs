@@ -66,8 +66,13 @@
 //! [`LokiDouble::lose_answers_for`], [`LokiDouble::refuse`] and [`LokiDouble::resume`],
 //! [`LokiDouble::respond_with`]) can be set at any time while it runs.
 //!
+//! # The read side
+//! `GET /loki/api/v1/query_range` answers the log queries a shipper makes to find its own
+//! lines after a crash (exact matchers, `| name="value"` filters on labels or structured
+//! metadata, `categorize-labels`), merging identical entries as Loki does (see `query.rs`).
+//!
 //! # Not reproduced
-//! Loki's query API; `detected_level` (Loki 3 adds it to structured metadata from the line's
+//! The rest of Loki's query API (metric queries, regex matchers, parsers); `detected_level` (Loki 3 adds it to structured metadata from the line's
 //! level); streams going idle (a stream never leaves the stream limit's count); stream
 //! sharding; chunk cuts (1.5 MB compressed target, hourly sync, idle and age flushes), which
 //! in Loki also empty the head block; jsoniter's byte positions in JSON error texts.
@@ -83,6 +88,7 @@ mod gofmt;
 mod ingest;
 mod labels;
 pub mod proto;
+mod query;
 mod rate;
 mod real;
 mod recorded;

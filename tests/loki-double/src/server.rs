@@ -657,6 +657,9 @@ async fn handle(
         "/ready" if request.method() == Method::GET => {
             return Ok(text_response(StatusCode::OK, "ready"));
         }
+        "/loki/api/v1/query_range" if request.method() == Method::GET => {
+            return Ok(query_response(&request, &shared));
+        }
         _ => return Ok(text_response(StatusCode::NOT_FOUND, "404 page not found")),
     };
     if request.method() != Method::POST {
@@ -814,6 +817,32 @@ fn empty_response(status: StatusCode) -> HttpResponse {
 }
 
 /// Go's `http.Error`: the text and a newline, as plain text.
+/// A log query (see `query.rs`) on the stored streams of the request's tenant.
+fn query_response(request: &Request<Incoming>, shared: &Shared) -> HttpResponse {
+    let tenant = match tenant(request.headers()) {
+        Ok(tenant) => tenant,
+        Err(text) => return text_response(StatusCode::BAD_REQUEST, &text),
+    };
+    let categorize =
+        header(request.headers(), "x-loki-response-encoding-flags").contains("categorize-labels");
+    let streams = lock(&shared.store).streams(Some(&tenant));
+    let query = request.uri().query().unwrap_or("");
+    match crate::query::query_range(&streams, query, categorize) {
+        (200, json) => {
+            let mut response = Response::new(Full::new(Bytes::from(json)));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json; charset=UTF-8"),
+            );
+            response
+        }
+        (status, text) => text_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            &text,
+        ),
+    }
+}
+
 fn text_response(status: StatusCode, text: &str) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
     *response.status_mut() = status;
