@@ -26,14 +26,73 @@
 //! every process and every build (std's `RandomState` is seeded per process and would make
 //! every saved identity unrecognisable after a restart).
 //!
+//! # Compressed files
+//!
+//! A gzip file (named `*.gz`, or starting with gzip's magic bytes) is identified by its own
+//! device and inode and by the fingerprint of its **decompressed** first line: the same
+//! fingerprint as the uncompressed file it was made from, so a rotation compressed later
+//! (kubelet, logrotate `compress`) is recognised as content already known. Offsets in such a
+//! file are offsets in the decompressed stream.
+//!
 //! Limitation: two files on the same inode whose first lines are byte-for-byte equal (a
 //! program that starts every log with the same banner, no timestamp) cannot be told apart.
 //! Container runtimes prefix every line with a timestamp, so this does not arise there.
 
 use std::fs::{File, Metadata, OpenOptions};
-use std::io;
+use std::io::{self, Read, Seek};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+
+use flate2::bufread::MultiGzDecoder;
+
+/// gzip's first two bytes.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Whether `file` (opened as `path`) is read through gzip: named `*.gz`, or its first bytes
+/// are gzip's magic (logrotate's `compressext` can name it anything). A `.gz` still empty
+/// (being written) counts as gzip by its name.
+pub fn is_gzip(path: &Path, file: &File) -> io::Result<bool> {
+    Ok(path.as_os_str().as_bytes().ends_with(b".gz") || has_gzip_magic(file)?)
+}
+
+fn has_gzip_magic(file: &File) -> io::Result<bool> {
+    let mut magic = [0u8; 2];
+    Ok(read_head(file, &mut magic)? == 2 && magic == GZIP_MAGIC)
+}
+
+/// A decoder over `file`'s whole gzip content, from its start, on a handle of its own (the
+/// caller's positional reads are unaffected).
+pub fn gzip_decoder(file: &File) -> io::Result<MultiGzDecoder<io::BufReader<File>>> {
+    let mut own = file.try_clone()?;
+    own.seek(io::SeekFrom::Start(0))?;
+    Ok(MultiGzDecoder::new(io::BufReader::new(own)))
+}
+
+/// The first decompressed bytes of a gzip file into `buf`: how many, and whether the
+/// stream ended (cleanly) within them. A stream cut short (still being written) gives what
+/// could be decompressed; corrupt data gives an error.
+pub fn read_gzip_head(file: &File, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    if file.metadata()?.len() == 0 {
+        return Ok((0, false));
+    }
+    let mut magic = [0u8; 2];
+    if read_head(file, &mut magic)? == 2 && magic != GZIP_MAGIC {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not gzip"));
+    }
+    let mut decoder = gzip_decoder(file)?;
+    let mut n = 0;
+    while n < buf.len() {
+        match decoder.read(&mut buf[n..]) {
+            Ok(0) => return Ok((n, true)),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok((n, false)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((n, false))
+}
 
 /// Opens `path` for reading if it is a regular file, and refuses anything else with an
 /// error naming it. `O_NONBLOCK`, so that a named pipe where a log or a rotation is
@@ -80,16 +139,29 @@ pub struct FileId {
 
 impl FileId {
     /// The identity of the file at `path` now (follows symlinks). Reads at most
-    /// [`FINGERPRINT_BYTES`] bytes.
+    /// [`FINGERPRINT_BYTES`] bytes (decompressed, for a gzip file: see the module docs).
     pub fn of_path(path: &Path) -> io::Result<FileId> {
-        Self::of_file(&open_regular(path)?)
+        Self::of_named_file(path, &open_regular(path)?)
     }
 
-    /// The identity of an open file now. Reads at most [`FINGERPRINT_BYTES`] bytes.
+    /// The identity of an open file now, gzip recognised by its magic bytes. Reads at most
+    /// [`FINGERPRINT_BYTES`] bytes (decompressed).
     pub fn of_file(file: &File) -> io::Result<FileId> {
+        Self::of_head(file, has_gzip_magic(file)?)
+    }
+
+    /// The identity of `file`, opened as `path` (gzip recognised by name or magic).
+    pub fn of_named_file(path: &Path, file: &File) -> io::Result<FileId> {
+        Self::of_head(file, is_gzip(path, file)?)
+    }
+
+    fn of_head(file: &File, gzip: bool) -> io::Result<FileId> {
         let meta = file.metadata()?;
         let mut head = [0u8; FINGERPRINT_BYTES];
-        let n = read_head(file, &mut head)?;
+        let n = match gzip {
+            true => read_gzip_head(file, &mut head)?.0,
+            false => read_head(file, &mut head)?,
+        };
         Ok(Self::from_parts(&meta, &head[..n]))
     }
 

@@ -96,7 +96,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use identity::{FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT};
+pub use identity::{FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT, fingerprint};
 pub use reader::{FileReader, FileStatus, Line, ReadOutcome, ReaderConfig, ReaderStats};
 
 /// Which file a line comes from.
@@ -154,6 +154,13 @@ pub struct TailStats {
     pub resume_not_found: u64,
     /// Copytruncate copies read from where the original was truncated.
     pub copies_drained: u64,
+    /// Gzip files opened (compressed rotations, compressed copies).
+    pub compressed_opened: u64,
+    /// Files continued in another file holding the same content: a saved position, or a
+    /// deleted file given up, whose content is now in a compressed rotation (or a copy).
+    pub moved_found: u64,
+    /// Rotations compressed other than with gzip, seen and not read (see the module docs).
+    pub compressed_skipped: u64,
     /// Errors reported by `poll`.
     pub errors: u64,
 }
@@ -178,6 +185,9 @@ pub enum Resumed {
     AtPath,
     /// Renamed away; it is read from the saved offset before the newer files.
     Rotated(PathBuf),
+    /// The file is gone (or truncated in place) but its content is in this other file (its
+    /// compressed rotation, logrotate's copy): read from there, from the saved offset.
+    Moved(PathBuf),
     /// Nowhere (deleted, or its content replaced): the stream starts with the file at the
     /// path, from 0.
     NotFound,
@@ -255,6 +265,10 @@ struct Stream {
     /// `resume` failed to set the files up from `saved`: the next poll tries again.
     setup_pending: bool,
     polled: bool,
+    /// Compressed rotations that are not read were reported (once per path).
+    unsupported_reported: bool,
+    /// A warning found outside a poll (by `resume`), for the next poll's summary.
+    warning: Option<io::Error>,
 }
 
 #[derive(Debug)]
@@ -343,9 +357,10 @@ impl Tailer {
                 return Err(e);
             }
         };
-        let outcome = match found.iter().find(|(saved, _)| *saved == id) {
-            Some((_, at)) if at == path => Resumed::AtPath,
-            Some((_, at)) => Resumed::Rotated(at.clone()),
+        let outcome = match found.iter().find(|(saved, _, _)| *saved == id) {
+            Some((_, at, true)) => Resumed::Moved(at.clone()),
+            Some((_, at, _)) if at == path => Resumed::AtPath,
+            Some((_, at, _)) => Resumed::Rotated(at.clone()),
             None => {
                 self.stats.resume_not_found += 1;
                 Resumed::NotFound
@@ -466,8 +481,13 @@ impl Tracked {
         (id.dev, id.ino)
     }
 
+    fn compressed(&self) -> bool {
+        self.reader.is_compressed()
+    }
+
     fn new(watched: &Path, reader: FileReader, stats: &mut TailStats) -> Self {
         stats.files_opened += 1;
+        stats.compressed_opened += u64::from(reader.is_compressed());
         Tracked {
             key: FileKey {
                 path: watched.to_owned(),
@@ -511,6 +531,8 @@ impl Stream {
             look_again: false,
             setup_pending: false,
             polled: false,
+            unsupported_reported: false,
+            warning: None,
         }
     }
 
@@ -538,14 +560,15 @@ impl Stream {
     }
 
     /// Rebuilds the (not yet read) file list from all saved positions. Returns which saved
-    /// identities were found, and where.
+    /// identities were found, where, and whether in another file (their content moved).
     fn setup_from_saved(
         &mut self,
         opener: &Opener,
         stats: &mut TailStats,
-    ) -> io::Result<Vec<(FileId, PathBuf)>> {
+    ) -> io::Result<Vec<(FileId, PathBuf, bool)>> {
         // Rebuilt from scratch: the files opened by an earlier call were never read.
         stats.files_opened -= self.files.len() as u64;
+        stats.compressed_opened -= self.files.iter().filter(|t| t.compressed()).count() as u64;
         self.files.clear();
         let siblings = list_siblings(&self.path)?;
         let at = match FileId::of_path(&self.path) {
@@ -556,71 +579,118 @@ impl Stream {
         let mut known: Vec<FileId> = siblings.iter().map(|s| s.id).collect();
         self.at_path = at.map(|id| (id.dev, id.ino));
         // Oldest first; the file at the path is the newest.
-        let mut candidates: Vec<(PathBuf, FileId)> = siblings
-            .into_iter()
-            .filter(|s| !at.is_some_and(|a| a.same_inode(&s.id)))
-            .map(|s| (s.path, s.id))
-            .collect();
-        candidates.extend(at.map(|id| (self.path.clone(), id)));
-        let mut matched: Vec<Option<(FileId, u64)>> = candidates
+        let mut candidates: Vec<Sibling> = siblings
             .iter()
-            .map(|(_, id)| self.saved.iter().copied().find(|(s, _)| s.matches(id)))
+            .filter(|s| s.readable() && !at.is_some_and(|a| a.same_inode(&s.id)))
+            .cloned()
             .collect();
-        // Truncated in place while this process was down (copytruncate): the saved file is
-        // the one at the path, now with other content, and its old content is in
-        // logrotate's copy beside it. The copy goes on from the saved offset.
-        let mut from_copy = None;
-        if matched.iter().all(Option::is_none) {
-            from_copy = self.saved.iter().find_map(|&(saved, offset)| {
-                let truncated_here = at.is_some_and(|a| a.same_inode(&saved));
-                if !truncated_here || saved.is_pending() {
-                    return None;
-                }
-                candidates
-                    .iter()
-                    .position(|(path, id)| {
-                        path != &self.path
-                            && id.fingerprint == saved.fingerprint
-                            && fs::metadata(path).is_ok_and(|m| m.len() >= offset)
-                    })
-                    .map(|i| (i, saved, offset))
-            });
-            if let Some((i, saved, offset)) = from_copy {
-                matched[i] = Some((saved, offset));
+        candidates.extend(at.map(|id| Sibling {
+            path: self.path.clone(),
+            id,
+            kind: Kind::Plain,
+            incomplete: false,
+        }));
+        let mut matched: Vec<Option<(FileId, u64, bool)>> = candidates
+            .iter()
+            .map(|c| {
+                let saved = self.saved.iter().find(|(s, _)| s.matches(&c.id));
+                saved.map(|&(s, offset)| (s, offset, false))
+            })
+            .collect();
+        // Content moved: a saved file found by no identity (deleted after being compressed,
+        // or truncated in place by copytruncate) goes on in the file now holding its content.
+        for &(saved, offset) in &self.saved {
+            if saved.is_pending() || candidates.iter().any(|c| saved.matches(&c.id)) {
+                continue;
             }
+            let taken = |id: &FileId| {
+                saved.same_inode(id)
+                    || candidates
+                        .iter()
+                        .zip(&matched)
+                        .any(|(c, m)| m.is_some() && c.id.same_inode(id))
+            };
+            let Some(found) =
+                find_by_content(&self.path, &candidates, saved.fingerprint, offset, &taken)
+            else {
+                continue;
+            };
+            let mut i = match candidates.iter().position(|c| c.id.same_inode(&found.id)) {
+                Some(i) => i,
+                None => {
+                    let i = place_by_mtime(&candidates, &found.path, &self.path);
+                    candidates.insert(i, found);
+                    matched.insert(i, None);
+                    i
+                }
+            };
+            // A copy goes before the file it was copied from, whatever its name.
+            if let Some(k) = candidates.iter().position(|c| c.id.same_inode(&saved))
+                && k < i
+            {
+                let copy = candidates.remove(i);
+                candidates.insert(k, copy);
+                matched.remove(i);
+                matched.insert(k, None);
+                i = k;
+            }
+            matched[i] = Some((saved, offset, true));
         }
+        // The same content twice (a rotation and its compressed copy, both there for a
+        // moment): read once, in the first file, or where a position continues.
+        let mut seen: Vec<u64> = matched.iter().flatten().map(|m| m.0.fingerprint).collect();
+        seen.extend(at.map(|a| a.fingerprint));
+        seen.retain(|&f| f != PENDING_FINGERPRINT);
+        let duplicate: Vec<bool> = candidates
+            .iter()
+            .zip(&matched)
+            .map(|(c, m)| {
+                let fp = c.id.fingerprint;
+                let dup = m.is_none() && c.path != self.path && seen.contains(&fp);
+                if !dup && fp != PENDING_FINGERPRINT {
+                    seen.push(fp);
+                }
+                dup
+            })
+            .collect();
         let mut found = Vec::new();
         let first = matched.iter().position(Option::is_some);
         let from = first.unwrap_or(candidates.len().saturating_sub(1));
-        for ((path, id), saved) in candidates.iter().zip(&matched).skip(from) {
-            if first.is_none() && path != &self.path {
+        if first.is_none() && !self.saved.is_empty() {
+            self.note_unsupported(&siblings, stats);
+        }
+        for (i, (c, saved)) in candidates.iter().zip(&matched).enumerate().skip(from) {
+            if first.is_none() && c.path != self.path {
                 break; // nothing found: only the file at the path
             }
-            let mut reader = match opener.open(path) {
-                Ok(r) if r.id().same_inode(id) => r,
+            if duplicate[i] {
+                continue;
+            }
+            let mut reader = match opener.open(&c.path) {
+                Ok(r) if r.id().same_inode(&c.id) => r,
                 Ok(_) => {
                     // Renamed again meanwhile: not known, so the first poll finds it.
-                    known.retain(|k| !k.same_inode(id));
+                    known.retain(|k| !k.same_inode(&c.id));
                     self.look_again = true;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    known.retain(|k| !k.same_inode(id));
+                    known.retain(|k| !k.same_inode(&c.id));
                     self.look_again = true;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            if let Some((saved_id, offset)) = *saved {
+            if let Some((saved_id, offset, moved)) = *saved {
                 reader.seek_to(offset)?;
-                if from_copy.is_some() {
-                    // The copy keeps its own identity: it is another file.
-                    stats.copies_drained += 1;
-                } else {
-                    reader.adopt_identity(saved_id);
+                match (moved, reader.is_compressed()) {
+                    // Another file keeps its own identity.
+                    (true, false) => stats.copies_drained += 1,
+                    (true, true) => stats.moved_found += 1,
+                    (false, _) => reader.adopt_identity(saved_id),
                 }
-                found.push((saved_id, path.clone()));
-            } else if path != &self.path {
+                found.push((saved_id, c.path.clone(), moved));
+            } else if c.path != self.path {
                 stats.rotated_found += 1;
             }
             self.push(reader, stats);
@@ -707,13 +777,18 @@ impl Stream {
             // but it holds the lines written between our last read and the truncation.
             match list_siblings(&self.path) {
                 Ok(siblings) => {
+                    self.note_unsupported(&siblings, stats);
                     for (offset, id) in truncated {
-                        self.drain_copy(&siblings, offset, id, opener, stats);
+                        self.drain_copies(&siblings, offset, id, opener, stats);
                     }
-                    self.known = siblings.into_iter().map(|s| s.id).collect();
+                    let settled = siblings.into_iter().filter(|s| !s.incomplete);
+                    self.known = settled.map(|s| s.id).collect();
                 }
                 Err(e) => soft_error(&self.path, Err(e), summary, stats),
             }
+        }
+        if let Some(warning) = self.warning.take() {
+            soft_error(&self.path, Err(warning), summary, stats);
         }
 
         // 3. Oldest first; a newer file only once every older one is done.
@@ -722,15 +797,26 @@ impl Stream {
         while !self.files.is_empty() {
             let is_last = self.files.len() == 1;
             let newer_has_data = self.files.iter().skip(1).any(|t| t.size > 0);
-            let t = &mut self.files[0];
+            let t = &self.files[0];
             if let Some(since) = t.deleted_since
                 && now.saturating_duration_since(since) >= config.deleted_hold
             {
+                if let Some(reader) = self.content_elsewhere(t, opener) {
+                    // Compressed meanwhile: read on in the compressed file instead.
+                    stats.moved_found += 1;
+                    stats.files_closed += 1;
+                    let moved = Tracked::new(&self.path, reader, stats);
+                    let old = std::mem::replace(&mut self.files[0], moved);
+                    add_reader_stats(&mut stats.reader, &old.reader.stats());
+                    continue;
+                }
+                let t = &mut self.files[0];
                 stats.deleted_given_up += 1;
                 stats.given_up_bytes += t.size.saturating_sub(t.reader.offset());
                 self.close(0, stats);
                 continue;
             }
+            let t = &mut self.files[0];
             let key = &mut t.key;
             let outcome = t.reader.read_lines_with_id(
                 usize::try_from(remaining).unwrap_or(usize::MAX),
@@ -755,7 +841,14 @@ impl Stream {
             let waited = t
                 .eof_since
                 .is_some_and(|s| now.saturating_duration_since(s) >= config.rotate_wait);
-            let done = t.deleted_since.is_some() || (!is_last && (newer_has_data || waited));
+            // A compressed file is done at the end of its stream; cut short (still being
+            // written), it waits `rotate_wait` whatever the newer files hold.
+            let done = t.reader.is_finished()
+                || t.deleted_since.is_some()
+                || match t.compressed() {
+                    true => waited,
+                    false => !is_last && (newer_has_data || waited),
+                };
             if done {
                 // Nobody will complete its last line now.
                 if config.partial_timeout.is_some() {
@@ -772,11 +865,13 @@ impl Stream {
         Ok(())
     }
 
-    /// After a copytruncate of a file read up to `offset`: opens the copy (a sibling with
-    /// the same first line, another inode, at least `offset` bytes long) at `offset`, ahead
-    /// of the truncated file, so the lines written after our last read and before the
-    /// truncation are read from the copy instead of lost.
-    fn drain_copy(
+    /// After a copytruncate of the file `id`, read up to `offset`: opens logrotate's copy
+    /// (found by content, whatever its name: see [`find_by_content`]) at `offset`, then the
+    /// siblings ranked after it that appeared since the last look with content not seen
+    /// (copies of later truncations this poll did not notice), from 0; all of them ahead of
+    /// the truncated file. So the lines written after our last read and before the
+    /// truncation are read from the copies instead of lost.
+    fn drain_copies(
         &mut self,
         siblings: &[Sibling],
         offset: u64,
@@ -784,43 +879,132 @@ impl Stream {
         opener: &Opener,
         stats: &mut TailStats,
     ) {
-        if offset == 0 || id.is_pending() {
-            return;
+        let open: Vec<FileId> = self.files.iter().map(|t| t.reader.id()).collect();
+        let is_open = |f: &FileId| f.same_inode(&id) || open.iter().any(|o| o.same_inode(f));
+        let copy = find_by_content(&self.path, siblings, id.fingerprint, offset, &is_open);
+        let mut seen = self.seen_content();
+        seen.push(id.fingerprint);
+        let mut opened = Vec::new();
+        if let Some(copy) = &copy
+            && let Ok(mut reader) = opener.open(&copy.path)
+            && reader.id().fingerprint == id.fingerprint
+            && reader.seek_to(offset).is_ok()
+        {
+            stats.copies_drained += 1;
+            opened.push(reader);
         }
-        let copy = siblings.iter().find(|s| {
-            s.id.fingerprint == id.fingerprint
-                && (s.id.dev, s.id.ino) != (id.dev, id.ino)
-                && !self.files.iter().any(|t| t.inode() == (s.id.dev, s.id.ino))
-                && fs::metadata(&s.path).is_ok_and(|m| m.len() >= offset)
+        let after = copy
+            .and_then(|c| siblings.iter().position(|s| s.id.same_inode(&c.id)))
+            .map_or(0, |i| i + 1);
+        for s in &siblings[after..] {
+            let known = self.known.iter().any(|k| k.matches(&s.id));
+            if !s.readable() || known || is_open(&s.id) || seen.contains(&s.id.fingerprint) {
+                continue;
+            }
+            let Ok(reader) = opener.open(&s.path) else {
+                continue;
+            };
+            if reader.id().same_inode(&s.id) {
+                stats.copies_drained += 1;
+                seen.push(s.id.fingerprint);
+                opened.push(reader);
+            }
+        }
+        let at = self
+            .files
+            .iter()
+            .position(|t| t.reader.id().same_inode(&id))
+            .unwrap_or(0);
+        for (i, reader) in opened.into_iter().enumerate() {
+            let tracked = Tracked::new(&self.path, reader, stats);
+            self.files.insert(at + i, tracked);
+        }
+    }
+
+    /// The fingerprints of the content read or being read: the files open and the ones
+    /// known at the last look. A file with one of them is a copy (a compressed rotation).
+    fn seen_content(&self) -> Vec<u64> {
+        let open = self.files.iter().map(|t| t.reader.id());
+        let mut seen: Vec<u64> = self
+            .known
+            .iter()
+            .copied()
+            .chain(open)
+            .map(|id| id.fingerprint)
+            .collect();
+        seen.retain(|&f| f != PENDING_FINGERPRINT);
+        seen
+    }
+
+    /// Counts the compressed rotations that are not read and were not there at the last
+    /// look, and says so (once per path) in the next poll's summary.
+    fn note_unsupported(&mut self, siblings: &[Sibling], stats: &mut TailStats) {
+        let mut new = siblings.iter().filter(|s| {
+            s.kind == Kind::Unsupported && !self.known.iter().any(|k| k.same_inode(&s.id))
         });
-        let Some(copy) = copy else { return };
-        let Ok(mut reader) = opener.open(&copy.path) else {
-            return;
-        };
-        if reader.id().fingerprint != id.fingerprint || reader.seek_to(offset).is_err() {
-            return;
+        let Some(first) = new.next() else { return };
+        stats.compressed_skipped += 1 + new.count() as u64;
+        if !self.unsupported_reported {
+            self.unsupported_reported = true;
+            self.warning = Some(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "{}: compressed other than with gzip (or not valid gzip), not read: lines only there are not shipped (said once per path; see tailrace_tail compressed_skipped)",
+                    first.path.display()
+                ),
+            ));
         }
-        stats.copies_drained += 1;
-        let tracked = Tracked::new(&self.path, reader, stats);
-        self.files.push_front(tracked);
+    }
+
+    /// A deleted file given up at `deleted_hold` whose content is in another file (its
+    /// compressed rotation): the reader there, at the same offset.
+    fn content_elsewhere(&self, t: &Tracked, opener: &Opener) -> Option<FileReader> {
+        let id = t.reader.id();
+        let siblings = list_siblings(&self.path).ok()?;
+        let open = |f: &FileId| self.files.iter().any(|o| o.reader.id().same_inode(f));
+        let other = find_by_content(
+            &self.path,
+            &siblings,
+            id.fingerprint,
+            t.reader.offset(),
+            &open,
+        )?;
+        let mut reader = opener.open(&other.path).ok()?;
+        if reader.id().fingerprint != id.fingerprint {
+            return None;
+        }
+        reader.seek_to(t.reader.offset()).ok()?;
+        Some(reader)
     }
 
     /// Opens the rotated-looking files in the directory that were not there at the last
-    /// look and are not open: generations renamed away before a poll saw them. They go,
-    /// oldest first, before the file at the path (the newest), or last if there is none.
+    /// look, are not open and hold content not seen (by fingerprint: a compressed copy of a
+    /// file read is not read again): generations renamed away before a poll saw them. They
+    /// go, oldest first, before the file at the path (the newest), or last if there is none.
     fn open_missed(&mut self, opener: &Opener, stats: &mut TailStats) -> io::Result<()> {
         let mut siblings = list_siblings(&self.path)?;
+        self.note_unsupported(&siblings, stats);
         let listed = siblings.len();
         let mut missed = Vec::new();
         let mut first_error = None;
+        let mut seen = self.seen_content();
         siblings.retain(|s| {
-            let open = self.files.iter().any(|t| t.inode() == (s.id.dev, s.id.ino));
-            if open || self.known.iter().any(|k| k.matches(&s.id)) {
+            let open = self.files.iter().any(|t| s.same_inode_as(t.inode()));
+            if s.kind == Kind::Unsupported || open || self.known.iter().any(|k| k.matches(&s.id)) {
+                return true;
+            }
+            if s.incomplete {
+                return false; // a gzip file being written: looked at again
+            }
+            if seen.contains(&s.id.fingerprint) {
                 return true;
             }
             match opener.open(&s.path) {
                 Ok(reader) if reader.id().same_inode(&s.id) => {
                     stats.rotated_found += 1;
+                    if !s.id.is_pending() {
+                        seen.push(s.id.fingerprint);
+                    }
                     missed.push(Tracked::new(&self.path, reader, stats));
                     true
                 }
@@ -848,6 +1032,20 @@ impl Stream {
     }
 }
 
+/// Where a file found by content, not named like a rotation, goes among `candidates`
+/// (oldest first): before the first one modified at the same time or later, and before
+/// the file at the `watched` path.
+fn place_by_mtime(candidates: &[Sibling], path: &Path, watched: &Path) -> usize {
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(at) = mtime(path) else {
+        return 0;
+    };
+    candidates
+        .iter()
+        .position(|c| c.path == watched || mtime(&c.path).is_none_or(|m| m >= at))
+        .unwrap_or(candidates.len())
+}
+
 /// Reports an error that does not stop the path from being read.
 fn soft_error(path: &Path, r: io::Result<()>, summary: &mut PollSummary, stats: &mut TailStats) {
     if let Err(e) = r {
@@ -865,11 +1063,89 @@ fn add_reader_stats(sum: &mut ReaderStats, s: &ReaderStats) {
     sum.partial_lines += s.partial_lines;
 }
 
-/// A file in the watched path's directory named like a rotation of it.
-#[derive(Debug)]
+/// A file in the watched path's directory named like a rotation of it (or, found by its
+/// content, any file there: see [`find_by_content`]).
+#[derive(Debug, Clone)]
 struct Sibling {
     path: PathBuf,
     id: FileId,
+    kind: Kind,
+    /// A gzip file whose stream is cut short before its first line is complete (still
+    /// being written): not known yet, looked at again.
+    incomplete: bool,
+}
+
+/// How a sibling is read; uncompressed before gzip where both hold the same content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Plain,
+    Gzip,
+    /// Compressed other than with gzip (`.bz2`, `.xz`, `.zst`, …): never read, reported.
+    Unsupported,
+}
+
+/// How long a gzip file cut short before its first line is waited for.
+const GZIP_STALE: Duration = Duration::from_secs(60);
+
+/// Compressed suffixes that are not read (gzip is).
+const UNSUPPORTED: [&[u8]; 6] = [b".bz2", b".xz", b".zst", b".zip", b".lz4", b".Z"];
+
+impl Sibling {
+    /// Whether it can be read (and its fingerprint is its content's).
+    fn readable(&self) -> bool {
+        self.kind != Kind::Unsupported && !self.incomplete
+    }
+
+    fn same_inode_as(&self, inode: (u64, u64)) -> bool {
+        (self.id.dev, self.id.ino) == inode
+    }
+
+    /// Looks at the file at `path` (not a link, a regular file): `None` if it cannot be.
+    fn look(path: PathBuf, unsupported: bool) -> Option<Sibling> {
+        // Not a regular file (a planted pipe would block `open`): not a rotation.
+        let file = identity::open_regular(&path).ok()?;
+        let gzip = !unsupported && identity::is_gzip(&path, &file).ok()?;
+        let mut head = [0u8; FINGERPRINT_BYTES];
+        let gzip_head = gzip.then(|| identity::read_gzip_head(&file, &mut head));
+        let meta = file.metadata().ok()?;
+        // Cut short before its first line, and not written to for a minute: the
+        // compressor is gone, it will never be complete.
+        let stale = || meta.modified().ok().and_then(|m| m.elapsed().ok()) > Some(GZIP_STALE);
+        let broken = match &gzip_head {
+            Some(Ok((n, ended))) => {
+                fingerprint(&head[..*n]) == PENDING_FINGERPRINT && !ended && stale()
+            }
+            Some(Err(_)) => true,
+            None => false,
+        };
+        // Not valid gzip: reported as not read, like other compressions.
+        if unsupported || broken {
+            // Its raw first bytes: enough to know it again.
+            let mut raw = [0u8; FINGERPRINT_BYTES];
+            let n = identity::read_head(&file, &mut raw).ok()?;
+            let id = FileId::from_parts(&meta, &raw[..n]);
+            return Some(Sibling {
+                path,
+                id,
+                kind: Kind::Unsupported,
+                incomplete: false,
+            });
+        }
+        let (id, incomplete) = match gzip_head {
+            Some(Ok((n, ended))) => {
+                let id = FileId::from_parts(&meta, &head[..n]);
+                (id, id.is_pending() && !ended)
+            }
+            _ => (FileId::of_file(&file).ok()?, false),
+        };
+        let kind = if gzip { Kind::Gzip } else { Kind::Plain };
+        Some(Sibling {
+            path,
+            id,
+            kind,
+            incomplete,
+        })
+    }
 }
 
 /// Where rotations of `path` live: the real file's directory and name (a symlink, as in
@@ -894,8 +1170,47 @@ fn rotation_home(path: &Path) -> Option<(PathBuf, OsString)> {
 enum Rank {
     /// logrotate: `.1` is newer than `.2`.
     Numbered(Reverse<u64>),
-    /// Timestamps and anything else: later sorts later.
-    Named(Vec<u8>),
+    /// Timestamps and anything else: later sorts later, numbers by value (`999.bak`
+    /// before `1499.bak`).
+    Named(Natural),
+}
+
+/// Text in natural order: runs of digits compare as numbers.
+#[derive(Debug, PartialEq, Eq)]
+struct Natural(Vec<u8>);
+
+impl Natural {
+    /// Runs of digits and runs of other bytes.
+    fn runs(&self) -> impl Iterator<Item = &[u8]> {
+        self.0
+            .chunk_by(|a, b| a.is_ascii_digit() == b.is_ascii_digit())
+    }
+}
+
+impl Ord for Natural {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let key = |run: &[u8]| {
+            if run.first().is_some_and(u8::is_ascii_digit) {
+                let digits = run
+                    .iter()
+                    .position(|&d| d != b'0')
+                    .map_or(&run[..0], |i| &run[i..]);
+                (0, digits.len(), digits.to_vec())
+            } else {
+                (1, 0, run.to_vec())
+            }
+        };
+        self.runs()
+            .map(key)
+            .cmp(other.runs().map(key))
+            .then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for Natural {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 fn rank(suffix: &[u8]) -> Rank {
@@ -905,7 +1220,7 @@ fn rank(suffix: &[u8]) -> Rank {
             .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         Rank::Numbered(Reverse(n))
     } else {
-        Rank::Named(suffix.to_vec())
+        Rank::Named(Natural(suffix.to_vec()))
     }
 }
 
@@ -937,9 +1252,10 @@ fn dir_names(dir: &Path) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
-/// The files among `names` named like rotations of `base`, oldest first.
+/// The files among `names` named like rotations of `base`, oldest first (ranked by the
+/// suffix without `.gz`; an uncompressed file before its gzip copy). Names ending in
+/// `.tmp` are skipped: kubelet compresses into `<rotation>.tmp` and renames it to `.gz`.
 fn siblings_among(dir: &Path, base: &OsString, names: &[OsString]) -> Vec<Sibling> {
-    const COMPRESSED: [&[u8]; 7] = [b".gz", b".bz2", b".xz", b".zst", b".zip", b".lz4", b".Z"];
     let base = base.as_bytes();
     let mut found = Vec::new();
     for name in names {
@@ -949,24 +1265,68 @@ fn siblings_among(dir: &Path, base: &OsString, names: &[OsString]) -> Vec<Siblin
         let Some((&sep, suffix)) = rest.split_first() else {
             continue;
         };
-        if !matches!(sep, b'.' | b'-' | b'_')
-            || suffix.is_empty()
-            || COMPRESSED.iter().any(|c| suffix.ends_with(c))
-        {
+        let suffix = suffix.strip_suffix(b".gz").unwrap_or(suffix);
+        if !matches!(sep, b'.' | b'-' | b'_') || suffix.is_empty() || suffix.ends_with(b".tmp") {
             continue;
         }
-        let path = dir.join(name);
-        // Not a regular file (a planted pipe would block `open`): not a rotation.
-        let Ok(file) = identity::open_regular(&path) else {
+        let unsupported = UNSUPPORTED.iter().any(|c| suffix.ends_with(c));
+        let Some(sibling) = Sibling::look(dir.join(name), unsupported) else {
             continue;
         };
-        let Ok(id) = FileId::of_file(&file) else {
-            continue;
-        };
-        found.push((rank(suffix), Sibling { path, id }));
+        found.push(((rank(suffix), sibling.kind), sibling));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found.into_iter().map(|(_, s)| s).collect()
+}
+
+/// A readable file in `path`'s rotation directory whose content is the one fingerprinted
+/// `fingerprint` (its first line), other than those `skip` refuses: a rotation-named
+/// sibling first, else any regular file there (logrotate's copy can be named anything).
+/// An uncompressed one must hold at least `min_len` bytes (a gzip file's length is not
+/// known without decompressing it: reading it from `min_len` finds its end, if shorter).
+/// Lists the directory only when no sibling fits.
+fn find_by_content(
+    path: &Path,
+    siblings: &[Sibling],
+    fingerprint: u64,
+    min_len: u64,
+    skip: &dyn Fn(&FileId) -> bool,
+) -> Option<Sibling> {
+    if fingerprint == PENDING_FINGERPRINT {
+        return None;
+    }
+    let fits = |s: &Sibling| {
+        s.readable()
+            && s.id.fingerprint == fingerprint
+            && !skip(&s.id)
+            && (s.kind == Kind::Gzip || fs::metadata(&s.path).is_ok_and(|m| m.len() >= min_len))
+    };
+    if let Some(s) = siblings.iter().find(|s| fits(s)) {
+        return Some(s.clone());
+    }
+    let (dir, base) = rotation_home(path)?;
+    let names = dir_names(&dir).ok()?;
+    names
+        .into_iter()
+        .filter(|name| *name != base && !siblings.iter().any(|s| s.path.file_name() == Some(name)))
+        .filter_map(|name| Sibling::look(dir.join(name), false))
+        .find(|s| fits(s))
+}
+
+/// Whether the content saved as `id` (a position of the watched `path`) is still in the
+/// directory of `path`'s real file: the file itself (same device, inode and content), or
+/// another file with the same first line (its compressed rotation, logrotate's copy).
+/// For the positions file's pruning: a position whose content is still there must be
+/// kept, or [`Tailer::resume`] cannot continue in that content. Lists the directory; reads
+/// the first bytes of its files (decompressed for gzip) only when the file itself is gone.
+pub fn content_still_present(path: &Path, id: FileId) -> bool {
+    let siblings = list_siblings(path).unwrap_or_default();
+    if siblings.iter().any(|s| s.id.matches(&id))
+        || FileId::of_path(path).is_ok_and(|now| id.matches(&now))
+    {
+        return true;
+    }
+    find_by_content(path, &siblings, id.fingerprint, 0, &|_| false).is_some()
 }
 
 /// A directory's names, kept for a moment, for [`Tailer::watch`]: watching the files of a

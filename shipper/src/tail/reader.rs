@@ -34,14 +34,25 @@
 //!   and **frozen when the first line is handed out**, so every line of a file carries the
 //!   same identity (a checkpoint keyed by identity sees one key per file). After a
 //!   truncation the file is a new file: the identity is recomputed from the new content.
+//! - A gzip file (see `identity.rs`) is read through a decoder: offsets are offsets in the
+//!   decompressed stream, a seek decompresses and skips (backwards: from the start again).
+//!   It never grows nor is truncated; it is [finished](FileReader::is_finished) once its
+//!   stream ended cleanly. A stream cut short (the compressor still writing it) reads as
+//!   the end of the file for now, and is decompressed again up to the offset once the file
+//!   grew. Corrupt data is reported once as an error; the file then reads as finished.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::identity::{FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT, fingerprint, read_head};
+use flate2::bufread::MultiGzDecoder;
+
+use super::identity::{
+    FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT, fingerprint, gzip_decoder, is_gzip,
+    read_gzip_head, read_head,
+};
 
 /// How a [`FileReader`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +151,129 @@ pub struct FileReader {
     /// When the current partial line was first seen complete-less at the end of the file.
     partial_since: Option<Instant>,
     stats: ReaderStats,
+    /// Set for a gzip file: `file` then only serves `fstat`s and new decoders.
+    gz: Option<Box<Gz>>,
+}
+
+/// The decoding state of a gzip file.
+struct Gz {
+    decoder: Option<MultiGzDecoder<io::BufReader<File>>>,
+    /// Decompressed bytes the decoder handed out so far.
+    pos: u64,
+    /// The stream ended cleanly here: the decompressed length.
+    len: Option<u64>,
+    /// The stream was cut short when the file had this many bytes: decode again only once
+    /// it has more.
+    cut_at: Option<u64>,
+    corrupt: bool,
+}
+
+impl std::fmt::Debug for Gz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gz")
+            .field("pos", &self.pos)
+            .field("len", &self.len)
+            .field("cut_at", &self.cut_at)
+            .field("corrupt", &self.corrupt)
+            .finish()
+    }
+}
+
+impl Gz {
+    /// Up to `buf.len()` decompressed bytes from offset `at`; `Ok(0)` at the end of what
+    /// can be decompressed now.
+    fn read_at(&mut self, file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+        if self.corrupt || self.len.is_some_and(|len| at >= len) {
+            return Ok(0);
+        }
+        if let Some(cut) = self.cut_at {
+            if file.metadata()?.len() <= cut {
+                return Ok(0);
+            }
+            self.cut_at = None;
+            self.decoder = None;
+        }
+        if at < self.pos || self.decoder.is_none() {
+            self.decoder = Some(gzip_decoder(file)?);
+            self.pos = 0;
+        }
+        let mut skip = [0u8; 8192];
+        while self.pos < at {
+            let want = usize::try_from(at - self.pos).map_or(skip.len(), |n| n.min(skip.len()));
+            if self.decode(file, &mut skip[..want])? == 0 {
+                return Ok(0);
+            }
+        }
+        self.decode(file, buf)
+    }
+
+    fn decode(&mut self, file: &File, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok(0);
+        };
+        loop {
+            match decoder.read(buf) {
+                Ok(0) if !buf.is_empty() => {
+                    if file.metadata()?.len() == 0 {
+                        self.cut_at = Some(0);
+                    } else {
+                        self.len = Some(self.pos);
+                    }
+                    self.decoder = None;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.cut_at = Some(file.metadata()?.len());
+                    self.decoder = None;
+                    return Ok(0);
+                }
+                Err(e) => {
+                    self.corrupt = true;
+                    self.decoder = None;
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "corrupt gzip data after {} decompressed bytes ({e}): the rest is not read",
+                            self.pos
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The decompressed length if known, else an estimate: gzip's trailer (the length
+    /// modulo 2^32), at least `read_pos`.
+    fn size(&self, file: &File, read_pos: u64) -> io::Result<u64> {
+        if let Some(len) = self.len {
+            return Ok(len);
+        }
+        let compressed = file.metadata()?.len();
+        let mut trailer = [0u8; 4];
+        if compressed < 18 || file.read_at(&mut trailer, compressed - 4)? < 4 {
+            return Ok(read_pos);
+        }
+        Ok(u64::from(u32::from_le_bytes(trailer)).max(read_pos))
+    }
+}
+
+/// `file`'s bytes (or decompressed bytes, through `gz`) from `at` into `buf`.
+fn read_source(file: &File, gz: Option<&mut Gz>, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    match gz {
+        Some(gz) => gz.read_at(file, buf, at),
+        None => loop {
+            match file.read_at(buf, at) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        },
+    }
 }
 
 impl FileReader {
@@ -147,6 +281,15 @@ impl FileReader {
     pub fn open(path: &Path, config: ReaderConfig) -> io::Result<Self> {
         let file = super::identity::open_regular(path)?;
         let meta = file.metadata()?;
+        let gz = is_gzip(path, &file)?.then(|| {
+            Box::new(Gz {
+                decoder: None,
+                pos: 0,
+                len: None,
+                cut_at: None,
+                corrupt: false,
+            })
+        });
         let mut reader = FileReader {
             id: FileId {
                 dev: meta.dev(),
@@ -170,6 +313,7 @@ impl FileReader {
             head: Vec::with_capacity(FINGERPRINT_BYTES),
             partial_since: None,
             stats: ReaderStats::default(),
+            gz,
         };
         reader.reload_head()?;
         Ok(reader)
@@ -194,9 +338,26 @@ impl FileReader {
         self.stats
     }
 
-    /// The file's size now.
+    /// The file's size now (for a gzip file, its decompressed size: an estimate until it
+    /// was read to its end).
     pub fn size(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        match &self.gz {
+            Some(gz) => gz.size(&self.file, self.read_pos),
+            None => Ok(self.file.metadata()?.len()),
+        }
+    }
+
+    /// A gzip file, read through a decoder.
+    pub fn is_compressed(&self) -> bool {
+        self.gz.is_some()
+    }
+
+    /// A gzip file read to the clean end of its stream (or to corrupt data): nothing more
+    /// will ever come. Always `false` for an uncompressed file.
+    pub fn is_finished(&self) -> bool {
+        self.gz
+            .as_ref()
+            .is_some_and(|gz| gz.corrupt || gz.len.is_some_and(|len| self.read_pos >= len))
     }
 
     /// The memory this reader's buffer holds (zero while nothing waits in it at the end of
@@ -303,16 +464,12 @@ impl FileReader {
             }
             self.make_room();
             let chunk = self.config.chunk_bytes;
-            let n = loop {
-                match self
-                    .file
-                    .read_at(&mut self.buf[self.end..self.end + chunk], self.read_pos)
-                {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            };
+            let n = read_source(
+                &self.file,
+                self.gz.as_deref_mut(),
+                &mut self.buf[self.end..self.end + chunk],
+                self.read_pos,
+            )?;
             if n == 0 {
                 if self.has_partial() {
                     self.partial_since.get_or_insert_with(Instant::now);
@@ -388,8 +545,16 @@ impl FileReader {
     /// compared with the ones read before): the size, whether the file was deleted, and whether it was
     /// truncated or replaced. A truncated file is read again from offset 0 (counted in
     /// [`ReaderStats::truncations`]); what was buffered from the old content is dropped.
+    /// A gzip file is never truncated: only its size and deletion are looked at.
     pub fn check(&mut self) -> io::Result<FileStatus> {
         let meta = self.file.metadata()?;
+        if self.gz.is_some() {
+            return Ok(FileStatus {
+                size: self.size()?,
+                deleted: meta.nlink() == 0,
+                truncated: false,
+            });
+        }
         let size = meta.len();
         let deleted = meta.nlink() == 0;
         let mut truncated = size < self.read_pos || size < self.head.len() as u64;
@@ -479,7 +644,12 @@ impl FileReader {
 
     fn reload_head(&mut self) -> io::Result<()> {
         let mut head = [0u8; FINGERPRINT_BYTES];
-        let n = read_head(&self.file, &mut head)?;
+        let n = match &self.gz {
+            // Decoded again only while the head is incomplete (a stream still being written).
+            Some(_) if fingerprint(&self.head) != PENDING_FINGERPRINT => self.head.len(),
+            Some(_) => read_gzip_head(&self.file, &mut head)?.0,
+            None => read_head(&self.file, &mut head)?,
+        };
         if n > self.head.len() {
             self.head.clear();
             self.head.extend_from_slice(&head[..n]);

@@ -234,10 +234,24 @@ fn rotated_twice_between_polls_kubelet_names() {
     append(&p, "g3 a\n");
     fs::rename(&p, dir.path().join("0.log.20261122-120000")).unwrap();
     append(&p, "g4 a\n");
-    // Compressed older rotations are never read.
+    // Named `.gz` but not gzip: not read, and said (once).
     append(&dir.path().join("0.log.20261122-090000.gz"), "zip\n");
-    assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 a", "g3 a", "g4 a"]);
+    let (got, errors) = poll_with_errors(&mut t);
+    assert_eq!(got, ["g1 b", "g2 a", "g3 a", "g4 a"]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("not read"), "{errors:?}");
     assert_eq!(t.stats().rotated_found, 2);
+    assert_eq!(t.stats().compressed_skipped, 1);
+}
+
+/// One poll's lines and its errors (as text), errors allowed.
+fn poll_with_errors(t: &mut Tailer) -> (Vec<String>, Vec<String>) {
+    let mut got = Vec::new();
+    let summary = t.poll(usize::MAX, &mut |_, l| {
+        got.push(String::from_utf8(l.bytes.to_vec()).unwrap())
+    });
+    let errors = summary.errors.iter().map(|(_, e)| e.to_string()).collect();
+    (got, errors)
 }
 
 #[test]
@@ -556,6 +570,8 @@ fn rotation_order_of_suffixes() {
         b"20261122-110000",
         b"20261122-100000",
         b"20260101",
+        b"1499.bak",
+        b"999.bak",
     ];
     names.sort_by_key(|n| rank(n));
     assert_eq!(
@@ -564,6 +580,8 @@ fn rotation_order_of_suffixes() {
             &b"10"[..],
             b"2",
             b"1",
+            b"999.bak",
+            b"1499.bak",
             b"20260101",
             b"20261122-100000",
             b"20261122-110000"
@@ -698,4 +716,304 @@ fn a_named_pipe_is_refused_not_waited_on() {
     );
     assert_eq!(first, ["one"]);
     assert_eq!(second, ["two"]);
+}
+
+/// What kubelet and logrotate's `compress` do to a rotation: `<name>.gz` with its content,
+/// the uncompressed file deleted. Returns the compressed file's path.
+fn gzip_away(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gz");
+    let gz = PathBuf::from(name);
+    gzip_to(path, &gz);
+    fs::remove_file(path).unwrap();
+    gz
+}
+
+fn gzip_to(from: &Path, to: &Path) {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&fs::read(from).unwrap()).unwrap();
+    fs::write(to, enc.finish().unwrap()).unwrap();
+}
+
+/// `n` numbered lines `<tag> <i>` from `from`.
+fn seq_lines(tag: &str, from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("{tag} {i:05}\n"))
+        .collect()
+}
+
+#[test]
+fn a_saved_position_continues_in_the_gzip_of_its_rotation_at_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("0.log");
+    append(&p, "g1 a\ng1 b\ng1 c\n");
+    let saved = FileId::of_path(&p).unwrap();
+    let r1 = dir.path().join("0.log.20261204-101500");
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g2 a\n");
+    let gz = gzip_away(&r1);
+    let gz_id = FileId::of_path(&gz).unwrap();
+    assert_eq!(
+        gz_id.fingerprint, saved.fingerprint,
+        "decompressed first line"
+    );
+    assert!(content_still_present(&p, saved));
+    let mut t = Tailer::new(config());
+    assert_eq!(t.resume(&p, saved, 5).unwrap(), Resumed::Moved(gz.clone()));
+    let got = poll_keys(&mut t);
+    let got: Vec<_> = got.iter().map(|(k, s, o)| (k.id, s.as_str(), *o)).collect();
+    let at_path = FileId::of_path(&p).unwrap();
+    assert_eq!(
+        got,
+        [
+            (gz_id, "g1 b", 10),
+            (gz_id, "g1 c", 15),
+            (at_path, "g2 a", 5)
+        ],
+        "decompressed offsets, the gzip file's own identity"
+    );
+    assert_eq!(t.stats().moved_found, 1);
+    assert_eq!(t.stats().compressed_opened, 1);
+    fs::remove_file(&gz).unwrap();
+    assert!(!content_still_present(&p, saved));
+}
+
+#[test]
+fn a_gzip_of_a_rotation_already_read_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    let r1 = dir.path().join("app.log.1");
+    append(&p, "g1 a\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["g1 a"]);
+    // logrotate `compress` + `delaycompress`: `.1` stays plain until the next rotation.
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g2 a\n");
+    assert_eq!(texts(&poll(&mut t)), ["g2 a"]);
+    fs::rename(&r1, dir.path().join("app.log.2")).unwrap();
+    gzip_away(&dir.path().join("app.log.2"));
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g3 a\n");
+    assert_eq!(texts(&poll(&mut t)), ["g3 a"]);
+    // Compressed while still open (not yet drained): read once, through the open file.
+    append(&p, "g3 b\n");
+    fs::rename(&r1, dir.path().join("app.log.2")).unwrap();
+    fs::rename(&p, &r1).unwrap();
+    append(&p, "g4 a\n");
+    gzip_away(&r1);
+    assert_eq!(texts(&poll(&mut t)), ["g3 b", "g4 a"]);
+    append(&p, "g4 b\n");
+    assert_eq!(texts(&poll(&mut t)), ["g4 b"]);
+    assert_eq!(t.stats().compressed_opened, 0);
+}
+
+/// Kubelet rotates `0.log` (holding `g1 a`) three times while nothing is read (Loki down,
+/// reading paused, or the process not running), gzipping every rotation but the newest.
+fn kubelet_three_rotations(dir: &Path) {
+    let p = dir.join("0.log");
+    append(&p, "g1 b\n");
+    let mut previous: Option<PathBuf> = None;
+    for (i, next) in ["g2 a\n", "g3 a\n", "g4 a\n"].into_iter().enumerate() {
+        let rotated = dir.join(format!("0.log.20261204-10{i}500"));
+        fs::rename(&p, &rotated).unwrap();
+        if let Some(older) = previous.replace(rotated) {
+            gzip_away(&older);
+        }
+        append(&p, next);
+    }
+}
+
+#[test]
+fn kubelet_rotations_gzipped_while_not_polled_are_read_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("0.log");
+    append(&p, "g1 a\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["g1 a"]);
+    kubelet_three_rotations(dir.path());
+    // g1 through its open handle (its gzip copy is not read), g2 from its gzip file.
+    assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 a", "g3 a", "g4 a"]);
+    assert_eq!(t.stats().compressed_opened, 1);
+    append(&p, "g4 b\n");
+    assert_eq!(texts(&poll(&mut t)), ["g4 b"]);
+}
+
+#[test]
+fn kubelet_rotations_gzipped_while_reading_was_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("0.log");
+    append(&p, "g0\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["g0"]);
+    fs::remove_file(&p).unwrap();
+    assert!(poll(&mut t).is_empty());
+    append(&p, "g1 a\n");
+    kubelet_three_rotations(dir.path());
+    assert_eq!(
+        texts(&poll(&mut t)),
+        ["g1 a", "g1 b", "g2 a", "g3 a", "g4 a"],
+        "g1 and g2 from their gzip files"
+    );
+    assert_eq!(t.stats().compressed_opened, 2);
+    append(&p, "g4 b\n");
+    assert_eq!(texts(&poll(&mut t)), ["g4 b"]);
+}
+
+#[test]
+fn kubelet_rotations_gzipped_while_down_resume_in_the_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("0.log");
+    append(&p, "g1 a\n");
+    let g1 = FileId::of_path(&p).unwrap();
+    kubelet_three_rotations(dir.path());
+    let mut t = Tailer::new(config());
+    let how = t.resume(&p, g1, 5).unwrap();
+    let gz = dir.path().join("0.log.20261204-100500.gz");
+    assert_eq!(how, Resumed::Moved(gz));
+    assert_eq!(
+        texts(&poll(&mut t)),
+        ["g1 b", "g2 a", "g3 a", "g4 a"],
+        "the newer rotations from 0, oldest first, compressed or not"
+    );
+}
+
+/// Copytruncate, the copy named anything in the directory (compressed too): the lines
+/// after the last read come from it, running and after a restart.
+#[test]
+fn copytruncate_copy_found_by_content_whatever_its_name() {
+    for copy_name in [
+        "app.log.1499.bak",
+        "app.log-20261204",
+        "saved-by-logrotate",
+        "app.log.1.gz",
+    ] {
+        for restart in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("app.log");
+            append(&p, "one\ntwo\n");
+            let mut t = Tailer::new(config());
+            t.watch(&p).unwrap();
+            let (key, _, offset) = poll_keys(&mut t).pop().unwrap();
+            append(&p, "three\nfour\n");
+            let copy = dir.path().join(copy_name);
+            match copy_name.ends_with(".gz") {
+                true => gzip_to(&p, &copy),
+                false => {
+                    fs::copy(&p, &copy).unwrap();
+                }
+            }
+            truncate(&p);
+            append(&p, "five\n");
+            if restart {
+                t = Tailer::new(config());
+                let how = t.resume(&p, key.id, offset).unwrap();
+                assert_eq!(how, Resumed::Moved(copy.clone()), "{copy_name}");
+            }
+            let what = format!("{copy_name}, restart: {restart}");
+            assert_eq!(texts(&poll(&mut t)), ["three", "four", "five"], "{what}");
+            append(&p, "six\n");
+            assert_eq!(texts(&poll(&mut t)), ["six"], "{what}");
+        }
+    }
+}
+
+/// Two copytruncates before the tailer looked (down, or not polled): the first copy from
+/// where reading stopped, the later copy from 0, then the file at the path.
+#[test]
+fn two_copytruncates_while_down_or_not_polled() {
+    for restart in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w0.log");
+        append(&p, &seq_lines("seq", 0, 90));
+        let mut t = Tailer::new(config());
+        t.watch(&p).unwrap();
+        let (key, _, offset) = poll_keys(&mut t).pop().unwrap();
+        assert_eq!(offset, 900);
+        append(&p, &seq_lines("seq", 90, 1410));
+        fs::copy(&p, dir.path().join("w0.log.1499.bak")).unwrap();
+        truncate(&p);
+        append(&p, &seq_lines("seq", 1500, 1500));
+        fs::copy(&p, dir.path().join("w0.log.2999.bak")).unwrap();
+        truncate(&p);
+        append(&p, &seq_lines("seq", 3000, 10));
+        if restart {
+            t = Tailer::new(config());
+            t.resume(&p, key.id, offset).unwrap();
+        }
+        let expect = seq_lines("seq", 90, 2920);
+        assert_eq!(
+            texts(&poll(&mut t)),
+            expect.lines().collect::<Vec<_>>(),
+            "restart: {restart}"
+        );
+    }
+}
+
+#[test]
+fn other_compressions_are_reported_once_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "one\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["one"]);
+    fs::rename(&p, dir.path().join("app.log.1")).unwrap();
+    append(&dir.path().join("app.log.2.bz2"), "BZh91AY&SY");
+    append(&p, "two\n");
+    let (got, errors) = poll_with_errors(&mut t);
+    assert_eq!(got, ["two"]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("app.log.2.bz2"), "{errors:?}");
+    fs::rename(&p, dir.path().join("app.log.3")).unwrap();
+    append(&dir.path().join("app.log.4.xz"), "\u{fd}7zXZ");
+    append(&p, "three\n");
+    let (got, errors) = poll_with_errors(&mut t);
+    assert_eq!(got, ["three"]);
+    assert!(errors.is_empty(), "once per path: {errors:?}");
+    assert_eq!(t.stats().compressed_skipped, 2);
+}
+
+/// logrotate writes `.gz` in place: seen while being written, it is read as far as it
+/// goes, then the rest once it is complete.
+#[test]
+fn a_gzip_file_still_being_written_is_read_to_its_end_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "g0\n");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["g0"]);
+    fs::remove_file(&p).unwrap();
+    assert!(poll(&mut t).is_empty());
+    // g1 was created, rotated and is being compressed, all before a poll.
+    let plain = dir.path().join("g1");
+    let text = seq_lines("g1", 0, 3000);
+    append(&plain, &text);
+    let gz = dir.path().join("app.log.1.gz");
+    gzip_to(&plain, &gz);
+    let whole = fs::read(&gz).unwrap();
+    fs::write(&gz, &whole[..whole.len() / 2]).unwrap();
+    append(&p, "g2 a\n");
+    let first = poll(&mut t);
+    assert!(!first.is_empty() && first.len() < 3000, "{}", first.len());
+    OpenOptions::new()
+        .append(true)
+        .open(&gz)
+        .unwrap()
+        .write_all(&whole[whole.len() / 2..])
+        .unwrap();
+    let mut all = texts(&first)
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>();
+    all.extend(poll(&mut t).into_iter().map(|l| l.1));
+    let expect: Vec<String> = text
+        .lines()
+        .map(str::to_owned)
+        .chain(["g2 a".into()])
+        .collect();
+    assert_eq!(all, expect);
 }
