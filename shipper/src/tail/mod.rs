@@ -24,16 +24,40 @@
 //!   data (the writer has moved on), or after [`TailerConfig::rotate_wait`] at its end.
 //! - **Rotated several times between two polls** (`app.log` → `.1` → `.2`): every file in
 //!   the path's directory named like a rotation of it (`<name>.<suffix>`, `<name>-<suffix>`,
-//!   `<name>_<suffix>`, not compressed) that was not there at the previous look and is not
-//!   open is a generation that was never seen: it is read from 0, in rotation order, before
-//!   the new file. Rotation order: numeric suffixes of up to 6 digits count down
-//!   (`.2` is older than `.1`); other suffixes (timestamps) sort as text, later is newer.
-//!   Symlinks are resolved first, so the directory searched is the real file's.
+//!   `<name>_<suffix>`, gzip included) that was not there at the previous look, is not open
+//!   and holds content not seen (see below) is a generation that was never seen: it is read
+//!   from 0, in rotation order, before the new file. Rotation order: the suffix without
+//!   `.gz`; numeric suffixes of up to 6 digits count down (`.2` is older than `.1`); other
+//!   suffixes (timestamps, `1499.bak`) sort as text with runs of digits compared as numbers,
+//!   later is newer; an uncompressed file before its gzip copy. Names ending in `.tmp` are
+//!   skipped (kubelet compresses into `<rotation>.tmp`, then renames it `.gz`). Symlinks are
+//!   resolved first, so the directory searched is the real file's.
+//! - **Compressed rotations** (kubelet gzips every rotation but the newest, logrotate's
+//!   `compress`): a gzip file (named `.gz`, or starting with gzip's magic) is read through a
+//!   decoder; its identity is its own device/inode with the fingerprint of its decompressed
+//!   first line, offsets are decompressed offsets (see `identity.rs`, `reader.rs`). **Content
+//!   already read or being read is never read again**: a file whose fingerprint is that of a
+//!   file open (as it is now, or as it was read), of a file known at the last look, or of one
+//!   of the last [`DONE_KEPT`] files read to the end, is its copy and is taken as known. So
+//!   the `.gz` of a rotation read (or being read through its deleted original) is skipped,
+//!   and the `.gz` of a rotation never seen is read. A `.gz` still being written (cut short
+//!   before its first line) is looked at again at the next poll, for at most a minute; one
+//!   cut short later is read as far as it goes and the rest once it grew (it is done at the
+//!   end of its stream, or after `rotate_wait` without growing). A deleted file given up at
+//!   `deleted_hold` goes on in its compressed copy, at the same offset, if there is one.
+//!   Other compressions (`.bz2`, `.xz`, `.zst`, `.zip`, `.lz4`, `.Z`) and invalid gzip are
+//!   not read: counted in [`TailStats::compressed_skipped`] when first seen, and said once
+//!   per path as an error of kind `Unsupported` in the poll summary.
 //! - **Copytruncate** (the file is now shorter than what was read, or its first bytes
 //!   changed): read again from offset 0 (counted). Lines written after the last read and
-//!   before the truncation are read from logrotate's copy when it is found (a sibling with
-//!   the same first line and at least the bytes already read), from where reading stopped;
-//!   only lines written between the copy and the truncation are lost, by any tailer.
+//!   before the truncation are read from logrotate's copy, from where reading stopped. The
+//!   copy is found **by content, whatever its name**: a file with the truncated content's
+//!   fingerprint, at least the bytes already read long (a gzip copy: any length), first among
+//!   the rotation-named siblings, else among all regular files of the directory (listed only
+//!   then). Siblings ranked after that copy that appeared since the last look with content
+//!   not seen (copies of later truncations, made before this poll) are read from 0 after it;
+//!   all of them before the truncated file. Only lines written between the copy and the
+//!   truncation are lost, by any tailer.
 //! - **Deleted while open**: read to its end through the open handle, then closed. A
 //!   deleted file still growing (its writer holds it open) is given up after
 //!   [`TailerConfig::deleted_hold`]; what was left is counted in [`TailStats`].
@@ -43,10 +67,20 @@
 //! - **Restart**: [`Tailer::resume`] takes each saved `(path, FileId, offset)`. A file found
 //!   by identity, at the path or renamed in the same directory (even under a name no glob
 //!   matches), continues at its saved offset; every newer file of the stream is read from 0
-//!   (from its own saved offset if it has one); older ones are taken as read. A file
-//!   truncated in place while the process was down (copytruncate) is continued in
-//!   logrotate's copy beside it (same first line, at least the saved offset long), from the
-//!   saved offset, before the new content at the path.
+//!   (from its own saved offset if it has one); older ones are taken as read. **A saved file
+//!   found by no identity whose content is elsewhere** (compressed: `0.log.<ts>.gz`; or
+//!   truncated in place while the process was down, its content in logrotate's copy under
+//!   any name) continues in the file holding that content (found as for copytruncate above),
+//!   from the saved offset, or from that file's own saved offset if it is further
+//!   ([`Resumed::Moved`]). Where it goes in the stream: a rotation-named file at its rank; a
+//!   file with another name before the first candidate modified at the same time or later
+//!   (modification time, the only order such names have), and before the file at the path;
+//!   a copy of a file still there (truncated in place) always before that file. Then every
+//!   newer file follows from 0: with several truncations while down (`w0.log.1499.bak`
+//!   holding the saved content, `w0.log.2999.bak` the next), the saved copy from the saved
+//!   offset, the later copy from 0, then the file at the path. Later copies not named like
+//!   rotations cannot be told from other logs: they are not read. Two files with the same
+//!   content (a rotation and its `.gz`, both there for a moment) are read once.
 //!
 //! # Checkpoints
 //!
@@ -59,9 +93,16 @@
 //! # Cost
 //!
 //! Per path and poll: one `stat` of the path; per open file one `fstat`, one read of at
-//! most [`FINGERPRINT_BYTES`] (to notice content replaced in place), and reads of
-//! [`ReaderConfig::chunk_bytes`] until the end. The directory is listed only when the
-//! path's file changed or is missing (then at every poll, until it is back or forgotten).
+//! most [`FINGERPRINT_BYTES`] (to notice content replaced in place; for an open gzip file,
+//! a read of its 4-byte trailer instead), and reads of [`ReaderConfig::chunk_bytes`] until
+//! the end. The directory is listed only when the path's file changed or is missing (then
+//! at every poll, until it is back or forgotten), when an open file was truncated, or while
+//! a `.gz` is being written (at most a minute). A listing costs what it did, plus the
+//! decompression of the first bytes of each `.gz` sibling (one buffer of input) and one
+//! head read per open file. Reading a `.gz` costs its decompression; a seek in it
+//! decompresses from the start. Only a copytruncate whose copy is not named like a
+//! rotation, a saved position whose content moved, and a deleted file given up list and
+//! fingerprint every file of the directory.
 //!
 //! # Guarantee, and its limits
 //!
@@ -74,9 +115,13 @@
 //! With a partial-line timeout set, a line whose writer paused mid-line for longer is
 //! handed out in two pieces (see `reader.rs`).
 //!
-//! Rotated files are recognised by name: a copytruncate copy (`app.log.1`) that appears
-//! between a truncation and the poll that notices it is marked as seen then; one that is
-//! still unseen when the path's file is replaced would be read as a rotation.
+//! Rotated files are recognised by name, and their content by its first line: a
+//! copytruncate copy whose truncation went unnoticed (the reader had not seen the truncated
+//! content's first line) is read as a rotation when next seen, so its lines come, once,
+//! after newer ones. A rotation listed while its first line was incomplete is not taken as
+//! known (as a saved pending fingerprint would be): nothing of it was handed out, and a
+//! compressed rotation's original is deleted, so its inode may be a new file's by the next
+//! look. Such a file is read (from 0) when next seen.
 
 pub mod identity;
 pub mod reader;
@@ -269,7 +314,13 @@ struct Stream {
     unsupported_reported: bool,
     /// A warning found outside a poll (by `resume`), for the next poll's summary.
     warning: Option<io::Error>,
+    /// The fingerprints of the last files read to their end and closed.
+    done: VecDeque<u64>,
 }
+
+/// How many fingerprints of closed files a stream keeps: kubelet and logrotate compress a
+/// rotation within one or two rotations of its closing.
+const DONE_KEPT: usize = 8;
 
 #[derive(Debug)]
 struct Tracked {
@@ -533,6 +584,7 @@ impl Stream {
             polled: false,
             unsupported_reported: false,
             warning: None,
+            done: VecDeque::new(),
         }
     }
 
@@ -546,6 +598,15 @@ impl Stream {
             stats.files_closed += 1;
             add_reader_stats(&mut stats.reader, &t.reader.stats());
             let id = t.reader.id();
+            // Its content as read (a listing may have seen it still empty): a compressed
+            // copy of it, made later, is known by that. By content only: its inode may be
+            // reused by a new file.
+            if !id.is_pending() {
+                if self.done.len() == DONE_KEPT {
+                    self.done.pop_front();
+                }
+                self.done.push_back(id.fingerprint);
+            }
             if self.at_path == Some((id.dev, id.ino)) {
                 // Its inode may be reused at the path now: never take that for this file.
                 self.at_path = None;
@@ -598,22 +659,26 @@ impl Stream {
             })
             .collect();
         // Content moved: a saved file found by no identity (deleted after being compressed,
-        // or truncated in place by copytruncate) goes on in the file now holding its content.
+        // or truncated in place by copytruncate) goes on in the file now holding its content
+        // (from its own saved position, if it has one and it is further).
+        let mut aliases = Vec::new();
         for &(saved, offset) in &self.saved {
             if saved.is_pending() || candidates.iter().any(|c| saved.matches(&c.id)) {
                 continue;
             }
-            let taken = |id: &FileId| {
-                saved.same_inode(id)
-                    || candidates
-                        .iter()
-                        .zip(&matched)
-                        .any(|(c, m)| m.is_some() && c.id.same_inode(id))
-            };
+            let itself = |id: &FileId| saved.same_inode(id);
             let Some(found) =
-                find_by_content(&self.path, &candidates, saved.fingerprint, offset, &taken)
+                find_by_content(&self.path, &candidates, saved.fingerprint, offset, &itself)
             else {
                 continue;
+            };
+            let own = self.saved.iter().find(|(s, _)| s.matches(&found.id));
+            let position = match own {
+                Some(&(own, own_offset)) if own_offset >= offset => {
+                    aliases.push((saved, own));
+                    (own, own_offset, false)
+                }
+                _ => (saved, offset, true),
             };
             let mut i = match candidates.iter().position(|c| c.id.same_inode(&found.id)) {
                 Some(i) => i,
@@ -634,7 +699,7 @@ impl Stream {
                 matched.insert(k, None);
                 i = k;
             }
-            matched[i] = Some((saved, offset, true));
+            matched[i] = Some(position);
         }
         // The same content twice (a rotation and its compressed copy, both there for a
         // moment): read once, in the first file, or where a position continues.
@@ -694,6 +759,11 @@ impl Stream {
                 stats.rotated_found += 1;
             }
             self.push(reader, stats);
+        }
+        for (saved, own) in aliases {
+            if let Some((_, path, _)) = found.iter().find(|f| f.0 == own) {
+                found.push((saved, path.clone(), true));
+            }
         }
         self.known = known;
         Ok(found)
@@ -897,7 +967,7 @@ impl Stream {
             .and_then(|c| siblings.iter().position(|s| s.id.same_inode(&c.id)))
             .map_or(0, |i| i + 1);
         for s in &siblings[after..] {
-            let known = self.known.iter().any(|k| k.matches(&s.id));
+            let known = self.knows(&s.id);
             if !s.readable() || known || is_open(&s.id) || seen.contains(&s.id.fingerprint) {
                 continue;
             }
@@ -924,16 +994,31 @@ impl Stream {
     /// The fingerprints of the content read or being read: the files open and the ones
     /// known at the last look. A file with one of them is a copy (a compressed rotation).
     fn seen_content(&self) -> Vec<u64> {
-        let open = self.files.iter().map(|t| t.reader.id());
+        // What an open file holds now too: its first line may be in it by now, or its
+        // content replaced (and compressed) before `check` noticed.
+        let open = self.files.iter().flat_map(|t| {
+            let now = t
+                .reader
+                .content_fingerprint()
+                .unwrap_or(PENDING_FINGERPRINT);
+            [t.reader.id().fingerprint, now]
+        });
         let mut seen: Vec<u64> = self
             .known
             .iter()
-            .copied()
-            .chain(open)
             .map(|id| id.fingerprint)
+            .chain(open)
+            .chain(self.done.iter().copied())
             .collect();
         seen.retain(|&f| f != PENDING_FINGERPRINT);
         seen
+    }
+
+    /// Whether `id` was in the directory at the last look, with that content. Never for a
+    /// file whose first line is incomplete: nothing of it was handed out, and its inode may
+    /// be another file's by now (a compressed rotation's original is deleted): it is read.
+    fn knows(&self, id: &FileId) -> bool {
+        !id.is_pending() && self.known.contains(id)
     }
 
     /// Counts the compressed rotations that are not read and were not there at the last
@@ -990,11 +1075,14 @@ impl Stream {
         let mut seen = self.seen_content();
         siblings.retain(|s| {
             let open = self.files.iter().any(|t| s.same_inode_as(t.inode()));
-            if s.kind == Kind::Unsupported || open || self.known.iter().any(|k| k.matches(&s.id)) {
+            if s.kind == Kind::Unsupported || open || self.knows(&s.id) {
                 return true;
             }
             if s.incomplete {
                 return false; // a gzip file being written: looked at again
+            }
+            if s.kind == Kind::Gzip && s.id.is_pending() {
+                return true; // complete, and no complete line in it
             }
             if seen.contains(&s.id.fingerprint) {
                 return true;
@@ -1019,15 +1107,17 @@ impl Stream {
             }
         });
         self.look_again |= siblings.len() < listed;
-        self.known = siblings.into_iter().map(|s| s.id).collect();
-        let at = self
-            .files
-            .iter()
-            .position(|t| Some(t.inode()) == self.at_path)
-            .unwrap_or(self.files.len());
-        for (i, t) in missed.into_iter().enumerate() {
-            self.files.insert(at + i, t);
+        // In rotation order among the open files renamed away too (a compressed older
+        // rotation goes before them), and before the file at the path.
+        let rank = |inode: (u64, u64)| siblings.iter().position(|s| s.same_inode_as(inode));
+        for t in missed {
+            let own = rank(t.inode());
+            let at = self.files.iter().position(|f| {
+                Some(f.inode()) == self.at_path || rank(f.inode()).is_some_and(|r| Some(r) > own)
+            });
+            self.files.insert(at.unwrap_or(self.files.len()), t);
         }
+        self.known = siblings.into_iter().map(|s| s.id).collect();
         first_error.map_or(Ok(()), Err)
     }
 }

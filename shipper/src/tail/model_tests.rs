@@ -28,6 +28,19 @@
 //!   a file are lost too.
 //! - `Pause` past `deleted_hold` after a `Delete`: the tailer may give the file up (the
 //!   configured bound).
+//! - `CopyTruncate` (logrotate's copy under a name of the case's pattern, then the
+//!   truncation): as `Truncate`. The tailer reads what it can from the copy (found by
+//!   content); a copy whose truncation went unnoticed (the reader had not seen its first
+//!   line) is read as a rotation, later. So lines read from a copy are checked for being
+//!   written, exact and handed out once, but not for their order against the stream.
+//!   A case copies (a third of them) or renames, not both, as a logrotate configuration
+//!   does: copies ranked against rotations of another naming pattern say nothing about
+//!   which is newer. In a case that renames, `CopyTruncate` is a plain `Truncate`; in a case
+//!   that copies, rotations do nothing.
+//!
+//! `RotateGzip` (kubelet names only; a plain rotation with logrotate names) rotates, then
+//! gzips the rotation before it (the uncompressed file deleted), as kubelet does: nothing
+//! may be lost by it, and a line may come from either file, never from both.
 //!
 //! `Restart` drops the tailer and builds a new one from a simulated checkpoint: for every
 //! file, the `(key, offset_end)` of the last line it handed out. Not modelled here, each
@@ -71,6 +84,17 @@ enum Action {
     Truncate {
         s: usize,
     },
+    /// Rotates, then gzips the rotation made before it (unless the writer still appends to
+    /// it), deleting the uncompressed file.
+    RotateGzip {
+        s: usize,
+        create: bool,
+        reopen: bool,
+    },
+    /// Copies the file at the path (named after the case's `copy_style`), then truncates it.
+    CopyTruncate {
+        s: usize,
+    },
     Delete {
         s: usize,
     },
@@ -88,6 +112,9 @@ struct Case {
     streams: usize,
     /// logrotate `.1`, `.2` (shifted on each rotation) or kubelet `.<timestamp>`.
     logrotate_names: bool,
+    /// How copytruncate copies are named: `<name>.<n>.bak`, `<name>-2026120<n>`, or
+    /// `copy-<n>-of-<name>` (not named like a rotation); `None`: no copies, rotations.
+    copy_style: Option<usize>,
     chunk: usize,
     max_line: usize,
     actions: Vec<Action>,
@@ -104,6 +131,9 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(s, create, reopen)| Action::RotateRename { s, create, reopen }),
         1 => s.clone().prop_map(|s| Action::Reopen { s }),
         1 => s.clone().prop_map(|s| Action::Truncate { s }),
+        2 => (s.clone(), prop::bool::weighted(0.8), prop::bool::weighted(0.6))
+            .prop_map(|(s, create, reopen)| Action::RotateGzip { s, create, reopen }),
+        1 => s.clone().prop_map(|s| Action::CopyTruncate { s }),
         1 => s.prop_map(|s| Action::Delete { s }),
         6 => prop_oneof![Just(1usize), Just(50), Just(400), Just(usize::MAX)]
             .prop_map(|budget| Action::Read { budget }),
@@ -116,14 +146,16 @@ fn case() -> impl Strategy<Value = Case> {
     (
         1usize..=2,
         any::<bool>(),
+        prop_oneof![2 => Just(None), 1 => (0usize..3).prop_map(Some)],
         prop_oneof![Just(5usize), Just(32), Just(4096)],
         16usize..120,
         prop::collection::vec(action(), 1..70),
     )
         .prop_map(
-            |(streams, logrotate_names, chunk, max_line, actions)| Case {
+            |(streams, logrotate_names, copy_style, chunk, max_line, actions)| Case {
                 streams,
                 logrotate_names,
+                copy_style,
                 chunk,
                 max_line,
                 actions,
@@ -153,6 +185,8 @@ struct MLine {
 struct Epoch {
     lines: Vec<MLine>,
     size: u64,
+    /// logrotate's copy of this content (device, inode), made before the truncation.
+    copy: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -160,6 +194,8 @@ struct Gen {
     /// Where the file is now; `None` once deleted.
     at: Option<PathBuf>,
     dev_ino: (u64, u64),
+    /// Its gzip file (device, inode), once compressed (`at` is then that file).
+    gz: Option<(u64, u64)>,
     epochs: Vec<Epoch>,
     /// The running tailer has (or had, and drained) this file open.
     opened: bool,
@@ -193,7 +229,10 @@ struct MStream {
     partial: bool,
     /// logrotate names: the generations at `.1`, `.2`, …
     shifted: Vec<usize>,
+    /// Every generation renamed away, in order.
+    rotated: Vec<usize>,
     stamp: u64,
+    copies: u64,
     /// The id of the last line handed out.
     last: Option<(usize, usize, usize)>,
 }
@@ -201,6 +240,7 @@ struct MStream {
 struct Model {
     streams: Vec<MStream>,
     logrotate_names: bool,
+    copy_style: Option<usize>,
     max_line: usize,
     now: Duration,
     hold: Duration,
@@ -248,6 +288,7 @@ impl Model {
         st.gens.push(Gen {
             at: Some(st.path.clone()),
             dev_ino: (m.dev(), m.ino()),
+            gz: None,
             epochs: vec![Epoch::default()],
             opened: false,
             known_old: false,
@@ -338,6 +379,7 @@ impl Model {
         };
         fs::rename(&st.path, &to).unwrap();
         st.gens[g].at = Some(to);
+        st.rotated.push(g);
         st.current = None;
         if create {
             self.current(s);
@@ -345,6 +387,50 @@ impl Model {
         if reopen {
             self.reopen(s);
         }
+    }
+
+    /// Kubelet: the rotation before the newest is compressed, the uncompressed file deleted.
+    fn gzip_older(&mut self, s: usize) {
+        let st = &mut self.streams[s];
+        let Some(&g) = st.rotated.iter().rev().nth(1) else {
+            return;
+        };
+        let gen_ = &mut st.gens[g];
+        if self.logrotate_names || gen_.gz.is_some() || st.writer == Some(g) {
+            return;
+        }
+        let Some(from) = gen_.at.clone() else { return };
+        let mut name = from.as_os_str().to_owned();
+        name.push(".gz");
+        let to = PathBuf::from(name);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&fs::read(&from).unwrap()).unwrap();
+        fs::write(&to, enc.finish().unwrap()).unwrap();
+        fs::remove_file(&from).unwrap();
+        let m = fs::metadata(&to).unwrap();
+        gen_.gz = Some((m.dev(), m.ino()));
+        gen_.at = Some(to);
+    }
+
+    /// logrotate's `copytruncate`: a copy of the file at the path, then the truncation.
+    fn copy_truncate(&mut self, s: usize) {
+        let st = &mut self.streams[s];
+        let Some(g) = st.current else { return };
+        st.copies += 1;
+        let n = st.copies;
+        let base = st.path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = match self.copy_style {
+            None => return self.truncate(s),
+            Some(0) => format!("{base}.{n}.bak"),
+            Some(1) => format!("{base}-2026120{n:04}"),
+            _ => format!("copy-{n:04}-of-{base}"),
+        };
+        let copy = st.path.with_file_name(name);
+        fs::copy(&st.path, &copy).unwrap();
+        let m = fs::metadata(&copy).unwrap();
+        let gen_ = &mut st.gens[g];
+        gen_.epochs.last_mut().unwrap().copy = Some((m.dev(), m.ino()));
+        self.truncate(s);
     }
 
     fn truncate(&mut self, s: usize) {
@@ -420,21 +506,20 @@ impl Model {
             return Err(format!("key path {:?} is not the stream's", key.path));
         }
         let gen_ = st.gens.get_mut(g).ok_or("no such generation")?;
-        if (key.id.dev, key.id.ino) != gen_.dev_ino {
+        let epoch = gen_.epochs.get_mut(e).ok_or("never written")?;
+        let file = (key.id.dev, key.id.ino);
+        let from_copy = epoch.copy == Some(file);
+        if file != gen_.dev_ino && gen_.gz != Some(file) && !from_copy {
             return Err(format!("key {:?} is not generation {g}'s file", key.id));
         }
-        let ml = gen_
-            .epochs
-            .get_mut(e)
-            .and_then(|ep| ep.lines.get_mut(n))
-            .ok_or("never written")?;
+        let ml = epoch.lines.get_mut(n).ok_or("never written")?;
         if !ml.complete {
             return Err("an incomplete line handed out".into());
         }
         if ml.status == Status::Delivered {
             return Err("handed out twice".into());
         }
-        if st.last.is_some_and(|last| last >= (g, e, n)) {
+        if !from_copy && st.last.is_some_and(|last| last >= (g, e, n)) {
             return Err(format!("out of order: after {:?}", st.last));
         }
         let text = ml.text.as_bytes();
@@ -449,7 +534,9 @@ impl Model {
             return Err(format!("offset_end should be {}", ml.end));
         }
         ml.status = Status::Delivered;
-        st.last = Some((g, e, n));
+        if !from_copy {
+            st.last = Some((g, e, n));
+        }
         self.checkpoint
             .insert(key.clone(), (line.offset_end, s, g, e));
         Ok(())
@@ -545,11 +632,14 @@ fn run(case: &Case) -> Result<(), String> {
                 writer: None,
                 partial: false,
                 shifted: Vec::new(),
+                rotated: Vec::new(),
                 stamp: 0,
+                copies: 0,
                 last: None,
             })
             .collect(),
         logrotate_names: case.logrotate_names,
+        copy_style: case.copy_style,
         max_line: case.max_line,
         now: Duration::ZERO,
         hold,
@@ -567,13 +657,22 @@ fn run(case: &Case) -> Result<(), String> {
             Action::WritePartial { s, len, pct } if s < case.streams => {
                 model.write(s, len, None, pct)
             }
-            Action::RotateRename { s, create, reopen } if s < case.streams => {
+            Action::RotateRename { s, create, reopen }
+                if s < case.streams && case.copy_style.is_none() =>
+            {
                 model.rotate(s, create, reopen)
             }
             Action::Reopen { s } if s < case.streams => {
                 model.reopen(s);
             }
             Action::Truncate { s } if s < case.streams => model.truncate(s),
+            Action::RotateGzip { s, create, reopen }
+                if s < case.streams && case.copy_style.is_none() =>
+            {
+                model.rotate(s, create, reopen);
+                model.gzip_older(s);
+            }
+            Action::CopyTruncate { s } if s < case.streams => model.copy_truncate(s),
             Action::Delete { s } if s < case.streams => model.delete(s),
             Action::Read { budget } => poll(&mut model, &mut tailer, base, budget)?,
             Action::Restart => {
@@ -710,6 +809,54 @@ fn model_fixed_sequences() {
             Read { budget: 1 },
             Restart,
         ],
+        // A partial first line copied and truncated, then rotated, with kubelet's gzip.
+        vec![
+            WritePartial {
+                s: 0,
+                len: 0,
+                pct: 63,
+            },
+            Read { budget: 1 },
+            CopyTruncate { s: 0 },
+            line(0),
+            line(0),
+            RotateGzip {
+                s: 0,
+                create: false,
+                reopen: false,
+            },
+        ],
+        // A truncated rotation gzipped empty, rotations while the writer lags.
+        vec![
+            line(0),
+            Read { budget: 1 },
+            Truncate { s: 0 },
+            RotateGzip {
+                s: 0,
+                create: true,
+                reopen: false,
+            },
+            RotateGzip {
+                s: 0,
+                create: false,
+                reopen: true,
+            },
+            line(0),
+            Read { budget: 1 },
+            RotateRename {
+                s: 0,
+                create: false,
+                reopen: true,
+            },
+            line(0),
+            RotateRename {
+                s: 0,
+                create: false,
+                reopen: false,
+            },
+            line(0),
+            line(0),
+        ],
         // Over-long lines across tiny chunks.
         vec![
             WriteLine {
@@ -725,13 +872,18 @@ fn model_fixed_sequences() {
             },
         ],
     ];
-    for (logrotate_names, actions) in seqs
-        .into_iter()
-        .flat_map(|a| [(true, a.clone()), (false, a)])
-    {
+    for (logrotate_names, copy_style, actions) in seqs.into_iter().flat_map(|a| {
+        [
+            (true, None, a.clone()),
+            (false, None, a.clone()),
+            (false, Some(0), a.clone()),
+            (false, Some(2), a),
+        ]
+    }) {
         let case = Case {
             streams: 2,
             logrotate_names,
+            copy_style,
             chunk: 5,
             max_line: 40,
             actions,

@@ -381,6 +381,18 @@ impl FileReader {
         self.reload_head()
     }
 
+    /// The fingerprint of the file's content now (its first bytes read again; a gzip
+    /// file's never changes). Differs from [`id`](Self::id)'s while the first line is not
+    /// read yet, or once the content was replaced (before [`check`](Self::check) saw it).
+    pub fn content_fingerprint(&self) -> io::Result<u64> {
+        if self.gz.is_some() {
+            return Ok(self.id.fingerprint);
+        }
+        let mut head = [0u8; FINGERPRINT_BYTES];
+        let n = read_head(&self.file, &mut head)?;
+        Ok(fingerprint(&head[..n]))
+    }
+
     /// Takes `saved` as this file's identity from now on (it was checked to
     /// [match](FileId::matches) this file): a file resumed from a checkpoint keeps the key
     /// it was saved under, even if its fingerprint was pending then.
