@@ -253,7 +253,8 @@ impl Positions {
     }
 
     /// Forgets files that no longer exist: neither at their path nor renamed in its
-    /// directory (matched by device and inode). Returns how many were dropped.
+    /// directory (matched by device and inode), nor with their content in another file
+    /// there (a `.gz` of it, a copy). Returns how many were dropped.
     pub fn prune_missing(&mut self) -> usize {
         use std::os::unix::fs::MetadataExt;
         let before = self.files.len();
@@ -267,11 +268,14 @@ impl Positions {
                 .ok()
                 .and_then(|real| real.parent().map(Path::to_path_buf))
                 .unwrap_or_else(|| dir.to_path_buf());
-            fs::read_dir(&dir).is_ok_and(|entries| {
+            let renamed = fs::read_dir(&dir).is_ok_and(|entries| {
                 entries
                     .flatten()
                     .any(|e| fs::metadata(e.path()).is_ok_and(|m| same(&m, id)))
-            })
+            });
+            // Gzipped (kubelet, logrotate's `compress`) or copied: the lines are still
+            // there, and the position says where reading goes on in them.
+            renamed || crate::tail::content_still_present(&p.path, *id)
         });
         before - self.files.len()
     }

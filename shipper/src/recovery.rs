@@ -82,11 +82,16 @@ impl Recovery {
         query_url: &str,
         telemetry: Arc<Telemetry>,
     ) -> Option<Self> {
-        let pending: HashMap<(PathBuf, u64), u64> = positions
-            .iter()
-            .filter(|p| p.sent_to > p.offset && !p.id.is_pending())
-            .map(|p| ((p.path.clone(), p.id.fingerprint), p.sent_to))
-            .collect();
+        let mut pending: HashMap<(PathBuf, u64), u64> = HashMap::new();
+        // A file and logrotate's copy of it share a fingerprint: the furthest promise holds.
+        for p in positions.iter() {
+            if p.sent_to > p.offset && !p.id.is_pending() {
+                let to = pending
+                    .entry((p.path.clone(), p.id.fingerprint))
+                    .or_default();
+                *to = (*to).max(p.sent_to);
+            }
+        }
         if pending.is_empty() {
             return None;
         }

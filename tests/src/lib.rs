@@ -208,9 +208,14 @@ impl LineWriter {
                 if long > 0 {
                     // Its `seq` comes first, so a shipper that cuts it keeps the number.
                     let ts = now_rfc3339();
-                    let head = format!("{{\"timestamp\":\"{ts}\",\"writer\":\"{name}\",\"seq\":{seq},\"pad\":\"");
+                    let head = format!(
+                        "{{\"timestamp\":\"{ts}\",\"writer\":\"{name}\",\"seq\":{seq},\"pad\":\""
+                    );
                     chunk.push_str(&head);
-                    chunk.extend(std::iter::repeat_n('x', long.saturating_sub(head.len() + 3)));
+                    chunk.extend(std::iter::repeat_n(
+                        'x',
+                        long.saturating_sub(head.len() + 3),
+                    ));
                     chunk.push_str("\"}\n");
                     seq += 1;
                 }

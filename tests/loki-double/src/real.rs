@@ -338,14 +338,19 @@ impl RealLoki {
         self.count_over_time_inner(Some(tenant), selector)
     }
 
-    fn count_over_time_inner(&self, tenant: Option<&str>, selector: &str) -> u64 {
+    /// An instant metric query (`/loki/api/v1/query`) 15 minutes from now: Loki's answer.
+    pub fn instant_query(&self, tenant: Option<&str>, query: &str) -> serde_json::Value {
         let at = now_unix_nanos() / NANOS_PER_SECOND + 15 * 60;
-        let query = format!("sum(count_over_time({selector}[8d]))");
-        let answer = self.get_json(
+        self.get_json(
             tenant,
             "/loki/api/v1/query",
-            &[("query", &query), ("time", &at.to_string())],
-        );
+            &[("query", query), ("time", &at.to_string())],
+        )
+    }
+
+    fn count_over_time_inner(&self, tenant: Option<&str>, selector: &str) -> u64 {
+        let query = format!("sum(count_over_time({selector}[8d]))");
+        let answer = self.instant_query(tenant, &query);
         let result = answer["data"]["result"]
             .as_array()
             .unwrap_or_else(|| panic!("{query}: no result in {answer}"));
