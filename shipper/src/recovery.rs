@@ -42,6 +42,11 @@ use crate::telemetry::Telemetry;
 /// come back rather than store its last batches twice.
 pub const PATIENCE: Duration = Duration::from_secs(10 * 60);
 
+/// How long after the start the first look-up waits: a push the dead process had sent
+/// just before it was killed may still be in Loki's hands, and a look-up that ran before
+/// Loki stored it would not see it.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
 /// Loki's default `max_entries_limit_per_query`.
 const PAGE: usize = 5000;
 
@@ -70,6 +75,8 @@ pub struct Recovery {
     unusable: Option<String>,
     /// When Loki was first found unreachable in a row of failed lookups.
     unreachable_since: Option<Instant>,
+    /// Before this, no look-up is made (see [`SETTLE`]).
+    settled_at: Instant,
     telemetry: Arc<Telemetry>,
 }
 
@@ -111,6 +118,7 @@ impl Recovery {
             url,
             unusable,
             unreachable_since: None,
+            settled_at: Instant::now() + SETTLE,
             telemetry,
         })
     }
@@ -230,6 +238,7 @@ impl Recovery {
         let backoff = client.backoff();
         let mut retry = 0;
         let mut stop = stop.clone();
+        tokio::time::sleep_until(self.settled_at.into()).await;
         loop {
             const CATEGORIZE: (&str, &str) =
                 ("X-Loki-Response-Encoding-Flags", "categorize-labels");

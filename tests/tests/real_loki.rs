@@ -213,7 +213,11 @@ fn sigkills_during_rename_and_copytruncate_store_every_line_once() {
     let Some(loki) = RealLoki::start_or_skip("sigkills_during_rename_and_copytruncate") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
+    // TAILRACE_TEST_KEEP=1 keeps the files, the positions and tailrace's log to look at.
+    let dir = tempfile::Builder::new()
+        .keep(std::env::var_os("TAILRACE_TEST_KEEP").is_some())
+        .tempdir()
+        .unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let job = "kills";

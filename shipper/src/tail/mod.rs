@@ -27,7 +27,8 @@
 //!   `<name>_<suffix>`, gzip included) that was not there at the previous look, is not open
 //!   and holds content not seen (see below) is a generation that was never seen: it is read
 //!   from 0, in rotation order, before the new file. Rotation order: the suffix without
-//!   `.gz`; numeric suffixes of up to 6 digits count down (`.2` is older than `.1`); other
+//!   `.gz`; numeric suffixes of up to 6 digits count down (`.2` is older than `.1`), unless
+//!   the modification times say they count up (`app.log.1499`, `app.log.2999`); other
 //!   suffixes (timestamps, `1499.bak`) sort as text with runs of digits compared as numbers,
 //!   later is newer; an uncompressed file before its gzip copy. Names ending in `.tmp` are
 //!   skipped (kubelet compresses into `<rotation>.tmp`, then renames it `.gz`). Symlinks are
@@ -1365,8 +1366,39 @@ fn siblings_among(dir: &Path, base: &OsString, names: &[OsString]) -> Vec<Siblin
         };
         found.push(((rank(suffix), sibling.kind), sibling));
     }
+    numbers_count_up_when_time_says_so(&mut found);
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Numeric suffixes mean two things: logrotate's `.1`, `.2` (a bigger number is older) and a
+/// script's sequence or line count (`app.log.1499`, `app.log.2999`: bigger is newer). The
+/// modification times tell which: when the file with the biggest number was written last,
+/// the numbers count up, and they rank as names do.
+fn numbers_count_up_when_time_says_so(found: &mut [((Rank, Kind), Sibling)]) {
+    let numbered = || {
+        found.iter().filter_map(|((rank, _), s)| match rank {
+            Rank::Numbered(Reverse(n)) => Some((*n, s)),
+            Rank::Named(_) => None,
+        })
+    };
+    let (Some(lowest), Some(highest)) = (
+        numbered().min_by_key(|(n, _)| *n),
+        numbered().max_by_key(|(n, _)| *n),
+    ) else {
+        return;
+    };
+    let modified = |s: &Sibling| fs::metadata(&s.path).and_then(|m| m.modified()).ok();
+    let counting_up = lowest.0 != highest.0
+        && matches!((modified(lowest.1), modified(highest.1)), (Some(l), Some(h)) if h > l);
+    if !counting_up {
+        return;
+    }
+    for ((rank, _), _) in found.iter_mut() {
+        if let Rank::Numbered(Reverse(n)) = *rank {
+            *rank = Rank::Named(Natural(n.to_string().into_bytes()));
+        }
+    }
 }
 
 /// A readable file in `path`'s rotation directory whose content is the one fingerprinted

@@ -466,6 +466,26 @@ fn resume_finds_the_saved_file_renamed_kubelet_style_under_no_glob() {
     assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 a", "g3 a"]);
 }
 
+/// A script naming rotations by a growing number (`w1.log.000100`, `w1.log.000200`: bigger
+/// is newer, unlike logrotate's `.1`, `.2`), two of them while the tailer was down: the
+/// modification times say which way the numbers count, and nothing is taken as read.
+#[test]
+fn resume_after_two_renames_to_growing_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("w1.log");
+    append(&p, "g1 a\ng1 b\n");
+    let saved = FileId::of_path(&p).unwrap();
+    fs::rename(&p, dir.path().join("w1.log.000100")).unwrap();
+    // Distinct modification times (a pause, not a timing assertion).
+    std::thread::sleep(Duration::from_millis(20));
+    append(&p, "g2 a\n");
+    fs::rename(&p, dir.path().join("w1.log.000200")).unwrap();
+    append(&p, "g3 a\n");
+    let mut t = Tailer::new(config());
+    t.resume(&p, saved, 10).unwrap();
+    assert_eq!(texts(&poll(&mut t)), ["g2 a", "g3 a"]);
+}
+
 #[test]
 fn resume_with_several_saved_files_of_one_path() {
     // Downstream accepted the new file's first line before the rotated file's last one.
