@@ -32,7 +32,7 @@ use crate::labels::{LabelSet, labels_from_path};
 use crate::metrics::DropReason;
 use crate::positions_sync::PositionsSync;
 use crate::push::{Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome};
-use crate::recovery::{Candidate, Recovery};
+use crate::recovery::{Candidate, LokiLookup, Recovery};
 use crate::server::{FileStatus, Server};
 use crate::tail::{FileId, FileKey, Tailer, TailerConfig};
 use crate::telemetry::Telemetry;
@@ -203,6 +203,7 @@ pub async fn run_with(
     let (push_stop_tx, push_stop_rx) = watch::channel(false);
     let lanes = TenantLanes {
         client,
+        query_url: config.loki.query_url().into(),
         format: match config.loki.encoding {
             Encoding::Protobuf => encode::Format::Protobuf,
             Encoding::Json => encode::Format::JsonGzip,
@@ -991,6 +992,8 @@ async fn already_in_loki(
 /// tenants go on; the memory bound alone limits what it holds.
 struct TenantLanes {
     client: PushClient,
+    /// Where a batch refused for one stream's limit is looked up (see `deliver_refused`).
+    query_url: Arc<str>,
     format: encode::Format,
     stop: watch::Receiver<bool>,
     done: Completion,
@@ -1056,8 +1059,9 @@ impl TenantLanes {
                     stop: self.stop.clone(),
                     done: self.done.clone(),
                 };
+                let query_url = Arc::clone(&self.query_url);
                 self.tasks
-                    .push(tokio::spawn(pusher.run(rx, Arc::clone(&state))));
+                    .push(tokio::spawn(pusher.run(rx, Arc::clone(&state), query_url)));
                 self.senders
                     .entry(batch.tenant.clone())
                     .or_insert(Lane { tx, state })
@@ -1142,7 +1146,12 @@ struct TenantPusher {
 }
 
 impl TenantPusher {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Batch>, lane: Arc<LaneState>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Batch>,
+        lane: Arc<LaneState>,
+        query_url: Arc<str>,
+    ) {
         // Batches refused for one stream's limit are retried here, in order, while the lane
         // goes on with the next batches (see `FirstAttempt::StreamsLimited`).
         let (side_tx, mut side_rx) = mpsc::unbounded_channel::<(Batch, Vec<Stream>)>();
@@ -1153,8 +1162,9 @@ impl TenantPusher {
             done: self.done.clone(),
         };
         let side_lane = tokio::spawn(async move {
+            let mut lookup = LokiLookup::new(side.client.clone(), &query_url, Duration::ZERO);
             while let Some((batch, streams)) = side_rx.recv().await {
-                if side.deliver(streams).await {
+                if side.deliver_refused(streams, &mut lookup).await {
                     side.done.complete(&batch);
                 }
             }
@@ -1178,10 +1188,10 @@ impl TenantPusher {
             match attempt {
                 FirstAttempt::Delivered => self.done.complete(&batch),
                 FirstAttempt::StreamsLimited(streams) => {
-                    // Loki refused some streams and stored the others. The whole batch goes
-                    // to the side lane: the stored streams come back as exact repeats, which
-                    // Loki keeps once (Loki names only one refused stream, so "which were
-                    // stored" cannot be known). The batch's positions move once all is in.
+                    // Loki refused some streams (or a stream's entries past its limit) and
+                    // stored the rest; it names only one refused stream. The side lane
+                    // looks up what Loki holds and sends only the rest. The batch's
+                    // positions move once all is in.
                     let _ = side_tx.send((batch, streams));
                 }
                 FirstAttempt::Retry(streams) => {
@@ -1196,6 +1206,65 @@ impl TenantPusher {
         }
         drop(side_tx);
         let _ = side_lane.await;
+    }
+
+    /// A batch some of whose streams Loki refused for their own limit, and stored the rest:
+    /// after a backoff, what Loki holds is looked up and left out (a real Loki would store a
+    /// replay again), and the rest is pushed, until all is in. Returns whether the batch is
+    /// done with (`false` only at shutdown). When Loki cannot be asked, the batch is sent
+    /// whole, its entries counted in `tailrace_resent_entries_total`.
+    async fn deliver_refused(&mut self, mut streams: Vec<Stream>, lookup: &mut LokiLookup) -> bool {
+        let backoff = self.client.backoff();
+        let mut stop = self.stop.clone();
+        let mut retry = 0u32;
+        loop {
+            if backoff.max_retries.is_some_and(|max| retry > max) {
+                let entries = streams.iter().map(|s| s.entries.len() as u64).sum();
+                tracing::warn!(
+                    entries,
+                    "a stream's rate limit: retries exhausted; its lines are given up"
+                );
+                self.done
+                    .telemetry
+                    .metrics
+                    .dropped(DropReason::RateLimited, entries);
+                return true;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.delay(retry, fastrand::f64())) => {}
+                _ = stop.wait_for(|s| *s) => return false,
+            }
+            retry = retry.saturating_add(1);
+            let tenant = self.client.tenant().to_owned();
+            for stream in &mut streams {
+                let (Some(first), Some(last)) = (stream.entries.first(), stream.entries.last())
+                else {
+                    continue;
+                };
+                let (from, to) = (first.timestamp_ns, last.timestamp_ns);
+                match lookup
+                    .held(&tenant, &stream.labels, None, from, to, &self.stop)
+                    .await
+                {
+                    Some(held) => stream
+                        .entries
+                        .retain(|e| !held.contains(&(e.timestamp_ns, e.line.as_str().to_owned()))),
+                    None => {
+                        let metrics = &self.done.telemetry.metrics;
+                        metrics.resent_entries.inc_by(stream.entries.len() as u64);
+                    }
+                }
+            }
+            streams.retain(|s| !s.entries.is_empty());
+            if streams.is_empty() {
+                return true;
+            }
+            match self.first_attempt(streams).await {
+                FirstAttempt::Delivered => return true,
+                FirstAttempt::StreamsLimited(rest) => streams = rest,
+                FirstAttempt::Retry(rest) => return self.deliver(rest).await,
+            }
+        }
     }
 
     /// Encodes `streams`, holding the body's bytes against the memory bound while it exists.

@@ -63,141 +63,63 @@ pub struct Candidate<'a> {
     pub own_time: bool,
 }
 
-/// The files left to look up after a crash, and how to ask Loki.
+/// The files left to look up after a crash.
 pub struct Recovery {
     /// Per watched path and content fingerprint (a file renamed, copied or compressed keeps
     /// both): entries ending at or before this offset may be in Loki already.
     pending: HashMap<(PathBuf, u64), u64>,
+    lookup: LokiLookup,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Asks Loki's `query_range` which entries of a stream it holds.
+pub struct LokiLookup {
     client: PushClient,
     url: Url,
-    /// Why Loki cannot be asked, once that is known: said once, then everything pending is
-    /// sent again (counted).
+    /// Why Loki cannot be asked, once that is known: said once, then what was to be looked
+    /// up is sent again (counted).
     unusable: Option<String>,
     /// When Loki was first found unreachable in a row of failed lookups.
     unreachable_since: Option<Instant>,
     /// Before this, no look-up is made (see [`SETTLE`]).
     settled_at: Instant,
-    telemetry: Arc<Telemetry>,
 }
 
-impl Recovery {
-    /// What the positions say may have been in flight; `None` when nothing was (the last
-    /// run ended cleanly, or never sent anything).
-    pub fn new(
-        positions: &Positions,
-        client: PushClient,
-        query_url: &str,
-        telemetry: Arc<Telemetry>,
-    ) -> Option<Self> {
-        let mut pending: HashMap<(PathBuf, u64), u64> = HashMap::new();
-        // A file and logrotate's copy of it share a fingerprint: the furthest promise holds.
-        for p in positions.iter() {
-            if p.sent_to > p.offset && !p.id.is_pending() {
-                let to = pending
-                    .entry((p.path.clone(), p.id.fingerprint))
-                    .or_default();
-                *to = (*to).max(p.sent_to);
-            }
-        }
-        if pending.is_empty() {
-            return None;
-        }
+impl LokiLookup {
+    /// Looks up at `query_url` with `client`'s credentials and TLS; the first look-up waits
+    /// for `settle`.
+    pub fn new(client: PushClient, query_url: &str, settle: Duration) -> Self {
         let unusable = Url::parse(query_url)
             .err()
             .map(|e| format!("loki.query_url `{query_url}` is not a URL: {e}"));
         let url = Url::parse(query_url)
             .unwrap_or_else(|_| Url::parse("http://127.0.0.1/").expect("a constant URL parses"));
-        tracing::info!(
-            files = pending.len(),
-            query_url,
-            "the last run did not end cleanly: lines that may be in Loki already are looked up before they are sent again"
-        );
-        Some(Self {
-            pending,
+        Self {
             client,
             url,
             unusable,
             unreachable_since: None,
-            settled_at: Instant::now() + SETTLE,
-            telemetry,
-        })
+            settled_at: Instant::now() + settle,
+        }
     }
 
-    /// Whether lines of `file` may be in Loki already: up to which end offset.
-    pub fn suspect_to(&self, file: &FileKey) -> Option<u64> {
-        self.pending
-            .get(&(file.path.clone(), file.id.fingerprint))
-            .copied()
-    }
-
-    /// Every line of `file` that may have been sent was read again.
-    pub fn done_with(&mut self, file: &FileKey) {
-        self.pending
-            .remove(&(file.path.clone(), file.id.fingerprint));
-    }
-
-    /// Nothing is left to look up.
-    pub fn is_done(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    /// For each candidate (lines of one file, `filename` its path as the entries carry it),
-    /// whether Loki holds it already. Asks Loki once per stream among them (more pages if
-    /// needed); retries while Loki is unreachable, up to [`PATIENCE`] or `stop`.
-    pub async fn stored(
+    /// The (timestamp, line) pairs Loki holds for the stream `labels` (sorted pairs), of
+    /// file `filename` when given, between `from` and `to` (inclusive). `None` when Loki
+    /// cannot be asked (said once); retries while Loki is unreachable, up to [`PATIENCE`] or
+    /// `stop`.
+    pub async fn held(
         &mut self,
         tenant: &str,
-        filename: &str,
-        candidates: &[Candidate<'_>],
-        stop: &watch::Receiver<bool>,
-    ) -> Vec<bool> {
-        let mut stored = vec![false; candidates.len()];
-        // Whether Loki was asked about it (and so, when not stored, it is new to Loki).
-        let mut asked = vec![false; candidates.len()];
-        let mut streams: Vec<&Arc<LabelSet>> = Vec::new();
-        for c in candidates.iter().filter(|c| c.own_time) {
-            if !streams.iter().any(|s| Arc::ptr_eq(s, c.labels)) {
-                streams.push(c.labels);
-            }
-        }
-        for labels in streams {
-            let of_stream = || {
-                candidates
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.own_time && Arc::ptr_eq(c.labels, labels))
-            };
-            let (from, to) = of_stream().fold((i64::MAX, i64::MIN), |(lo, hi), (_, c)| {
-                (lo.min(c.timestamp_ns), hi.max(c.timestamp_ns))
-            });
-            let Some(found) = self.lookup(tenant, labels, filename, from, to, stop).await else {
-                break; // not usable: the rest is resent
-            };
-            for (i, c) in of_stream() {
-                asked[i] = true;
-                stored[i] = found.contains(&(c.timestamp_ns, c.line.to_owned()));
-            }
-        }
-        let metrics = &self.telemetry.metrics;
-        let recovered = stored.iter().filter(|s| **s).count();
-        let resent = asked.iter().filter(|a| !**a).count();
-        metrics.recovered_entries.inc_by(recovered as u64);
-        metrics.resent_entries.inc_by(resent as u64);
-        stored
-    }
-
-    /// The (timestamp, line) pairs Loki holds for the stream `labels`, file `filename`,
-    /// between `from` and `to` (inclusive). `None` when Loki cannot be asked.
-    async fn lookup(
-        &mut self,
-        tenant: &str,
-        labels: &LabelSet,
-        filename: &str,
+        labels: &[(String, String)],
+        filename: Option<&str>,
         from: i64,
         to: i64,
         stop: &watch::Receiver<bool>,
     ) -> Option<HashSet<(i64, String)>> {
-        let query = format!("{} | filename={}", selector(labels), quoted(filename));
+        let mut query = selector(labels);
+        if let Some(filename) = filename {
+            query.push_str(&format!(" | filename={}", quoted(filename)));
+        }
         let client = match self.client.for_tenant(tenant) {
             Ok(client) => client,
             Err(e) => return self.give_up(format!("tenant `{tenant}`: {e}")),
@@ -229,7 +151,7 @@ impl Recovery {
         &mut self,
         client: &PushClient,
         url: Url,
-        labels: &LabelSet,
+        labels: &[(String, String)],
         stop: &watch::Receiver<bool>,
     ) -> Option<Vec<(i64, String)>> {
         if self.unusable.is_some() {
@@ -309,10 +231,111 @@ impl Recovery {
     }
 }
 
+impl Recovery {
+    /// What the positions say may have been in flight; `None` when nothing was (the last
+    /// run ended cleanly, or never sent anything).
+    pub fn new(
+        positions: &Positions,
+        client: PushClient,
+        query_url: &str,
+        telemetry: Arc<Telemetry>,
+    ) -> Option<Self> {
+        let mut pending: HashMap<(PathBuf, u64), u64> = HashMap::new();
+        // A file and logrotate's copy of it share a fingerprint: the furthest promise holds.
+        for p in positions.iter() {
+            if p.sent_to > p.offset && !p.id.is_pending() {
+                let to = pending
+                    .entry((p.path.clone(), p.id.fingerprint))
+                    .or_default();
+                *to = (*to).max(p.sent_to);
+            }
+        }
+        if pending.is_empty() {
+            return None;
+        }
+        tracing::info!(
+            files = pending.len(),
+            query_url,
+            "the last run did not end cleanly: lines that may be in Loki already are looked up before they are sent again"
+        );
+        Some(Self {
+            pending,
+            lookup: LokiLookup::new(client, query_url, SETTLE),
+            telemetry,
+        })
+    }
+
+    /// Whether lines of `file` may be in Loki already: up to which end offset.
+    pub fn suspect_to(&self, file: &FileKey) -> Option<u64> {
+        self.pending
+            .get(&(file.path.clone(), file.id.fingerprint))
+            .copied()
+    }
+
+    /// Every line of `file` that may have been sent was read again.
+    pub fn done_with(&mut self, file: &FileKey) {
+        self.pending
+            .remove(&(file.path.clone(), file.id.fingerprint));
+    }
+
+    /// Nothing is left to look up.
+    pub fn is_done(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// For each candidate (lines of one file, `filename` its path as the entries carry it),
+    /// whether Loki holds it already. Asks Loki once per stream among them (more pages if
+    /// needed); retries while Loki is unreachable, up to [`PATIENCE`] or `stop`.
+    pub async fn stored(
+        &mut self,
+        tenant: &str,
+        filename: &str,
+        candidates: &[Candidate<'_>],
+        stop: &watch::Receiver<bool>,
+    ) -> Vec<bool> {
+        let mut stored = vec![false; candidates.len()];
+        // Whether Loki was asked about it (and so, when not stored, it is new to Loki).
+        let mut asked = vec![false; candidates.len()];
+        let mut streams: Vec<&Arc<LabelSet>> = Vec::new();
+        for c in candidates.iter().filter(|c| c.own_time) {
+            if !streams.iter().any(|s| Arc::ptr_eq(s, c.labels)) {
+                streams.push(c.labels);
+            }
+        }
+        for labels in streams {
+            let of_stream = || {
+                candidates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.own_time && Arc::ptr_eq(c.labels, labels))
+            };
+            let (from, to) = of_stream().fold((i64::MAX, i64::MIN), |(lo, hi), (_, c)| {
+                (lo.min(c.timestamp_ns), hi.max(c.timestamp_ns))
+            });
+            let found = self
+                .lookup
+                .held(tenant, labels.pairs(), Some(filename), from, to, stop)
+                .await;
+            let Some(found) = found else {
+                break; // not usable: the rest is resent
+            };
+            for (i, c) in of_stream() {
+                asked[i] = true;
+                stored[i] = found.contains(&(c.timestamp_ns, c.line.to_owned()));
+            }
+        }
+        let metrics = &self.telemetry.metrics;
+        let recovered = stored.iter().filter(|s| **s).count();
+        let resent = asked.iter().filter(|a| !**a).count();
+        metrics.recovered_entries.inc_by(recovered as u64);
+        metrics.resent_entries.inc_by(resent as u64);
+        stored
+    }
+}
+
 /// `{name="value", ...}`: the stream's exact label set (Loki may add `service_name`).
-fn selector(labels: &LabelSet) -> String {
+fn selector(labels: &[(String, String)]) -> String {
     let pairs: Vec<String> = labels
-        .pairs()
         .iter()
         .map(|(k, v)| format!("{k}={}", quoted(v)))
         .collect();
@@ -340,7 +363,7 @@ fn quoted(value: &str) -> String {
 /// The entries of a `query_range` answer (with `categorize-labels`) whose stream is exactly
 /// `labels`: a selector also matches streams with more labels. Loki adds `service_name`
 /// itself when the stream has none.
-fn parse_page(body: &[u8], labels: &LabelSet) -> Result<Vec<(i64, String)>, String> {
+fn parse_page(body: &[u8], labels: &[(String, String)]) -> Result<Vec<(i64, String)>, String> {
     let answer: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let result = answer
         .pointer("/data/result")
@@ -349,11 +372,10 @@ fn parse_page(body: &[u8], labels: &LabelSet) -> Result<Vec<(i64, String)>, Stri
     let ours = |stream: &serde_json::Map<String, serde_json::Value>| {
         let extra = stream
             .iter()
-            .filter(|(k, _)| labels.get(k).is_none())
+            .filter(|(k, _)| !labels.iter().any(|(name, _)| name == *k))
             .all(|(k, _)| k == "service_name");
         extra
             && labels
-                .pairs()
                 .iter()
                 .all(|(k, v)| stream.get(k).and_then(|s| s.as_str()) == Some(v))
     };
@@ -397,7 +419,7 @@ mod tests {
     #[test]
     fn selectors_quote_as_logql_does() {
         let set = labels(&[("job", "a\"b\\c"), ("level", "info")]);
-        assert_eq!(selector(&set), r#"{job="a\"b\\c", level="info"}"#);
+        assert_eq!(selector(set.pairs()), r#"{job="a\"b\\c", level="info"}"#);
         assert_eq!(quoted("x\ny\u{1}"), r#""x\ny\u0001""#);
     }
 
@@ -407,9 +429,9 @@ mod tests {
             {"stream":{"job":"t","level":"info","service_name":"t"},"values":[["5","other stream",{"structuredMetadata":{}}]]},
             {"stream":{"job":"t","service_name":"t"},"values":[["7","ours",{"structuredMetadata":{"filename":"/x"}}],["9","also ours"]]}
         ]}}"#;
-        let page = parse_page(body, &labels(&[("job", "t")])).unwrap();
+        let page = parse_page(body, labels(&[("job", "t")]).pairs()).unwrap();
         assert_eq!(page, vec![(7, "ours".into()), (9, "also ours".into())]);
-        assert!(parse_page(b"{}", &labels(&[("job", "t")])).is_err());
-        assert!(parse_page(b"not json", &labels(&[("job", "t")])).is_err());
+        assert!(parse_page(b"{}", labels(&[("job", "t")]).pairs()).is_err());
+        assert!(parse_page(b"not json", labels(&[("job", "t")]).pairs()).is_err());
     }
 }
