@@ -3,8 +3,9 @@
 //! In: a [`Record`] from the decoder, the file it came from ([`FileContext`]: the input's
 //! static labels, the labels its path tells, its name) and the time the line was read.
 //! Out: the stream's [`LabelSet`] and the [`Entry`]: the record's own timestamp when it has
-//! one (the runtime's, or a JSON line's `timestamp`/`ts`/`time`), so a replay after a crash
-//! produces the same (labels, timestamp, line) and Loki keeps one copy; `trace_id`,
+//! one (the runtime's, or a JSON line's `timestamp`/`ts`/`time`), so a line read again after
+//! a crash is the same (labels, timestamp, line) and can be found in Loki (`recovery.rs`)
+//! rather than stored twice (a real Loki keeps a replay again); `trace_id`,
 //! `span_id`, `filename` and `truncated` as structured metadata, never labels.
 
 use std::sync::Arc;

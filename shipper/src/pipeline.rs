@@ -1282,12 +1282,21 @@ impl TenantPusher {
         let outcome = match self.encode(&streams) {
             Ok(held) => {
                 let outcome = self.client.push(&held.body).await;
-                if outcome == PushOutcome::Accepted {
-                    self.done.telemetry.metrics.sent(
-                        self.client.tenant(),
-                        held.body.entries as u64,
-                        held.body.body.len() as u64,
-                    );
+                let (entries, bytes) = (held.body.entries, held.body.body.len());
+                match &outcome {
+                    PushOutcome::Accepted => {
+                        let tenant = self.client.tenant();
+                        self.done
+                            .telemetry
+                            .metrics
+                            .sent(tenant, entries as u64, bytes as u64);
+                    }
+                    // Final: Loki stored the rest, and would store it again.
+                    PushOutcome::PartiallyRejected { rejections } => {
+                        self.client.log_rejections(rejections);
+                        self.partially_rejected(rejections, entries, bytes);
+                    }
+                    PushOutcome::TooLarge | PushOutcome::Retryable(_) => {}
                 }
                 outcome
             }
@@ -1298,12 +1307,31 @@ impl TenantPusher {
             self.done.telemetry.metrics.retry(self.client.tenant());
         }
         match outcome {
-            PushOutcome::Accepted => FirstAttempt::Delivered,
+            PushOutcome::Accepted | PushOutcome::PartiallyRejected { .. } => {
+                FirstAttempt::Delivered
+            }
             PushOutcome::Retryable(failure) if is_per_stream_refusal(&failure.message) => {
                 FirstAttempt::StreamsLimited(streams)
             }
             _ => FirstAttempt::Retry(streams),
         }
+    }
+
+    /// A `400`: Loki refused `rejections` for good and stored the rest of `entries`.
+    fn partially_rejected(
+        &self,
+        rejections: &[crate::push::Rejection],
+        entries: usize,
+        bytes: usize,
+    ) {
+        let telemetry = &self.done.telemetry;
+        let rejected: usize = rejections.iter().map(|r| r.count).sum();
+        telemetry.refused_by_loki(rejections);
+        telemetry.metrics.sent(
+            self.client.tenant(),
+            entries.saturating_sub(rejected) as u64,
+            bytes as u64,
+        );
     }
 
     /// Pushes `streams`, halving on a 413 until each part is accepted. Returns whether the
@@ -1337,13 +1365,7 @@ impl TenantPusher {
                     telemetry.metrics.sent(tenant, entries as u64, bytes as u64);
                 }
                 FinalResult::PartiallyRejected { rejections } => {
-                    let rejected: usize = rejections.iter().map(|r| r.count).sum();
-                    telemetry.refused_by_loki(&rejections);
-                    telemetry.metrics.sent(
-                        tenant,
-                        entries.saturating_sub(rejected) as u64,
-                        bytes as u64,
-                    );
+                    self.partially_rejected(&rejections, entries, bytes);
                 }
                 FinalResult::TooLarge => {
                     let (a, b) = split_streams(streams);

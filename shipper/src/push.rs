@@ -692,6 +692,21 @@ impl PushClient {
         }
     }
 
+    /// Says once, at `warn`, what a `400` refused for good (one line per reason).
+    pub fn log_rejections(&self, rejections: &[Rejection]) {
+        for r in rejections {
+            tracing::warn!(
+                url = %self.url,
+                reason = r.reason.as_str(),
+                count = r.count,
+                "Loki refused {} entries for good ({}); the rest of the batch was stored: {}",
+                r.count,
+                r.reason,
+                r.message
+            );
+        }
+    }
+
     /// Pushes `body` until Loki takes it (or answers a final `400`/`413`), retrying retryable
     /// failures with [`Backoff`], until `max_retries` runs out or `shutdown` turns `true` (or its
     /// sender is dropped).
@@ -742,18 +757,7 @@ impl PushClient {
                     return done(FinalResult::Accepted, failed);
                 }
                 Some(PushOutcome::PartiallyRejected { rejections }) => {
-                    for r in &rejections {
-                        tracing::warn!(
-                            url = %self.url,
-                            reason = r.reason.as_str(),
-                            count = r.count,
-                            "Loki refused {} entries for good ({}); the rest of the batch was \
-                             stored: {}",
-                            r.count,
-                            r.reason,
-                            r.message
-                        );
-                    }
+                    self.log_rejections(&rejections);
                     return done(FinalResult::PartiallyRejected { rejections }, failed);
                 }
                 Some(PushOutcome::TooLarge) => {

@@ -74,10 +74,16 @@ fn hostile_files_are_shipped_and_still_tailed() {
             .collect()
     };
     let wait = |what: &dyn Fn() -> bool| wait_until(Duration::from_secs(60), what);
-    assert!(wait(
-        &|| lines_of("/utf8.log") == ["ok \u{fffd}\u{fffd} bad"]
-    ));
-    assert!(wait(&|| lines_of("/crlf.log") == ["a", "b"]));
+    assert!(
+        wait(&|| lines_of("/utf8.log") == ["ok \u{fffd}\u{fffd} bad"]),
+        "{:?}",
+        lines_of("/utf8.log")
+    );
+    assert!(
+        wait(&|| lines_of("/crlf.log") == ["a", "b"]),
+        "{:?}",
+        lines_of("/crlf.log")
+    );
     assert!(wait(&|| lines_of("/nul.log")
         .iter()
         .any(|l| l.ends_with("after nul"))));

@@ -144,6 +144,40 @@ impl Writer {
     }
 }
 
+/// A temp dir with an empty `logs/` (kept when `TAILRACE_TEST_KEEP` is set, to look at the
+/// files, the positions and tailrace's log after a failure).
+fn test_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("TAILRACE_TEST_KEEP").is_some())
+        .tempdir()
+        .unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    (dir, logs)
+}
+
+/// Writers `0..n`, renaming where `rename(i)`, copytruncating elsewhere, `per_tick` lines
+/// every 10 ms each.
+fn writers(logs: &Path, n: usize, rename: impl Fn(usize) -> bool, per_tick: u64) -> Vec<Writer> {
+    (0..n)
+        .map(|i| Writer::start(logs, i, rename(i), per_tick))
+        .collect()
+}
+
+fn rotate_all(writers: &mut [Writer]) {
+    for w in writers {
+        w.rotate();
+    }
+}
+
+/// Stops the writers: each file and how many lines it got.
+fn stop_all(writers: Vec<Writer>) -> Vec<(PathBuf, u64)> {
+    writers
+        .into_iter()
+        .map(|w| (w.path, w.writer.stop()))
+        .collect()
+}
+
 /// Every copy and every distinct line of `file` in Loki.
 fn stored(loki: &RealLoki, job: &str, file: &Path) -> (u64, BTreeSet<u64>) {
     let selector = format!("{{job=\"{job}\"}} | filename=\"{}\"", file.display());
@@ -213,16 +247,10 @@ fn sigkills_during_rename_and_copytruncate_store_every_line_once() {
     let Some(loki) = RealLoki::start_or_skip("sigkills_during_rename_and_copytruncate") else {
         return;
     };
-    // TAILRACE_TEST_KEEP=1 keeps the files, the positions and tailrace's log to look at.
-    let dir = tempfile::Builder::new()
-        .keep(std::env::var_os("TAILRACE_TEST_KEEP").is_some())
-        .tempdir()
-        .unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir();
     let job = "kills";
     let tailrace = Tailrace::new(dir.path(), &loki.push_url(), None, job);
-    let mut writers: Vec<Writer> = (0..3).map(|i| Writer::start(&logs, i, i == 1, 5)).collect();
+    let mut writers = writers(&logs, 3, |i| i == 1, 5);
     writers[0].writer.write_long_line(10 << 20);
 
     let mut child = tailrace.start();
@@ -240,20 +268,13 @@ fn sigkills_during_rename_and_copytruncate_store_every_line_once() {
         kill(child);
         if kill_no % 3 == 2 {
             // Two rotations of every file while nothing tails them.
-            for w in &mut writers {
-                w.rotate();
-            }
+            rotate_all(&mut writers);
             std::thread::sleep(Duration::from_millis(100));
-            for w in &mut writers {
-                w.rotate();
-            }
+            rotate_all(&mut writers);
         }
         child = tailrace.start();
     }
-    let files: Vec<(PathBuf, u64)> = writers
-        .into_iter()
-        .map(|w| (w.path, w.writer.stop()))
-        .collect();
+    let files = stop_all(writers);
     assert_each_line_once(&loki, job, &files, &tailrace);
     assert!(terminate(&mut child).success());
 }
@@ -266,13 +287,11 @@ fn sigkills_during_an_outage_store_every_line_once() {
         return;
     };
     let gate = loki_double::TcpGate::start(loki.addr());
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir();
     let job = "outage";
     let push_url = format!("http://{}/loki/api/v1/push", gate.addr());
     let tailrace = Tailrace::new(dir.path(), &push_url, None, job);
-    let mut writers: Vec<Writer> = (0..2).map(|i| Writer::start(&logs, i, i == 0, 3)).collect();
+    let mut writers = writers(&logs, 2, |i| i == 0, 3);
 
     let mut child = tailrace.start();
     for round in 0..6 {
@@ -280,19 +299,14 @@ fn sigkills_during_an_outage_store_every_line_once() {
         // Rounds 2 and 3: Loki is down.
         gate.set_down(round == 2 || round == 3);
         if round % 2 == 1 {
-            for w in &mut writers {
-                w.rotate();
-            }
+            rotate_all(&mut writers);
         }
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..500)));
         kill(child);
         child = tailrace.start();
     }
     gate.set_down(false);
-    let files: Vec<(PathBuf, u64)> = writers
-        .into_iter()
-        .map(|w| (w.path, w.writer.stop()))
-        .collect();
+    let files = stop_all(writers);
     assert_each_line_once(&loki, job, &files, &tailrace);
     assert!(terminate(&mut child).success());
 }
@@ -304,21 +318,17 @@ fn graceful_restarts_and_reloads_resend_nothing() {
     let Some(loki) = RealLoki::start_or_skip("graceful_restarts_and_reloads") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir();
     let job = "graceful";
     let tailrace = Tailrace::new(dir.path(), &loki.push_url(), None, job);
-    let mut writers: Vec<Writer> = (0..2).map(|i| Writer::start(&logs, i, i == 0, 3)).collect();
+    let mut writers = writers(&logs, 2, |i| i == 0, 3);
     for round in 0..5 {
         let mut child = tailrace.start();
         std::thread::sleep(Duration::from_millis(400 + fastrand::u64(0..600)));
         signal(child.id(), "HUP");
         std::thread::sleep(Duration::from_millis(300 + fastrand::u64(0..500)));
         if round % 2 == 0 {
-            for w in &mut writers {
-                w.rotate();
-            }
+            rotate_all(&mut writers);
         }
         let resent = tailrace.counter("tailrace_resent_entries_total");
         let recovered = tailrace.counter("tailrace_recovered_entries_total");
@@ -330,10 +340,7 @@ fn graceful_restarts_and_reloads_resend_nothing() {
         );
         assert!(terminate(&mut child).success());
     }
-    let files: Vec<(PathBuf, u64)> = writers
-        .into_iter()
-        .map(|w| (w.path, w.writer.stop()))
-        .collect();
+    let files = stop_all(writers);
     let mut child = tailrace.start();
     assert_each_line_once(&loki, job, &files, &tailrace);
     assert_eq!(tailrace.counter("tailrace_resent_entries_total"), 0);
@@ -349,30 +356,23 @@ fn without_query_access_a_crash_resends_counted_and_loses_nothing() {
         return;
     };
     let forbidden = forbidding_server();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir();
     let job = "forbidden";
     let query_url = format!("http://{forbidden}/loki/api/v1/query_range");
     let tailrace = Tailrace::new(dir.path(), &loki.push_url(), Some(&query_url), job);
-    let mut writers: Vec<Writer> = (0..2).map(|i| Writer::start(&logs, i, i == 0, 3)).collect();
+    let mut writers = writers(&logs, 2, |i| i == 0, 3);
     let mut resent = 0;
     let mut child = tailrace.start();
     for round in 0..4 {
         std::thread::sleep(Duration::from_millis(700 + fastrand::u64(0..800)));
         if round == 1 {
-            for w in &mut writers {
-                w.rotate();
-            }
+            rotate_all(&mut writers);
         }
         resent += tailrace.counter("tailrace_resent_entries_total");
         kill(child);
         child = tailrace.start();
     }
-    let files: Vec<(PathBuf, u64)> = writers
-        .into_iter()
-        .map(|w| (w.path, w.writer.stop()))
-        .collect();
+    let files = stop_all(writers);
     let all_in = wait_until(Duration::from_secs(120), || {
         files
             .iter()
@@ -437,9 +437,7 @@ fn kubelet_rotations_gzipped_during_an_outage_store_every_line_once() {
         return;
     };
     let gate = loki_double::TcpGate::start(loki.addr());
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (dir, logs) = test_dir();
     let job = "kubelet";
     let push_url = format!("http://{}/loki/api/v1/push", gate.addr());
     let tailrace = Tailrace::new(dir.path(), &push_url, None, job);

@@ -1,6 +1,7 @@
 //! Restarts in the middle of a stream, graceful (SIGTERM) and with SIGKILL, while a writer
-//! appends: after the last restart every line is in Loki once; a line sent twice is an exact
-//! repeat (same labels, timestamp, line) that Loki keeps once.
+//! appends: after the last restart every line is in Loki once, counting every stored copy
+//! (the double, like Loki, stores a replayed entry again unless it is still in the stream's
+//! head block): what was in flight at a kill is looked up in the double's query API.
 
 use std::path::Path;
 use std::process::{Child, Command};
