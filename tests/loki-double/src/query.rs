@@ -14,6 +14,14 @@ use std::collections::BTreeMap;
 
 use crate::recorded::StoredStream;
 
+/// One entry found: the stream's labels as returned, timestamp, line, metadata.
+type Found<'a> = (
+    BTreeMap<String, String>,
+    i64,
+    &'a str,
+    &'a BTreeMap<String, String>,
+);
+
 /// Answers a `query_range` on `streams` (one tenant's).
 pub(crate) fn query_range(
     streams: &[StoredStream],
@@ -45,12 +53,7 @@ pub(crate) fn query_range(
     let forward = params.get("direction").map(String::as_str) == Some("forward");
 
     // (stream labels as returned, timestamp, line, metadata), each copy merged.
-    let mut found: Vec<(
-        BTreeMap<String, String>,
-        i64,
-        &str,
-        &BTreeMap<String, String>,
-    )> = Vec::new();
+    let mut found: Vec<Found<'_>> = Vec::new();
     for stream in streams {
         if !selector
             .iter()
