@@ -172,7 +172,13 @@ pub fn extract_into<'a, S: AsRef<str>>(
         slot.get_or_insert(value);
     });
     if scanned.is_err() {
-        return LineFields::default();
+        // Not valid JSON (often a line cut at `max_line_bytes`): no labels or ids from it,
+        // but a time seen before the damage is still the record's own, so the line keeps
+        // the same timestamp when it is read again (and can be found in Loki after a crash).
+        return LineFields {
+            times: found.times,
+            ..LineFields::default()
+        };
     }
 
     // A name listed twice in `wanted_labels` gives one label: its later slots stay empty.
@@ -454,6 +460,16 @@ mod tests {
             Some("info".into()),
             "blank around the object"
         );
+    }
+
+    /// A line cut at `max_line_bytes` keeps the time it carries (so it is stamped the same
+    /// when read again after a crash, and found in Loki), but gives no labels or ids.
+    #[test]
+    fn a_cut_line_keeps_its_own_time_and_nothing_else() {
+        let line = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","level":"info","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","pad":"xxxxx"#;
+        let f = extract(line, WANTED);
+        assert_eq!(f.timestamp, Some(T0 + 1_250_000_000));
+        assert!(f.labels.is_empty() && f.trace_id.is_none(), "{f:?}");
     }
 
     #[test]

@@ -95,6 +95,6 @@ mod recorded;
 mod server;
 
 pub use config::{Clock, Limits};
-pub use real::{RealLoki, RealLokiBuilder, TcpGate};
+pub use real::{HttpAnswer, RealLoki, RealLokiBuilder, TcpGate, http_request};
 pub use recorded::{RequestStats, StoredEntry, StoredStream, StreamEntry};
 pub use server::{DEFAULT_TENANT, LokiDouble, LokiDoubleBuilder, Reply};

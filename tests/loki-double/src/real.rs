@@ -530,15 +530,35 @@ fn free_port() -> io::Result<u16> {
         .port())
 }
 
-/// One HTTP/1.1 request on its own connection (`Connection: close`): the status and the
-/// body (chunked transfer coding decoded).
-fn http(
+/// An HTTP answer as received.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The body, chunked transfer coding decoded.
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`), so a test sees exactly
+/// the bytes a server sends and needs no client library. A connection closed without an
+/// answer is an `UnexpectedEof` error.
+pub fn http_request(
     addr: SocketAddr,
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> io::Result<(u16, String)> {
+) -> io::Result<HttpAnswer> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut head = format!(
@@ -553,11 +573,17 @@ fn http(
     stream.write_all(body)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
+    if raw.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed without an answer",
+        ));
+    }
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| invalid("connection closed without a complete answer"))?;
+        .ok_or_else(|| invalid("no end of headers"))?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.split("\r\n");
     let status = lines
@@ -565,18 +591,35 @@ fn http(
         .and_then(|line| line.split(' ').nth(1))
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| invalid("bad status line"))?;
-    let chunked = lines.any(|line| {
-        line.split_once(':').is_some_and(|(n, v)| {
-            n.trim().eq_ignore_ascii_case("transfer-encoding") && v.trim().contains("chunked")
-        })
-    });
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
     let body = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked {
         dechunk(body).ok_or_else(|| invalid("bad chunked body"))?
     } else {
         body.to_vec()
     };
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok(HttpAnswer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// [`http_request`]'s status and body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<(u16, String)> {
+    http_request(addr, method, target, headers, body).map(|a| (a.status, a.body))
 }
 
 fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {

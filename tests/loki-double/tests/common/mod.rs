@@ -1,11 +1,9 @@
-//! A minimal HTTP/1.1 client for the tests (one request per connection, `Connection:
-//! close`), so that the tests see exactly the bytes the double sends and need no client
-//! library, and helpers to build pushes.
+//! The double's HTTP/1.1 client for the tests (`loki_double::http_request`: one request per
+//! connection, the bytes the double sends as they are), and helpers to build pushes.
 
 #![allow(dead_code)] // Each test file uses a different part.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
 use std::time::{Duration, UNIX_EPOCH};
 
 use loki_double::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
@@ -28,78 +26,7 @@ pub fn sample_clock() -> Clock {
     Clock::fixed(UNIX_EPOCH + Duration::from_secs(NOW_SECONDS as u64))
 }
 
-/// An HTTP answer as received.
-#[derive(Debug)]
-pub struct HttpAnswer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl HttpAnswer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Sends one request and reads the whole answer; an error if the connection fails or
-/// closes without an answer.
-pub fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> io::Result<HttpAnswer> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_answer(&raw)
-}
-
-fn parse_answer(raw: &[u8]) -> io::Result<HttpAnswer> {
-    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    if raw.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed without an answer",
-        ));
-    }
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| invalid("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("bad status line"))?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    Ok(HttpAnswer {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
-    })
-}
+pub use loki_double::{HttpAnswer, http_request as request};
 
 /// POSTs a JSON push to `/loki/api/v1/push`, as `tenant` when given.
 pub fn push_json(loki: &LokiDouble, tenant: Option<&str>, json: &str) -> HttpAnswer {
