@@ -228,11 +228,14 @@ pub async fn run_with(
         recovery,
         lanes,
     ));
+    // The positions writer runs until the last push is done (pushes wait for it), not only
+    // until shutdown is asked for.
+    let (writer_stop_tx, writer_stop_rx) = watch::channel(false);
     let checkpointer = (mode == Mode::Ship).then(|| {
         tokio::spawn(Arc::clone(&sync).run(
             positions_path.clone(),
             config.positions.sync_interval.0,
-            shutdown.clone(),
+            writer_stop_rx,
             Arc::clone(&telemetry),
         ))
     });
@@ -255,6 +258,7 @@ pub async fn run_with(
             let _ = push_stop_tx.send(true);
         }
     }
+    let _ = writer_stop_tx.send(true);
     if let Some(checkpointer) = checkpointer {
         let _ = checkpointer.await;
     }
