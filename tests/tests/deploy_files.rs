@@ -41,6 +41,8 @@ const METRICS: &[&str] = &[
     "tailrace_given_up_bytes_total",
     "tailrace_symlinks_refused_total",
     "tailrace_last_push_success_timestamp_seconds",
+    "tailrace_recovered_entries_total",
+    "tailrace_resent_entries_total",
 ];
 const HISTOGRAMS: &[&str] = &[
     "tailrace_push_request_duration_seconds",
