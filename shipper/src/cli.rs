@@ -224,10 +224,12 @@ fn print_positions(path: &Path) -> anyhow::Result<()> {
     let positions = Positions::read(path).map_err(anyhow::Error::msg)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "# {} ({} files)", path.display(), positions.len())?;
+    // IN_FLIGHT: bytes past the offset that may have been sent; after a crash they are
+    // looked up in Loki at the next start rather than sent again blindly.
     writeln!(
         out,
-        "{:>12} {:>12} {:>12}  {:<8} PATH",
-        "OFFSET", "SIZE", "UNREAD", "STATE"
+        "{:>12} {:>12} {:>12} {:>12}  {:<8} PATH",
+        "OFFSET", "SIZE", "UNREAD", "IN_FLIGHT", "STATE"
     )?;
     for position in positions.iter() {
         let (size, state) = match FileId::of_path(&position.path) {
@@ -244,10 +246,11 @@ fn print_positions(path: &Path) -> anyhow::Result<()> {
         let unread = size.map(|s| s.saturating_sub(position.offset));
         writeln!(
             out,
-            "{:>12} {:>12} {:>12}  {:<8} {}",
+            "{:>12} {:>12} {:>12} {:>12}  {:<8} {}",
             position.offset,
             show(size),
             show(unread),
+            position.sent_to - position.offset,
             state,
             position.path.display()
         )?;
