@@ -343,3 +343,76 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Where a test's lines go and are counted: the Loki double (fast, and able to fail as Loki
+/// cannot be made to) or a real Loki (the real-Loki tier). The same test body runs on both.
+pub enum Target {
+    Double(loki_double::LokiDouble),
+    Real(loki_double::RealLoki),
+}
+
+impl Target {
+    /// The double, and a real Loki unless the real-Loki tier is skipped (see
+    /// [`loki_double::RealLoki::start_or_skip`]).
+    pub fn both(test: &str) -> Vec<Target> {
+        let mut targets = vec![Target::Double(loki_double::LokiDouble::start())];
+        targets.extend(loki_double::RealLoki::start_or_skip(test).map(Target::Real));
+        targets
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Double(_) => "the double",
+            Target::Real(_) => "a real Loki",
+        }
+    }
+
+    pub fn push_url(&self) -> String {
+        match self {
+            Target::Double(d) => d.url(),
+            Target::Real(r) => r.push_url(),
+        }
+    }
+
+    /// For the lines of files whose path ends with `suffix` ([`LineWriter`] lines): every
+    /// stored copy (Loki's `count_over_time`), and the distinct `seq`s.
+    pub fn stored_of(&self, suffix: &str) -> (u64, std::collections::BTreeSet<u64>) {
+        match self {
+            Target::Double(d) => {
+                let mine: Vec<_> = d
+                    .entries()
+                    .into_iter()
+                    .filter(|e| {
+                        e.structured_metadata
+                            .get("filename")
+                            .is_some_and(|f| f.ends_with(suffix))
+                    })
+                    .collect();
+                let (seqs, copies) = stored_seqs(&mine);
+                (copies as u64, seqs)
+            }
+            Target::Real(r) => {
+                let selector = format!(
+                    "{{service_name=~\".+\"}} | filename=~\".*{}\"",
+                    suffix.replace('.', "\\\\.")
+                );
+                let seqs = r
+                    .entries(&selector)
+                    .iter()
+                    .filter_map(|(_, line)| seq_of(line))
+                    .collect();
+                (r.count_over_time(&selector), seqs)
+            }
+        }
+    }
+
+    /// Waits (bounded) until the files ending with `suffixes` hold at least `written[i]`
+    /// distinct lines each; whether they all did.
+    pub fn wait_for(&self, files: &[(&str, u64)], limit: Duration) -> bool {
+        wait_until(limit, || {
+            files
+                .iter()
+                .all(|(suffix, written)| self.stored_of(suffix).1.len() as u64 >= *written)
+        })
+    }
+}
