@@ -497,3 +497,63 @@ fn gzip_away(file: &Path) {
     std::fs::rename(&tmp, &gz).unwrap();
     std::fs::remove_file(file).unwrap();
 }
+
+/// One stream over a real Loki's per-stream rate limit while another stream is quiet: Loki
+/// answers 429 for the noisy stream's batches and stores the quiet stream (and, per entry,
+/// what fits the noisy stream's limit). The side lane looks up what Loki holds before each
+/// retry, so nothing is stored twice and nothing lost.
+#[test]
+fn a_stream_over_its_rate_limit_is_stored_once() {
+    let Some(loki) = RealLoki::builder()
+        .per_stream_rate_limit("48KB")
+        .per_stream_rate_limit_burst("128KB")
+        .start_or_skip("a_stream_over_its_rate_limit")
+    else {
+        return;
+    };
+    let (dir, logs) = test_dir();
+    let (noisy, quiet) = (logs.join("noisy"), logs.join("quiet"));
+    std::fs::create_dir_all(&noisy).unwrap();
+    std::fs::create_dir_all(&quiet).unwrap();
+    let metrics = free_port();
+    let config = dir.path().join("tailrace.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\n  backoff: {{ min: 100ms, max: 2s }}\nserver: {{ listen: {metrics} }}\npositions:\n  path: {}\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n    labels: {{ job: noisy }}\n  - paths: [\"{}/*.log\"]\n    format: plain\n    labels: {{ job: quiet }}\n",
+            loki.push_url(),
+            dir.path().join("positions.json").display(),
+            noisy.display(),
+            quiet.display()
+        ),
+    )
+    .unwrap();
+    let tailrace = Tailrace {
+        config,
+        log: dir.path().join("tailrace.log"),
+        metrics,
+    };
+    let mut child = tailrace.start();
+    // About 600 KiB at once on the noisy stream: several times its burst.
+    let noisy_writer = LineWriter::start(&noisy.join("app.log"), 5000, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(1));
+    let noisy_total = noisy_writer.stop();
+    let quiet_writer = LineWriter::start(&quiet.join("app.log"), 5, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_secs(3));
+    let quiet_total = quiet_writer.stop();
+    let files = [
+        (noisy.join("app.log"), noisy_total),
+        (quiet.join("app.log"), quiet_total),
+    ];
+    for (job, file) in [("noisy", &files[0]), ("quiet", &files[1])] {
+        assert_each_line_once(&loki, job, std::slice::from_ref(file), &tailrace);
+    }
+    let (_, exposition) = http_get(tailrace.metrics, "/metrics");
+    assert!(
+        exposition.lines().any(|l| l
+            .starts_with("tailrace_push_request_duration_seconds_count")
+            && l.contains("status=\"429\"")),
+        "Loki answered 429 for the noisy stream:\n{exposition}"
+    );
+    assert!(terminate(&mut child).success());
+}
