@@ -416,3 +416,11 @@ impl Target {
         })
     }
 }
+
+/// The first (at most 20) of `0..written` not in `seqs`: where lines went missing.
+pub fn first_missing(seqs: &std::collections::BTreeSet<u64>, written: u64) -> Vec<u64> {
+    (0..written)
+        .filter(|s| !seqs.contains(s))
+        .take(20)
+        .collect()
+}

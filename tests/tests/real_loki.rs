@@ -14,7 +14,9 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use loki_double::RealLoki;
-use tailrace_e2e::{LineWriter, Rotation, http_get, seq_of, signal, terminate, wait_until};
+use tailrace_e2e::{
+    LineWriter, Rotation, first_missing, http_get, seq_of, signal, terminate, wait_until,
+};
 
 /// A tailrace process under test, its log kept for a failure's message.
 struct Tailrace {
@@ -226,10 +228,7 @@ fn assert_each_line_once(loki: &RealLoki, job: &str, files: &[(PathBuf, u64)], t
     std::thread::sleep(Duration::from_secs(2));
     for (file, written) in files {
         let (copies, seqs) = stored(loki, job, file);
-        let missing: Vec<u64> = (0..*written)
-            .filter(|s| !seqs.contains(s))
-            .take(20)
-            .collect();
+        let missing = first_missing(&seqs, *written);
         assert_eq!(
             (copies, seqs.len() as u64),
             (*written, *written),

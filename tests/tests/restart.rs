@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use tailrace_e2e::{LineWriter, Target, terminate};
+use tailrace_e2e::{LineWriter, Target, first_missing, terminate};
 
 fn start_tailrace(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
@@ -46,10 +46,7 @@ fn assert_once(loki: &Target, files: &[(String, u64)], what: &str) {
     std::thread::sleep(Duration::from_millis(500));
     for (file, written) in files {
         let (copies, seqs) = loki.stored_of(file);
-        let missing: Vec<u64> = (0..*written)
-            .filter(|s| !seqs.contains(s))
-            .take(20)
-            .collect();
+        let missing = first_missing(&seqs, *written);
         assert_eq!(
             (copies, seqs.len() as u64),
             (*written, *written),
