@@ -67,7 +67,9 @@ pub struct Candidate<'a> {
 pub struct Recovery {
     /// Per watched path and content fingerprint (a file renamed, copied or compressed keeps
     /// both): entries ending at or before this offset may be in Loki already.
-    pending: HashMap<(PathBuf, u64), u64>,
+    /// Keyed by fingerprint first, so the look-up made for every chunk read while any file
+    /// is pending neither allocates nor hashes a path.
+    pending: HashMap<u64, Vec<(PathBuf, u64)>>,
     lookup: LokiLookup,
     telemetry: Arc<Telemetry>,
 }
@@ -240,21 +242,22 @@ impl Recovery {
         query_url: &str,
         telemetry: Arc<Telemetry>,
     ) -> Option<Self> {
-        let mut pending: HashMap<(PathBuf, u64), u64> = HashMap::new();
+        let mut pending: HashMap<u64, Vec<(PathBuf, u64)>> = HashMap::new();
         // A file and logrotate's copy of it share a fingerprint: the furthest promise holds.
         for p in positions.iter() {
             if p.sent_to > p.offset && !p.id.is_pending() {
-                let to = pending
-                    .entry((p.path.clone(), p.id.fingerprint))
-                    .or_default();
-                *to = (*to).max(p.sent_to);
+                let paths = pending.entry(p.id.fingerprint).or_default();
+                match paths.iter_mut().find(|(path, _)| *path == p.path) {
+                    Some((_, to)) => *to = (*to).max(p.sent_to),
+                    None => paths.push((p.path.clone(), p.sent_to)),
+                }
             }
         }
         if pending.is_empty() {
             return None;
         }
         tracing::info!(
-            files = pending.len(),
+            files = pending.values().map(Vec::len).sum::<usize>(),
             query_url,
             "the last run did not end cleanly: lines that may be in Loki already are looked up before they are sent again"
         );
@@ -268,14 +271,20 @@ impl Recovery {
     /// Whether lines of `file` may be in Loki already: up to which end offset.
     pub fn suspect_to(&self, file: &FileKey) -> Option<u64> {
         self.pending
-            .get(&(file.path.clone(), file.id.fingerprint))
-            .copied()
+            .get(&file.id.fingerprint)?
+            .iter()
+            .find(|(path, _)| *path == file.path)
+            .map(|(_, to)| *to)
     }
 
     /// Every line of `file` that may have been sent was read again.
     pub fn done_with(&mut self, file: &FileKey) {
-        self.pending
-            .remove(&(file.path.clone(), file.id.fingerprint));
+        if let Some(paths) = self.pending.get_mut(&file.id.fingerprint) {
+            paths.retain(|(path, _)| *path != file.path);
+            if paths.is_empty() {
+                self.pending.remove(&file.id.fingerprint);
+            }
+        }
     }
 
     /// Nothing is left to look up.
@@ -414,6 +423,47 @@ mod tests {
 
     fn labels(pairs: &[(&str, &str)]) -> LabelSet {
         build_label_set(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).0
+    }
+
+    #[test]
+    fn only_what_may_have_been_sent_is_looked_up_and_a_copy_shares_its_promise() {
+        use crate::tail::FileId;
+        let id = |ino, fingerprint| FileId {
+            dev: 1,
+            ino,
+            fingerprint,
+        };
+        let path = std::path::Path::new("/var/log/app.log");
+        let mut positions = Positions::default();
+        positions.set(path, id(1, 7), 100);
+        positions.promise_sent_to(path, id(1, 7), 150);
+        // logrotate's copy of it (same content, another inode) was read further.
+        positions.set(path, id(2, 7), 120);
+        positions.promise_sent_to(path, id(2, 7), 200);
+        // Nothing in flight for this one.
+        positions.set(path, id(3, 9), 50);
+        let client = PushClient::new(&crate::push::PushConfig::new(
+            "http://127.0.0.1:9/loki/api/v1/push",
+        ))
+        .unwrap();
+        let telemetry = Arc::new(Telemetry::new(Duration::from_secs(300)));
+        let mut recovery =
+            Recovery::new(&positions, client, "http://127.0.0.1:9/q", telemetry).unwrap();
+        let key = |ino, fingerprint| FileKey {
+            path: path.to_owned(),
+            id: id(ino, fingerprint),
+        };
+        // A gzip of the same content (another inode) is recognised by its fingerprint.
+        assert_eq!(recovery.suspect_to(&key(5, 7)), Some(200));
+        assert_eq!(recovery.suspect_to(&key(3, 9)), None);
+        recovery.done_with(&key(1, 7));
+        assert!(recovery.is_done());
+        let mut clean = Positions::default();
+        clean.set(path, id(1, 7), 100);
+        let client =
+            PushClient::new(&crate::push::PushConfig::new("http://127.0.0.1:9/x")).unwrap();
+        let telemetry = Arc::new(Telemetry::new(Duration::from_secs(300)));
+        assert!(Recovery::new(&clean, client, "http://127.0.0.1:9/q", telemetry).is_none());
     }
 
     #[test]
