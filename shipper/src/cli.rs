@@ -16,11 +16,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::checkpoint::Positions;
+use crate::runtime::checkpoint::Positions;
 use crate::config::Config;
 use crate::pipeline::{self, Mode};
-use crate::tail::FileId;
-use crate::telemetry::Telemetry;
+use crate::source::file::tail::FileId;
+use crate::observe::telemetry::Telemetry;
 
 /// Tails container log files and ships them to Grafana Loki without losing or duplicating
 /// a line.

@@ -22,20 +22,12 @@
 //!   `/metrics`, `/healthz`, `/ready` and `/status` endpoints.
 //! - [`cli`]: the command line (`run`, `check`, `positions`, `probe`).
 
-pub mod batch;
-pub mod checkpoint;
 pub mod cli;
 pub mod config;
-pub mod decode;
-pub mod discover;
-pub mod encode;
-pub mod entry;
-pub mod labels;
-pub mod metrics;
+pub mod model;
+pub mod observe;
 pub mod pipeline;
-pub mod positions_sync;
-pub mod push;
-pub mod recovery;
-pub mod server;
-pub mod tail;
-pub mod telemetry;
+pub mod runtime;
+pub mod sink;
+pub mod source;
+pub mod transform;

@@ -21,21 +21,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::batch::{Batch, Batcher, same_file};
-use crate::checkpoint::{AckTracker, Positions};
+use crate::runtime::batch::{Batch, Batcher, same_file};
+use crate::runtime::checkpoint::{AckTracker, Positions};
 use crate::config::{Config, Encoding, StartAt};
-use crate::decode::Decoder;
-use crate::discover::{DirWatcher, Discovery, InputGlobs};
-use crate::encode::{self, Encoder, Entry, Stream};
-use crate::entry::FileContext;
-use crate::labels::{LabelSet, labels_from_path};
-use crate::metrics::DropReason;
-use crate::positions_sync::PositionsSync;
-use crate::push::{Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome};
-use crate::recovery::{Candidate, LokiLookup, Recovery};
-use crate::server::{FileStatus, Server};
-use crate::tail::{FileId, FileKey, Tailer, TailerConfig};
-use crate::telemetry::Telemetry;
+use crate::source::file::format::Decoder;
+use crate::source::file::discover::{DirWatcher, Discovery, InputGlobs};
+use crate::sink::loki::encode::{self, Encoder, Entry, Stream};
+use crate::transform::entry::FileContext;
+use crate::model::labels::{LabelSet, labels_from_path};
+use crate::observe::metrics::DropReason;
+use crate::runtime::positions_sync::PositionsSync;
+use crate::sink::loki::client::{Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome};
+use crate::runtime::recovery::{Candidate, LokiLookup, Recovery};
+use crate::observe::server::{FileStatus, Server};
+use crate::source::file::tail::{FileId, FileKey, Tailer, TailerConfig};
+use crate::observe::telemetry::Telemetry;
 
 /// How often files are scanned for when no watcher event comes.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -280,7 +280,7 @@ fn push_config(config: &Config) -> PushConfig {
     let mut push = PushConfig::new(loki.url.clone());
     push.tenant = loki.tenant.clone();
     push.timeout = loki.timeout.0;
-    push.basic_auth = loki.basic_auth.as_ref().map(|b| crate::push::BasicAuth {
+    push.basic_auth = loki.basic_auth.as_ref().map(|b| crate::sink::loki::client::BasicAuth {
         username: b.username.clone(),
         password_file: b.password_file.clone(),
     });
@@ -306,7 +306,7 @@ pub enum PipelineError {
     #[error("{0}")]
     Positions(String),
     #[error(transparent)]
-    Server(crate::server::ServerError),
+    Server(crate::observe::server::ServerError),
 }
 
 /// The reader thread's state: discovery, the tailer, and per-path decoding.
@@ -548,7 +548,7 @@ impl ReadLoop {
     /// Stops following paths that are gone (a deleted pod's logs) once their files are
     /// drained and closed, so a node that runs for months does not keep every path it ever
     /// saw. A path that comes back is found by the next scan and read from the start.
-    fn forget_gone(&mut self, found: &[crate::discover::Found]) {
+    fn forget_gone(&mut self, found: &[crate::source::file::discover::Found]) {
         let found: HashSet<&PathBuf> = found.iter().map(|f| &f.path).collect();
         let open: HashSet<&PathBuf> = self.tailer.open_files().map(|(k, _)| &k.path).collect();
         let gone: Vec<PathBuf> = self
@@ -753,7 +753,7 @@ impl Emitter<'_> {
     fn emit(
         &mut self,
         state: &mut PathState,
-        record: crate::decode::Record,
+        record: crate::source::file::format::Record,
         file: &FileKey,
         end: u64,
         warned: &mut HashSet<Arc<LabelSet>>,
@@ -765,7 +765,7 @@ impl Emitter<'_> {
         if !made.repairs.is_empty() && warned.insert(Arc::clone(made.labels)) {
             tracing::warn!(file = %file.path.display(), repairs = ?made.repairs, "labels repaired for Loki");
         }
-        let size = crate::batch::entry_size(&made.entry);
+        let size = crate::runtime::batch::entry_size(&made.entry);
         let line_len = made.entry.line.len();
         let charge = memory_charge(&made.entry, line_len);
         let full_or_other = |c: &Item| {
@@ -1331,7 +1331,7 @@ impl TenantPusher {
     /// A `400`: Loki refused `rejections` for good and stored the rest of `entries`.
     fn partially_rejected(
         &self,
-        rejections: &[crate::push::Rejection],
+        rejections: &[crate::sink::loki::client::Rejection],
         entries: usize,
         bytes: usize,
     ) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tailrace::config::Config;
 use tailrace::pipeline;
-use tailrace::telemetry::Telemetry;
+use tailrace::observe::telemetry::Telemetry;
 
 /// A shipper running on its own thread and runtime until [`RunningShipper::stop`].
 pub struct RunningShipper {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::decode::Format;
+use crate::source::file::format::Format;
 pub use units::{ByteSize, HumanDuration};
 
 /// Loki refuses a push over its burst (6 MiB by default) forever: batches stay well below.

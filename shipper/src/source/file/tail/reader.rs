@@ -752,7 +752,7 @@ mod tests {
         }
     }
 
-    use crate::tail::tests::truncate;
+    use crate::source::file::tail::tests::truncate;
 
     fn append(path: &Path, bytes: &[u8]) {
         OpenOptions::new()

@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::tail::{FileId, FileKey};
+use crate::source::file::tail::{FileId, FileKey};
 
 /// The positions file format this build writes. Version 1 (no `sent_to`) is still read.
 pub const POSITIONS_VERSION: u32 = 2;
@@ -275,7 +275,7 @@ impl Positions {
             });
             // Gzipped (kubelet, logrotate's `compress`) or copied: the lines are still
             // there, and the position says where reading goes on in them.
-            renamed || crate::tail::content_still_present(&p.path, *id)
+            renamed || crate::source::file::tail::content_still_present(&p.path, *id)
         });
         before - self.files.len()
     }

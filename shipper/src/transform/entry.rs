@@ -10,9 +10,10 @@
 
 use std::sync::Arc;
 
-use crate::decode::{self, LabelValues, Record};
-use crate::encode::{Entry, Metadata, Text};
-use crate::labels::{LabelSet, build_label_set};
+use crate::source::file::format::{self, Record};
+use crate::transform::json_fields::{self, LabelValues};
+use crate::sink::loki::encode::{Entry, Metadata, Text};
+use crate::model::labels::{LabelSet, build_label_set};
 
 /// What is constant for one file.
 #[derive(Debug)]
@@ -31,7 +32,7 @@ pub struct FileContext {
 }
 
 /// A label set and what it was built from: the record's stream and its JSON label values.
-type KnownLabels = (Option<decode::Stream>, Vec<(String, String)>, Arc<LabelSet>);
+type KnownLabels = (Option<format::Stream>, Vec<(String, String)>, Arc<LabelSet>);
 
 /// The result of [`FileContext::make`].
 pub struct Made<'a> {
@@ -74,7 +75,7 @@ impl FileContext {
     /// Turns a record into an entry. `read_time_ns` is asked only when neither the format
     /// nor the line carries a time.
     pub fn make(&mut self, record: Record, read_time_ns: impl FnOnce() -> i64) -> Made<'_> {
-        let fields = decode::extract_into(&record.line, &self.json_labels, &mut self.values);
+        let fields = json_fields::extract_into(&record.line, &self.json_labels, &mut self.values);
         // The runtime's time wins for Docker and CRI; a plain file's JSON time for plain.
         let own_time = record.timestamp.or_else(|| fields.timestamp());
         let timestamp_ns = own_time.unwrap_or_else(read_time_ns);
@@ -104,7 +105,7 @@ impl FileContext {
 
     /// The label set for `stream` and the JSON label values in `self.values`, built the
     /// first time (with the repairs it needed).
-    fn label_set(&mut self, stream: Option<decode::Stream>) -> (usize, Vec<String>) {
+    fn label_set(&mut self, stream: Option<format::Stream>) -> (usize, Vec<String>) {
         let (names, values) = (&self.json_labels, &self.values);
         let matches = |(s, v, _): &KnownLabels| *s == stream && same_values(v, names, values);
         if self.label_sets.get(self.last_set).is_some_and(matches) {
@@ -157,7 +158,7 @@ fn same_values(known: &[(String, String)], names: &[String], values: &LabelValue
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::Stream;
+    use crate::source::file::format::Stream;
 
     fn ctx() -> FileContext {
         FileContext::new(

@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use tokio::sync::watch;
 
-use crate::checkpoint::Positions;
-use crate::labels::LabelSet;
-use crate::push::{FailureKind, PushClient};
-use crate::tail::FileKey;
-use crate::telemetry::Telemetry;
+use crate::runtime::checkpoint::Positions;
+use crate::model::labels::LabelSet;
+use crate::sink::loki::client::{FailureKind, PushClient};
+use crate::source::file::tail::FileKey;
+use crate::observe::telemetry::Telemetry;
 
 /// How long Loki may stay unreachable (connection refused, timeouts, 5xx, 429) before the
 /// lines in question are sent unchecked. Within it the lookups are retried with the push
@@ -419,7 +419,7 @@ fn parse_page(body: &[u8], labels: &[(String, String)]) -> Result<Vec<(i64, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::build_label_set;
+    use crate::model::labels::build_label_set;
 
     fn labels(pairs: &[(&str, &str)]) -> LabelSet {
         build_label_set(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).0
@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn only_what_may_have_been_sent_is_looked_up_and_a_copy_shares_its_promise() {
-        use crate::tail::FileId;
+        use crate::source::file::tail::FileId;
         let id = |ino, fingerprint| FileId {
             dev: 1,
             ino,
@@ -442,7 +442,7 @@ mod tests {
         positions.promise_sent_to(path, id(2, 7), 200);
         // Nothing in flight for this one.
         positions.set(path, id(3, 9), 50);
-        let client = PushClient::new(&crate::push::PushConfig::new(
+        let client = PushClient::new(&crate::sink::loki::client::PushConfig::new(
             "http://127.0.0.1:9/loki/api/v1/push",
         ))
         .unwrap();
@@ -461,7 +461,7 @@ mod tests {
         let mut clean = Positions::default();
         clean.set(path, id(1, 7), 100);
         let client =
-            PushClient::new(&crate::push::PushConfig::new("http://127.0.0.1:9/x")).unwrap();
+            PushClient::new(&crate::sink::loki::client::PushConfig::new("http://127.0.0.1:9/x")).unwrap();
         let telemetry = Arc::new(Telemetry::new(Duration::from_secs(300)));
         assert!(Recovery::new(&clean, client, "http://127.0.0.1:9/q", telemetry).is_none());
     }

@@ -10,9 +10,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::metrics::{DropReason, Metrics, PushStatus};
-use crate::push::{PushObserver, PushOutcome, RejectReason, Rejection};
-use crate::server::{Health, PushReport};
+use crate::observe::metrics::{DropReason, Metrics, PushStatus};
+use crate::sink::loki::client::{PushObserver, PushOutcome, RejectReason, Rejection};
+use crate::observe::server::{Health, PushReport};
 
 /// Shared by every stage of one run (and the tests).
 pub struct Telemetry {

@@ -14,8 +14,8 @@
 use std::borrow::Cow;
 
 use super::Problem;
-use super::json_scan::{Scalar, scan_object};
-use super::rfc3339::parse_rfc3339;
+use crate::model::json_scan::{Scalar, scan_object};
+use crate::model::rfc3339::parse_rfc3339;
 use super::{Stream, snippet};
 
 /// One record, parsed.
@@ -83,7 +83,7 @@ pub(super) fn parse(text: &str) -> Result<DockerRecord<'_>, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::rfc3339::TimeError;
+    use crate::model::rfc3339::TimeError;
 
     #[test]
     fn a_record() {

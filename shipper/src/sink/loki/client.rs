@@ -31,7 +31,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, 
 use reqwest::{StatusCode, Url};
 use tokio::sync::watch;
 
-use crate::encode::EncodedBody;
+use crate::sink::loki::encode::EncodedBody;
 
 /// How retries are spaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1057,7 +1057,7 @@ pub fn parse_rejections(body: &str) -> Vec<Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{Encoder, Entry, Format, Metadata, Stream};
+    use crate::sink::loki::encode::{Encoder, Entry, Format, Metadata, Stream};
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

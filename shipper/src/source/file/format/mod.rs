@@ -48,10 +48,7 @@
 mod cri;
 mod docker;
 mod join;
-pub mod json_fields;
-mod json_scan;
 mod plain;
-pub mod rfc3339;
 
 #[cfg(test)]
 mod proptests;
@@ -62,8 +59,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-pub use json_fields::{JsonFields, LabelValues, LineFields, extract, extract_into};
-pub use rfc3339::{TimeError, parse_rfc3339};
+use crate::model::rfc3339::TimeError;
+
 
 use join::Joiner;
 

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::transform::json_fields::{JsonFields, extract};
 
 const MAX: usize = 256 * 1024;
 const S: i64 = 1_000_000_000;

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::BatchId;
-use crate::encode::{Entry, Stream};
-use crate::labels::LabelSet;
-use crate::tail::FileKey;
+use crate::runtime::checkpoint::BatchId;
+use crate::sink::loki::encode::{Entry, Stream};
+use crate::model::labels::LabelSet;
+use crate::source::file::tail::FileKey;
 
 /// Bytes counted per entry on top of its line and metadata (timestamp, framing), so the
 /// estimate errs on the large side.
@@ -291,7 +291,7 @@ fn labels_size(labels: &LabelSet) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::build_label_set;
+    use crate::model::labels::build_label_set;
 
     fn labels(job: &str) -> Arc<LabelSet> {
         Arc::new(build_label_set([("job".to_owned(), job.to_owned())]).0)
@@ -308,7 +308,7 @@ mod tests {
     fn file(n: u64) -> FileKey {
         FileKey {
             path: format!("/var/log/{n}.log").into(),
-            id: crate::tail::FileId {
+            id: crate::source::file::tail::FileId {
                 dev: 1,
                 ino: n,
                 fingerprint: n,

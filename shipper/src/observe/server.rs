@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::metrics::{self, Metrics};
+use crate::observe::metrics::{self, Metrics};
 
 /// One tailed file as the reader last saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]

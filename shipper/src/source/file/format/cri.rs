@@ -6,7 +6,7 @@
 //! line or the final part; like kubelet, only its first `:`-separated flag is read.
 //! A line that ends right after the tag (no space) has empty text.
 
-use super::rfc3339::parse_rfc3339;
+use crate::model::rfc3339::parse_rfc3339;
 use super::{Problem, Stream, snippet};
 
 /// One record, parsed.
@@ -64,7 +64,7 @@ fn field(bytes: &[u8]) -> (&[u8], Option<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::rfc3339::TimeError;
+    use crate::model::rfc3339::TimeError;
 
     const T: &str = "2026-11-22T10:00:00.100000321Z";
     const NS: i64 = 1_795_341_600_100_000_321;

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 /// not wanted) are never looked at as text, so they are not sliced as `str` (which checks
 /// both ends for a character boundary) until someone asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct JsonStr<'a> {
+pub struct JsonStr<'a> {
     text: &'a str,
     /// Just after the opening quote and at the closing quote: both are ASCII, so both are
     /// character boundaries of `text`.
@@ -38,7 +38,7 @@ impl<'a> JsonStr<'a> {
     /// The decoded text; borrows when the string has no escapes. A `\u` escape that is a lone
     /// surrogate becomes U+FFFD.
     #[inline]
-    pub(super) fn decode(&self) -> Cow<'a, str> {
+    pub fn decode(&self) -> Cow<'a, str> {
         let raw = &self.text[self.start..self.end];
         if !self.has_escapes {
             return Cow::Borrowed(raw);
@@ -49,14 +49,14 @@ impl<'a> JsonStr<'a> {
     /// The bytes between the quotes when there is no escape among them: then they are the
     /// decoded text. `None` when there are escapes (use [`decode`](Self::decode)).
     #[inline]
-    pub(super) fn plain_bytes(&self) -> Option<&'a [u8]> {
+    pub fn plain_bytes(&self) -> Option<&'a [u8]> {
         (!self.has_escapes).then(|| &self.text.as_bytes()[self.start..self.end])
     }
 }
 
 /// A top-level member's value: scalars as borrowed text, containers only by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Scalar<'a> {
+pub enum Scalar<'a> {
     Str(JsonStr<'a>),
     /// The number exactly as written (valid JSON number grammar).
     Number(&'a str),
@@ -69,16 +69,16 @@ pub(super) enum Scalar<'a> {
 /// Where and why a text is not one JSON object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("expected {expected} at byte {at}")]
-pub(super) struct ScanError {
-    pub(super) expected: &'static str,
-    pub(super) at: usize,
+pub struct ScanError {
+    pub expected: &'static str,
+    pub at: usize,
 }
 
 /// Scans `text` as one JSON object, calling `member(key, value)` for each top-level member
 /// in order (duplicates included: the caller decides which wins). The callback may be
 /// called for members before a syntax error later in the text; callers that want only
 /// valid objects drop what they collected when this returns `Err`.
-pub(super) fn scan_object<'a>(
+pub fn scan_object<'a>(
     text: &'a str,
     mut member: impl FnMut(JsonStr<'a>, Scalar<'a>),
 ) -> Result<(), ScanError> {

@@ -31,8 +31,8 @@
 
 use std::borrow::Cow;
 
-use super::json_scan::{Scalar, scan_object};
-use super::rfc3339::parse_rfc3339;
+use crate::model::json_scan::{Scalar, scan_object};
+use crate::model::rfc3339::parse_rfc3339;
 
 /// What [`extract`] found in one line. All empty when the line is not a JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

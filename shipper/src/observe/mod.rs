@@ -1,0 +1,4 @@
+//! What the shipper tells about itself.
+pub mod metrics;
+pub mod server;
+pub mod telemetry;

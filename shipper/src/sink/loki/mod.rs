@@ -1,0 +1,3 @@
+//! Grafana Loki.
+pub mod client;
+pub mod encode;

@@ -1,0 +1,2 @@
+//! Where entries go.
+pub mod loki;

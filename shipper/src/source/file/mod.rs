@@ -1,0 +1,4 @@
+//! Container log files.
+pub mod discover;
+pub mod format;
+pub mod tail;

@@ -1,0 +1,2 @@
+//! Where lines come from.
+pub mod file;

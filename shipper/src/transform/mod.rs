@@ -1,0 +1,3 @@
+//! Stages between a source and a sink.
+pub mod entry;
+pub mod json_fields;
