@@ -16,11 +16,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::runtime::checkpoint::Positions;
 use crate::config::Config;
-use crate::pipeline::{self, Mode};
-use crate::source::file::tail::FileId;
+use crate::model::FileId;
 use crate::observe::telemetry::Telemetry;
+use crate::pipeline::{self, Mode};
+use crate::runtime::checkpoint::Positions;
 
 /// Tails container log files and ships them to Grafana Loki without losing or duplicating
 /// a line.

@@ -21,21 +21,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::config::{Config, Encoding, StartAt};
+use crate::model::labels::{LabelSet, labels_from_path};
+use crate::model::{Entry, FileId, FileKey, Stream};
+use crate::observe::metrics::DropReason;
+use crate::observe::server::{FileStatus, Server};
+use crate::observe::telemetry::Telemetry;
 use crate::runtime::batch::{Batch, Batcher, same_file};
 use crate::runtime::checkpoint::{AckTracker, Positions};
-use crate::config::{Config, Encoding, StartAt};
-use crate::source::file::format::Decoder;
-use crate::source::file::discover::{DirWatcher, Discovery, InputGlobs};
-use crate::sink::loki::encode::{self, Encoder, Entry, Stream};
-use crate::transform::entry::FileContext;
-use crate::model::labels::{LabelSet, labels_from_path};
-use crate::observe::metrics::DropReason;
 use crate::runtime::positions_sync::PositionsSync;
-use crate::sink::loki::client::{Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome};
 use crate::runtime::recovery::{Candidate, LokiLookup, Recovery};
-use crate::observe::server::{FileStatus, Server};
-use crate::source::file::tail::{FileId, FileKey, Tailer, TailerConfig};
-use crate::observe::telemetry::Telemetry;
+use crate::sink::loki::client::{
+    Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome,
+};
+use crate::sink::loki::encode::{self, Encoder};
+use crate::source::file::discover::{DirWatcher, Discovery, InputGlobs};
+use crate::source::file::format::Decoder;
+use crate::source::file::tail::{Tailer, TailerConfig};
+use crate::transform::entry::FileContext;
 
 /// How often files are scanned for when no watcher event comes.
 const RESCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -204,10 +207,7 @@ pub async fn run_with(
     let lanes = TenantLanes {
         client,
         query_url: config.loki.query_url().into(),
-        format: match config.loki.encoding {
-            Encoding::Protobuf => encode::Format::Protobuf,
-            Encoding::Json => encode::Format::JsonGzip,
-        },
+        format: config.loki.encoding,
         stop: push_stop_rx,
         done: Completion {
             acks: Arc::clone(&acks),
@@ -280,10 +280,13 @@ fn push_config(config: &Config) -> PushConfig {
     let mut push = PushConfig::new(loki.url.clone());
     push.tenant = loki.tenant.clone();
     push.timeout = loki.timeout.0;
-    push.basic_auth = loki.basic_auth.as_ref().map(|b| crate::sink::loki::client::BasicAuth {
-        username: b.username.clone(),
-        password_file: b.password_file.clone(),
-    });
+    push.basic_auth = loki
+        .basic_auth
+        .as_ref()
+        .map(|b| crate::sink::loki::client::BasicAuth {
+            username: b.username.clone(),
+            password_file: b.password_file.clone(),
+        });
     push.bearer_token_file = loki.bearer_token_file.clone();
     push.ca_file = loki.tls.ca_file.clone();
     push.client_cert = loki.tls.cert_file.clone().zip(loki.tls.key_file.clone());
@@ -753,7 +756,7 @@ impl Emitter<'_> {
     fn emit(
         &mut self,
         state: &mut PathState,
-        record: crate::source::file::format::Record,
+        record: crate::model::Record,
         file: &FileKey,
         end: u64,
         warned: &mut HashSet<Arc<LabelSet>>,
@@ -939,7 +942,7 @@ async fn batch_loop(
             }
             let mut entry = e.entry;
             // The ranges were taken as the lines were appended: always on boundaries.
-            entry.line = encode::Line::shared(&text, e.range);
+            entry.line = crate::model::Line::shared(&text, e.range);
             let source = Some((&item.file, e.end));
             let labels = &item.labels[e.labels];
             if let Some(b) = batcher.push_sized(labels, entry, e.size, e.charge, source, now) {
@@ -998,7 +1001,7 @@ struct TenantLanes {
     client: PushClient,
     /// Where a batch refused for one stream's limit is looked up (see `deliver_refused`).
     query_url: Arc<str>,
-    format: encode::Format,
+    format: Encoding,
     stop: watch::Receiver<bool>,
     done: Completion,
     mode: Mode,

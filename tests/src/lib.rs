@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tailrace::config::Config;
-use tailrace::pipeline;
 use tailrace::observe::telemetry::Telemetry;
+use tailrace::pipeline;
 
 /// A shipper running on its own thread and runtime until [`RunningShipper::stop`].
 pub struct RunningShipper {

@@ -1,4 +1,25 @@
-//! The neutral vocabulary every part of the pipeline speaks.
+//! The neutral vocabulary every part of the pipeline speaks: what a source hands out, what
+//! a stage changes, what a sink receives, and where a source is in its input.
+//!
+//! In: nothing (this folder imports no other folder of the shipper). Out: the types the
+//! source, transform and sink folders meet at, so that none of them imports another:
+//! - [`Record`]: a log line as a source decoded it (text, own timestamp, stdout/stderr,
+//!   truncated).
+//! - [`Entry`] and [`Stream`]: a line as it goes to a sink, and the entries of one label
+//!   set; [`LabelSet`]: stream labels, always valid for Loki.
+//! - [`FileKey`] and [`FileId`]: the cursor of the file source (which file; the offset
+//!   beside it says how far).
+//! - [`rfc3339`] and [`json_scan`]: the timestamp and JSON scanners that the file formats
+//!   and the JSON fields stage both use.
+
+pub mod cursor;
+pub mod entry;
 pub mod json_scan;
 pub mod labels;
+pub mod record;
 pub mod rfc3339;
+
+pub use cursor::{FileId, FileKey};
+pub use entry::{Entry, Line, Metadata, Stream, Text};
+pub use labels::LabelSet;
+pub use record::{Record, Stdio};

@@ -11,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::observe::metrics::{DropReason, Metrics, PushStatus};
-use crate::sink::loki::client::{PushObserver, PushOutcome, RejectReason, Rejection};
 use crate::observe::server::{Health, PushReport};
+use crate::sink::loki::client::{PushObserver, PushOutcome, RejectReason, Rejection};
 
 /// Shared by every stage of one run (and the tests).
 pub struct Telemetry {

@@ -11,10 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::runtime::checkpoint::BatchId;
-use crate::sink::loki::encode::{Entry, Stream};
 use crate::model::labels::LabelSet;
-use crate::source::file::tail::FileKey;
+use crate::model::{Entry, FileKey, Stream};
+use crate::runtime::checkpoint::BatchId;
 
 /// Bytes counted per entry on top of its line and metadata (timestamp, framing), so the
 /// estimate errs on the large side.
@@ -308,7 +307,7 @@ mod tests {
     fn file(n: u64) -> FileKey {
         FileKey {
             path: format!("/var/log/{n}.log").into(),
-            id: crate::source::file::tail::FileId {
+            id: crate::model::FileId {
                 dev: 1,
                 ino: n,
                 fingerprint: n,

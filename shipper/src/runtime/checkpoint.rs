@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::file::tail::{FileId, FileKey};
+use crate::model::{FileId, FileKey};
 
 /// The positions file format this build writes. Version 1 (no `sent_to`) is still read.
 pub const POSITIONS_VERSION: u32 = 2;

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
-use crate::runtime::checkpoint::Positions;
-use crate::source::file::tail::{FileId, FileKey};
+use crate::model::{FileId, FileKey};
 use crate::observe::telemetry::Telemetry;
+use crate::runtime::checkpoint::Positions;
 
 /// The longest accepted offsets wait before they are written: a burst of accepted pushes
 /// shares one write.
@@ -228,7 +228,10 @@ impl PositionsSync {
 
     /// The last write, at shutdown: each file's `sent_to` brought back to what was really
     /// read (the promises ahead of it are not needed once nothing is being sent).
-    pub fn save_final(&self, path: &Path) -> Result<(), crate::runtime::checkpoint::PositionsError> {
+    pub fn save_final(
+        &self,
+        path: &Path,
+    ) -> Result<(), crate::runtime::checkpoint::PositionsError> {
         let snapshot = {
             let mut state = self.lock();
             let State {

@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use tokio::sync::watch;
 
-use crate::runtime::checkpoint::Positions;
+use crate::model::FileKey;
 use crate::model::labels::LabelSet;
-use crate::sink::loki::client::{FailureKind, PushClient};
-use crate::source::file::tail::FileKey;
 use crate::observe::telemetry::Telemetry;
+use crate::runtime::checkpoint::Positions;
+use crate::sink::loki::client::{FailureKind, PushClient};
 
 /// How long Loki may stay unreachable (connection refused, timeouts, 5xx, 429) before the
 /// lines in question are sent unchecked. Within it the lookups are retried with the push
@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn only_what_may_have_been_sent_is_looked_up_and_a_copy_shares_its_promise() {
-        use crate::source::file::tail::FileId;
+        use crate::model::FileId;
         let id = |ino, fingerprint| FileId {
             dev: 1,
             ino,
@@ -460,8 +460,10 @@ mod tests {
         assert!(recovery.is_done());
         let mut clean = Positions::default();
         clean.set(path, id(1, 7), 100);
-        let client =
-            PushClient::new(&crate::sink::loki::client::PushConfig::new("http://127.0.0.1:9/x")).unwrap();
+        let client = PushClient::new(&crate::sink::loki::client::PushConfig::new(
+            "http://127.0.0.1:9/x",
+        ))
+        .unwrap();
         let telemetry = Arc::new(Telemetry::new(Duration::from_secs(300)));
         assert!(Recovery::new(&clean, client, "http://127.0.0.1:9/q", telemetry).is_none());
     }

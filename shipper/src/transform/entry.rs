@@ -10,10 +10,9 @@
 
 use std::sync::Arc;
 
-use crate::source::file::format::{self, Record};
+use crate::model::labels::build_label_set;
+use crate::model::{Entry, LabelSet, Metadata, Record, Stdio, Text};
 use crate::transform::json_fields::{self, LabelValues};
-use crate::sink::loki::encode::{Entry, Metadata, Text};
-use crate::model::labels::{LabelSet, build_label_set};
 
 /// What is constant for one file.
 #[derive(Debug)]
@@ -32,7 +31,7 @@ pub struct FileContext {
 }
 
 /// A label set and what it was built from: the record's stream and its JSON label values.
-type KnownLabels = (Option<format::Stream>, Vec<(String, String)>, Arc<LabelSet>);
+type KnownLabels = (Option<Stdio>, Vec<(String, String)>, Arc<LabelSet>);
 
 /// The result of [`FileContext::make`].
 pub struct Made<'a> {
@@ -105,7 +104,7 @@ impl FileContext {
 
     /// The label set for `stream` and the JSON label values in `self.values`, built the
     /// first time (with the repairs it needed).
-    fn label_set(&mut self, stream: Option<format::Stream>) -> (usize, Vec<String>) {
+    fn label_set(&mut self, stream: Option<Stdio>) -> (usize, Vec<String>) {
         let (names, values) = (&self.json_labels, &self.values);
         let matches = |(s, v, _): &KnownLabels| *s == stream && same_values(v, names, values);
         if self.label_sets.get(self.last_set).is_some_and(matches) {
@@ -158,7 +157,7 @@ fn same_values(known: &[(String, String)], names: &[String], values: &LabelValue
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::file::format::Stream;
+    use crate::model::Stdio;
 
     fn ctx() -> FileContext {
         FileContext::new(
@@ -169,7 +168,7 @@ mod tests {
         )
     }
 
-    fn record(line: &str, ts: Option<i64>, stream: Option<Stream>) -> Record {
+    fn record(line: &str, ts: Option<i64>, stream: Option<Stdio>) -> Record {
         Record {
             line: line.to_owned(),
             timestamp: ts,
@@ -205,7 +204,7 @@ mod tests {
         let mut c = ctx();
         let with_json_time = r#"{"ts":1795341601}"#;
         assert_eq!(
-            c.make(record(with_json_time, Some(7), Some(Stream::Stdout)), || 1)
+            c.make(record(with_json_time, Some(7), Some(Stdio::Stdout)), || 1)
                 .entry
                 .timestamp_ns,
             7
@@ -221,7 +220,7 @@ mod tests {
     #[test]
     fn stream_is_a_label_and_truncation_is_marked() {
         let mut c = ctx();
-        let mut r = record("x", Some(1), Some(Stream::Stderr));
+        let mut r = record("x", Some(1), Some(Stdio::Stderr));
         r.truncated = true;
         let made = c.make(r, || 0);
         assert_eq!(made.labels.get("stream"), Some("stderr"));

@@ -141,7 +141,7 @@ pub fn extract_into<'a, S: AsRef<str>>(
     if !line.trim_start().starts_with('{') {
         return LineFields::default();
     }
-    let mut found = Found::new(wanted_labels.len());
+    let mut found = Hits::new(wanted_labels.len());
     let scanned = scan_object(line, |key, value| {
         // Compared as bytes: a key without escapes is its own text, and most keys are not
         // wanted, so they are never made into `str`s.
@@ -203,7 +203,7 @@ pub fn extract_into<'a, S: AsRef<str>>(
 const INLINE_LABELS: usize = 8;
 
 /// The first value seen for each key of interest.
-struct Found<'a> {
+struct Hits<'a> {
     /// `timestamp`, `ts`, `time`.
     times: [Option<Scalar<'a>>; 3],
     trace_id: Option<Scalar<'a>>,
@@ -213,9 +213,9 @@ struct Found<'a> {
     more_labels: Vec<Option<Scalar<'a>>>,
 }
 
-impl<'a> Found<'a> {
+impl<'a> Hits<'a> {
     fn new(wanted: usize) -> Self {
-        Found {
+        Hits {
             times: [None; 3],
             trace_id: None,
             span_id: None,

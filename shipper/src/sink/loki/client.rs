@@ -1057,7 +1057,9 @@ pub fn parse_rejections(body: &str) -> Vec<Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::loki::encode::{Encoder, Entry, Format, Metadata, Stream};
+    use crate::config::Encoding;
+    use crate::model::{Entry, Metadata, Stream};
+    use crate::sink::loki::encode::Encoder;
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -1288,23 +1290,23 @@ mod tests {
     /// `(status, body)`; status 0 never answers. The last answer repeats.
     type Script = Vec<(u16, &'static str)>;
 
-    struct Server {
+    struct ScriptedServer {
         addr: SocketAddr,
         seen: Arc<Mutex<Vec<Seen>>>,
     }
 
-    impl Server {
-        async fn start(script: Script) -> Server {
+    impl ScriptedServer {
+        async fn start(script: Script) -> ScriptedServer {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            Server::serve(listener, script)
+            ScriptedServer::serve(listener, script)
         }
 
-        async fn start_on(addr: SocketAddr, script: Script) -> Server {
+        async fn start_on(addr: SocketAddr, script: Script) -> ScriptedServer {
             let listener = TcpListener::bind(addr).await.unwrap();
-            Server::serve(listener, script)
+            ScriptedServer::serve(listener, script)
         }
 
-        fn serve(listener: TcpListener, script: Script) -> Server {
+        fn serve(listener: TcpListener, script: Script) -> ScriptedServer {
             let addr = listener.local_addr().unwrap();
             let seen = Arc::new(Mutex::new(Vec::new()));
             let script = Arc::new(script);
@@ -1314,7 +1316,7 @@ mod tests {
                     tokio::spawn(handle(conn, script.clone(), seen2.clone()));
                 }
             });
-            Server { addr, seen }
+            ScriptedServer { addr, seen }
         }
 
         fn url(&self) -> String {
@@ -1399,7 +1401,7 @@ mod tests {
     }
 
     fn body() -> EncodedBody {
-        Encoder::new(Format::Protobuf)
+        Encoder::new(Encoding::Protobuf)
             .encode(&[Stream {
                 labels: vec![("job".into(), "api".into())],
                 entries: vec![Entry {
@@ -1428,7 +1430,7 @@ mod tests {
 
     #[tokio::test]
     async fn accepted_204_with_headers() {
-        let server = Server::start(vec![(204, "")]).await;
+        let server = ScriptedServer::start(vec![(204, "")]).await;
         let c = client(server.url(), fast(None));
         let body = body();
         assert_eq!(c.push(&body).await, PushOutcome::Accepted);
@@ -1449,7 +1451,7 @@ mod tests {
                 .starts_with("tailrace/")
         );
 
-        let json = Encoder::new(Format::JsonGzip).encode(&[]).unwrap();
+        let json = Encoder::new(Encoding::Json).encode(&[]).unwrap();
         assert_eq!(c.push(&json).await, PushOutcome::Accepted);
         let seen = server.seen();
         assert_eq!(seen[1].header("content-type"), Some("application/json"));
@@ -1458,7 +1460,7 @@ mod tests {
 
     #[tokio::test]
     async fn tenant_and_basic_auth_headers_and_no_secret_in_debug() {
-        let server = Server::start(vec![(204, "")]).await;
+        let server = ScriptedServer::start(vec![(204, "")]).await;
         let mut config = PushConfig::new(server.url());
         config.tenant = "team-a".into();
         config.basic_auth = Some(BasicAuth {
@@ -1499,7 +1501,7 @@ mod tests {
 
     #[tokio::test]
     async fn bearer_header() {
-        let server = Server::start(vec![(204, "")]).await;
+        let server = ScriptedServer::start(vec![(204, "")]).await;
         let mut config = PushConfig::new(server.url());
         config.bearer_token_file = Some(temp_file("token", "  tok-123\n"));
         let c = PushClient::new(&config).unwrap();
@@ -1574,7 +1576,7 @@ mod tests {
 
     #[tokio::test]
     async fn partial_rejection_is_final_and_parsed() {
-        let server = Server::start(vec![(400, TOO_FAR_BEHIND), (204, "")]).await;
+        let server = ScriptedServer::start(vec![(400, TOO_FAR_BEHIND), (204, "")]).await;
         let c = client(server.url(), fast(None));
         let (_tx, rx) = no_shutdown();
         let out = c.push_with_retry(&body(), &rx).await;
@@ -1600,7 +1602,7 @@ mod tests {
             (TOO_MANY_LABELS, RejectReason::Labels),
             (PARSE_ERROR, RejectReason::Labels),
         ] {
-            let server = Server::start(vec![(400, text)]).await;
+            let server = ScriptedServer::start(vec![(400, text)]).await;
             let c = client(server.url(), fast(None));
             assert_eq!(
                 c.push(&body()).await,
@@ -1613,7 +1615,7 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limited_then_accepted() {
-        let server = Server::start(vec![
+        let server = ScriptedServer::start(vec![
             (429, "Ingestion rate limit exceeded for user fake (limit: 4194304 bytes/sec) while attempting to ingest '7000' lines totaling '7026890' bytes, reduce log volume or contact your Loki administrator to see if the limit can be increased"),
             (204, ""),
         ])
@@ -1630,7 +1632,7 @@ mod tests {
 
     #[tokio::test]
     async fn server_errors_three_times_then_accepted() {
-        let server = Server::start(vec![
+        let server = ScriptedServer::start(vec![
             (500, "internal"),
             (502, ""),
             (503, "ingester down"),
@@ -1647,7 +1649,8 @@ mod tests {
     #[tokio::test]
     async fn unauthorized_is_retried() {
         let server =
-            Server::start(vec![(401, "no org id\n"), (403, ""), (404, ""), (204, "")]).await;
+            ScriptedServer::start(vec![(401, "no org id\n"), (403, ""), (404, ""), (204, "")])
+                .await;
         let c = client(server.url(), fast(None));
         let (_tx, rx) = no_shutdown();
         let out = c.push_with_retry(&body(), &rx).await;
@@ -1657,7 +1660,8 @@ mod tests {
 
     #[tokio::test]
     async fn too_large_is_final() {
-        let server = Server::start(vec![(413, "request entity too large"), (204, "")]).await;
+        let server =
+            ScriptedServer::start(vec![(413, "request entity too large"), (204, "")]).await;
         let c = client(server.url(), fast(None));
         let (_tx, rx) = no_shutdown();
         let out = c.push_with_retry(&body(), &rx).await;
@@ -1679,7 +1683,7 @@ mod tests {
         let (_tx, rx) = no_shutdown();
         let task = tokio::spawn(async move { c.push_with_retry(&body(), &rx).await });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let server = Server::start_on(addr, vec![(204, "")]).await;
+        let server = ScriptedServer::start_on(addr, vec![(204, "")]).await;
         let out = tokio::time::timeout(Duration::from_secs(10), task)
             .await
             .unwrap()
@@ -1692,7 +1696,7 @@ mod tests {
 
     #[tokio::test]
     async fn max_retries_is_honored() {
-        let server = Server::start(vec![(500, "boom")]).await;
+        let server = ScriptedServer::start(vec![(500, "boom")]).await;
         let c = client(server.url(), fast(Some(2)));
         let (_tx, rx) = no_shutdown();
         let out = c.push_with_retry(&body(), &rx).await;
@@ -1715,7 +1719,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_interrupts_retrying() {
-        let server = Server::start(vec![(503, "unavailable")]).await;
+        let server = ScriptedServer::start(vec![(503, "unavailable")]).await;
         let slow = Backoff {
             min: Duration::from_secs(600),
             max: Duration::from_secs(600),
@@ -1754,7 +1758,7 @@ mod tests {
         assert!(matches!(out.result, FinalResult::ShutDown { .. }));
 
         // The first attempt of a flush at shutdown still gets its answer.
-        let ok = Server::start(vec![(204, "")]).await;
+        let ok = ScriptedServer::start(vec![(204, "")]).await;
         let (_tx, rx) = watch::channel(true);
         let out = client(ok.url(), fast(None))
             .push_with_retry(&body(), &rx)
@@ -1764,7 +1768,7 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_is_retryable() {
-        let server = Server::start(vec![(0, "")]).await;
+        let server = ScriptedServer::start(vec![(0, "")]).await;
         let mut config = PushConfig::new(server.url());
         config.timeout = Duration::from_millis(200);
         let c = PushClient::new(&config).unwrap();
@@ -1790,7 +1794,7 @@ mod tests {
                 if n == 1 {
                     // 100 MiB announced and streamed for as long as the client reads.
                     let head = format!(
-                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n",
+                        "HTTP/1.1 500 Internal ScriptedServer Error\r\nContent-Length: {}\r\n\r\n",
                         100 << 20
                     );
                     let _ = conn.write_all(head.as_bytes()).await;

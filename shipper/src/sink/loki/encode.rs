@@ -8,11 +8,11 @@
 //! `Content-Type` and `Content-Encoding` headers that go with them.
 //!
 //! Two wire formats are supported, both accepted by Loki 3:
-//! - [`Format::Protobuf`], the default: Loki's `push.proto` (see [`loki_proto`]), compressed with
+//! - [`Encoding::Protobuf`], the default: Loki's `push.proto` (see [`loki_proto`]), compressed with
 //!   raw **block** snappy (not the framed format), `Content-Type: application/x-protobuf` and no
 //!   `Content-Encoding` (Loki treats every non-JSON body as snappy-compressed protobuf). This is
 //!   what Promtail and Alloy send; it is the cheapest to produce and to parse.
-//! - [`Format::JsonGzip`], `{"streams":[{"stream":{..},"values":[["<ns>","line",{..}]]}]}`,
+//! - [`Encoding::Json`], `{"streams":[{"stream":{..},"values":[["<ns>","line",{..}]]}]}`,
 //!   gzip-compressed, `Content-Type: application/json`, `Content-Encoding: gzip`. Useful behind
 //!   proxies that inspect bodies, and for debugging.
 //!
@@ -29,411 +29,13 @@
 //! - Timestamps are written exactly as given: replaying the same lines after a crash then yields
 //!   the same (labels, timestamp, line) triples, which Loki stores only once.
 
-use std::borrow::Cow;
 use std::io::Write as _;
-use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::config::Encoding;
+use crate::model::{Entry, Stream};
 use prost::encoding::encoded_len_varint;
-
-/// One log entry as it goes on the wire.
-#[derive(Debug, Clone, Default)]
-pub struct Entry {
-    /// Unix time in nanoseconds, taken from the log record (not from the time it was read).
-    pub timestamp_ns: i64,
-    /// The log line, without its trailing newline.
-    pub line: Line,
-    /// Structured metadata, stored beside the line and queryable, not a label. Read it with
-    /// [`Entry::metadata`]: some values are kept as a range of `line`.
-    pub structured_metadata: Metadata,
-}
-
-impl Entry {
-    /// The structured metadata (name, value) pairs, in order.
-    pub fn metadata(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.structured_metadata.iter(&self.line)
-    }
-}
-
-impl PartialEq for Entry {
-    /// Equal when they go on the wire the same way, however the metadata is held.
-    fn eq(&self, other: &Self) -> bool {
-        self.timestamp_ns == other.timestamp_ns
-            && self.line == other.line
-            && self.metadata().eq(other.metadata())
-    }
-}
-
-impl Eq for Entry {}
-
-/// The text of a log line: its own string, or a range of a buffer it shares with the lines
-/// read with it.
-///
-/// The reader copies each chunk of lines into one buffer, so a line has no allocation of its
-/// own: lines are made on the reader thread and dropped on the pusher's, and an allocation
-/// per line freed on another thread than the one that made it was a large part of the CPU
-/// time (it defeats the allocator's per-thread caches).
-#[derive(Clone, Default)]
-pub struct Line(LineText);
-
-#[derive(Clone)]
-enum LineText {
-    Owned(String),
-    /// `buf[start..end]`, on character boundaries (checked when made). `u32`s keep an
-    /// entry small enough to be moved without a call to `memcpy`.
-    Shared {
-        buf: Arc<String>,
-        start: u32,
-        end: u32,
-    },
-}
-
-impl Default for LineText {
-    fn default() -> Self {
-        LineText::Owned(String::new())
-    }
-}
-
-impl Line {
-    /// `buf[range]`, sharing `buf`; a copy of it when the range is beyond 4 GiB, and empty
-    /// when it is not on character boundaries of `buf` (a caller's mistake).
-    pub fn shared(buf: &Arc<String>, range: std::ops::Range<usize>) -> Line {
-        let Some(text) = buf.get(range.clone()) else {
-            return Line::default();
-        };
-        match (u32::try_from(range.start), u32::try_from(range.end)) {
-            (Ok(start), Ok(end)) => Line(LineText::Shared {
-                buf: Arc::clone(buf),
-                start,
-                end,
-            }),
-            _ => Line::from(text),
-        }
-    }
-
-    /// The length in bytes, without reading the text (sizes are added up over a whole batch
-    /// before it is written, and the text may have left the cache). Always the length of
-    /// [`as_str`](Self::as_str): a shared range is checked when made, and its buffer never
-    /// changes.
-    #[allow(clippy::len_without_is_empty)] // `is_empty` comes from `str`
-    pub fn len(&self) -> usize {
-        match &self.0 {
-            LineText::Owned(text) => text.len(),
-            LineText::Shared { start, end, .. } => (end - start) as usize,
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match &self.0 {
-            LineText::Owned(text) => text,
-            // Checked when made, and the buffer cannot change: never the empty fallback.
-            LineText::Shared { buf, start, end } => {
-                buf.get(*start as usize..*end as usize).unwrap_or("")
-            }
-        }
-    }
-}
-
-impl std::ops::Deref for Line {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl From<String> for Line {
-    fn from(text: String) -> Self {
-        Line(LineText::Owned(text))
-    }
-}
-
-impl From<&str> for Line {
-    fn from(text: &str) -> Self {
-        Line(LineText::Owned(text.to_owned()))
-    }
-}
-
-impl PartialEq for Line {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Line {}
-
-impl PartialEq<str> for Line {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Line {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl std::fmt::Debug for Line {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl std::fmt::Display for Line {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for Line {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-/// Structured metadata of one entry.
-///
-/// The pairs the shipper attaches to every line (`trace_id`, `span_id`, `filename`,
-/// `truncated`) have fixed slots, so making an entry allocates nothing for them: the ids are
-/// ranges of the line they were read from (when written without escapes), the file name is
-/// shared by every entry of the file. Per-line `String`s here were a large part of the
-/// shipper's CPU time (allocated on the reader thread, freed on another). Any other pairs
-/// follow, in the order given.
-#[derive(Debug, Clone, Default)]
-pub struct Metadata {
-    trace_id: Slot,
-    span_id: Slot,
-    filename: Option<Arc<str>>,
-    truncated: bool,
-    /// Boxed: rarely used, and an entry is moved several times on its way.
-    other: Option<Box<[(String, String)]>>,
-}
-
-/// A [`Text`] or nothing, in 16 bytes (an `Option<Text>` takes 24).
-#[derive(Debug, Clone, Default)]
-enum Slot {
-    #[default]
-    Absent,
-    InLine {
-        start: u32,
-        end: u32,
-    },
-    /// Boxed twice to keep the slot small: only ids written with escapes come here.
-    #[allow(clippy::redundant_allocation)]
-    Owned(Box<Box<str>>),
-}
-
-impl Slot {
-    /// The length of the value, without reading the line.
-    fn len(&self) -> usize {
-        match self {
-            Slot::Absent => 0,
-            Slot::InLine { start, end } => end.saturating_sub(*start) as usize,
-            Slot::Owned(text) => text.len(),
-        }
-    }
-
-    fn get<'a>(&'a self, line: &'a str) -> Option<&'a str> {
-        match self {
-            Slot::Absent => None,
-            // A range that no longer fits the line (changed after) reads as empty, never panics.
-            Slot::InLine { start, end } => {
-                Some(line.get(*start as usize..*end as usize).unwrap_or(""))
-            }
-            Slot::Owned(text) => Some(text),
-        }
-    }
-
-    /// The value as the protobuf writer writes it: exactly [`len`](Self::len) bytes, which
-    /// the sizes were added up from. A range that no longer fits its line (a caller put
-    /// another line in the entry after) comes out as that many `?`, never as a message whose
-    /// lengths do not add up. The shipper's own entries never take that branch.
-    fn get_exact<'a>(&'a self, line: &'a str) -> Option<Cow<'a, str>> {
-        match self {
-            Slot::Absent => None,
-            Slot::InLine { start, end } => Some(match line.get(*start as usize..*end as usize) {
-                Some(value) => Cow::Borrowed(value),
-                None => Cow::Owned("?".repeat(self.len())),
-            }),
-            Slot::Owned(text) => Some(Cow::Borrowed(text)),
-        }
-    }
-}
-
-impl From<Text> for Slot {
-    fn from(text: Text) -> Self {
-        match text {
-            Text::InLine { start, end } => Slot::InLine { start, end },
-            Text::Owned(text) => Slot::Owned(Box::new(text)),
-        }
-    }
-}
-
-/// A metadata value: a range of the entry's line, or its own text.
-#[derive(Debug, Clone)]
-pub enum Text {
-    /// `line[start..end]`.
-    InLine {
-        start: u32,
-        end: u32,
-    },
-    Owned(Box<str>),
-}
-
-impl Text {
-    /// `value` as a range of `line` when it is a slice of it, else a copy.
-    pub fn of(value: &str, line: &str) -> Text {
-        let start = (value.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
-        let end = start.wrapping_add(value.len());
-        match (u32::try_from(start), u32::try_from(end)) {
-            (Ok(s), Ok(e))
-                if line
-                    .get(start..end)
-                    .is_some_and(|v| v.as_ptr() == value.as_ptr()) =>
-            {
-                Text::InLine { start: s, end: e }
-            }
-            _ => Text::Owned(value.into()),
-        }
-    }
-}
-
-/// Names of the shipper's own metadata.
-pub const TRACE_ID: &str = "trace_id";
-pub const SPAN_ID: &str = "span_id";
-pub const FILENAME: &str = "filename";
-pub const TRUNCATED: &str = "truncated";
-
-impl Metadata {
-    /// Pairs in the order given (for entries not made by the shipper's reader: tests, tools).
-    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
-        Metadata {
-            other: (!pairs.is_empty()).then(|| pairs.into_boxed_slice()),
-            ..Metadata::default()
-        }
-    }
-
-    pub fn set_trace_id(&mut self, value: Text) {
-        self.trace_id = value.into();
-    }
-
-    pub fn set_span_id(&mut self, value: Text) {
-        self.span_id = value.into();
-    }
-
-    pub fn set_filename(&mut self, value: Arc<str>) {
-        self.filename = Some(value);
-    }
-
-    pub fn set_truncated(&mut self) {
-        self.truncated = true;
-    }
-
-    pub fn is_empty(&self) -> bool {
-        matches!(self.trace_id, Slot::Absent)
-            && matches!(self.span_id, Slot::Absent)
-            && self.filename.is_none()
-            && !self.truncated
-            && self.others().is_empty()
-    }
-
-    /// The heap this holds of its own: values copied out of the line and the rare other
-    /// pairs. Values that are ranges of the line, and the file name shared by every entry of
-    /// its file, cost nothing here.
-    pub fn heap_bytes(&self) -> usize {
-        let slot = |s: &Slot| match s {
-            Slot::Owned(text) => std::mem::size_of::<Box<str>>() + text.len(),
-            Slot::Absent | Slot::InLine { .. } => 0,
-        };
-        let others: usize = self
-            .others()
-            .iter()
-            .map(|(n, v)| std::mem::size_of::<(String, String)>() + n.capacity() + v.capacity())
-            .sum();
-        slot(&self.trace_id) + slot(&self.span_id) + others
-    }
-
-    /// Calls `f` with each pair's name and value as the protobuf writer writes them, in
-    /// order (see [`Text::get_exact`]). For the hot paths, where a chain of iterators cost
-    /// more than the work.
-    #[inline(always)]
-    fn for_each_exact(&self, line: &str, mut f: impl FnMut(&str, &str)) {
-        if let Some(v) = self.trace_id.get_exact(line) {
-            f(TRACE_ID, &v);
-        }
-        if let Some(v) = self.span_id.get_exact(line) {
-            f(SPAN_ID, &v);
-        }
-        if let Some(v) = &self.filename {
-            f(FILENAME, v);
-        }
-        if self.truncated {
-            f(TRUNCATED, "true");
-        }
-        for (n, v) in self.others() {
-            f(n, v);
-        }
-    }
-
-    /// Calls `f` with the length of each pair's name and value, in order, as
-    /// [`for_each_exact`](Self::for_each_exact) gives them, without reading the entry's line:
-    /// sizes are added up over a whole batch before it is written, and by then its lines
-    /// may have left the cache.
-    #[inline(always)]
-    pub fn for_each_len(&self, mut f: impl FnMut(usize, usize)) {
-        if !matches!(self.trace_id, Slot::Absent) {
-            f(TRACE_ID.len(), self.trace_id.len());
-        }
-        if !matches!(self.span_id, Slot::Absent) {
-            f(SPAN_ID.len(), self.span_id.len());
-        }
-        if let Some(v) = &self.filename {
-            f(FILENAME.len(), v.len());
-        }
-        if self.truncated {
-            f(TRUNCATED.len(), "true".len());
-        }
-        for (n, v) in self.others() {
-            f(n.len(), v.len());
-        }
-    }
-
-    /// The pairs, `line` being the line of the entry this belongs to.
-    pub fn iter<'a>(&'a self, line: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
-        let ids = [(TRACE_ID, &self.trace_id), (SPAN_ID, &self.span_id)]
-            .into_iter()
-            .filter_map(move |(name, value)| Some((name, value.get(line)?)));
-        let filename = self.filename.as_deref().map(|f| (FILENAME, f));
-        let truncated = self.truncated.then_some((TRUNCATED, "true"));
-        ids.chain(filename)
-            .chain(truncated)
-            .chain(self.others().iter().map(|(n, v)| (n.as_str(), v.as_str())))
-    }
-
-    fn others(&self) -> &[(String, String)] {
-        self.other.as_deref().unwrap_or_default()
-    }
-}
-
-/// One stream of a batch: a label set and its entries.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stream {
-    /// Label (name, value) pairs, sorted by name and valid for Loki; checked upstream.
-    pub labels: Vec<(String, String)>,
-    /// The entries, oldest first.
-    pub entries: Vec<Entry>,
-}
-
-/// The wire format of a push body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// Snappy (raw block) compressed protobuf, `application/x-protobuf`.
-    #[default]
-    Protobuf,
-    /// Gzip compressed JSON, `application/json` with `Content-Encoding: gzip`.
-    JsonGzip,
-}
 
 /// `Content-Type` of a protobuf push body.
 pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
@@ -593,7 +195,7 @@ pub mod loki_proto {
 /// Not shared between tasks: give each pushing task its own.
 #[derive(Debug)]
 pub struct Encoder {
-    format: Format,
+    format: Encoding,
     /// The uncompressed body of the last batch; kept for its capacity.
     raw: Vec<u8>,
     /// The label string of the stream being written; kept for its capacity.
@@ -611,7 +213,7 @@ const KEEP_SCRATCH_BYTES: usize = 16 * 1024 * 1024;
 
 impl Encoder {
     /// An encoder for `format`.
-    pub fn new(format: Format) -> Self {
+    pub fn new(format: Encoding) -> Self {
         Encoder {
             format,
             raw: Vec::new(),
@@ -623,7 +225,7 @@ impl Encoder {
     }
 
     /// The format this encoder writes.
-    pub fn format(&self) -> Format {
+    pub fn format(&self) -> Encoding {
         self.format
     }
 
@@ -632,7 +234,7 @@ impl Encoder {
         self.raw.clear();
         let entries = streams.iter().map(|s| s.entries.len()).sum();
         let (body, content_type, content_encoding) = match self.format {
-            Format::Protobuf => {
+            Encoding::Protobuf => {
                 write_protobuf(streams, &mut self.raw, &mut self.labels, &mut self.lens);
                 // Into a kept buffer, then copied out at its real size: a fresh buffer of the
                 // worst-case size was zeroed and faulted in for every batch.
@@ -643,7 +245,7 @@ impl Encoder {
                 let n = self.snappy.compress(&self.raw, &mut self.compressed)?;
                 (self.compressed[..n].to_vec(), CONTENT_TYPE_PROTOBUF, None)
             }
-            Format::JsonGzip => {
+            Encoding::Json => {
                 write_json(streams, &mut self.raw);
                 let mut gz = flate2::write::GzEncoder::new(
                     Vec::with_capacity(self.raw.len() / 4 + 64),
@@ -673,12 +275,12 @@ impl Encoder {
 
 impl Default for Encoder {
     fn default() -> Self {
-        Encoder::new(Format::default())
+        Encoder::new(Encoding::default())
     }
 }
 
 /// Encodes one batch with a fresh [`Encoder`]; prefer keeping an `Encoder` around.
-pub fn encode(format: Format, streams: &[Stream]) -> Result<EncodedBody, EncodeError> {
+pub fn encode(format: Encoding, streams: &[Stream]) -> Result<EncodedBody, EncodeError> {
     Encoder::new(format).encode(streams)
 }
 
@@ -965,8 +567,10 @@ mod tests {
         EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp,
     };
     use super::*;
+    use crate::model::{Line, Metadata, Text};
     use prost::Message as _;
     use std::io::Read as _;
+    use std::sync::Arc;
 
     fn s(v: &str) -> String {
         v.to_string()
@@ -1036,7 +640,7 @@ mod tests {
     #[test]
     fn protobuf_decodes_back_to_the_batch() {
         let batch = batch();
-        let body = encode(Format::Protobuf, &batch).unwrap();
+        let body = encode(Encoding::Protobuf, &batch).unwrap();
         assert_eq!(body.content_type, "application/x-protobuf");
         assert_eq!(body.content_encoding, None);
         assert_eq!((body.streams, body.entries), (3, 4));
@@ -1102,7 +706,7 @@ mod tests {
     #[test]
     fn protobuf_bytes_equal_prost_own_encoding() {
         let batch = batch();
-        let mut encoder = Encoder::new(Format::Protobuf);
+        let mut encoder = Encoder::new(Encoding::Protobuf);
         // Twice with the same encoder: buffer reuse must not leak the previous batch.
         for _ in 0..2 {
             let body = encoder.encode(&batch).unwrap();
@@ -1141,15 +745,12 @@ mod tests {
                 structured_metadata: md,
             });
         }
-        assert!(matches!(
-            entries[0].structured_metadata.trace_id,
-            Slot::InLine { .. }
-        ));
+        assert!(entries[0].structured_metadata.trace_id_borrows_line());
         let streams = vec![Stream {
             labels: pairs(&[("job", "a")]),
             entries,
         }];
-        let body = encode(Format::Protobuf, &streams).unwrap();
+        let body = encode(Encoding::Protobuf, &streams).unwrap();
         let want = PushRequest::from_streams(&streams);
         assert_eq!(unsnappy(&body.body), want.encode_to_vec());
         let pairs = &want.streams[0].entries[2].structured_metadata;
@@ -1175,7 +776,7 @@ mod tests {
             labels: pairs(&[("job", "a")]),
             entries: vec![entry],
         }];
-        let body = encode(Format::Protobuf, &streams).unwrap();
+        let body = encode(Encoding::Protobuf, &streams).unwrap();
         let raw = unsnappy(&body.body);
         assert_eq!(raw.len(), encoded_size_estimate(&streams) - 4);
         let req = PushRequest::decode(raw.as_slice()).unwrap();
@@ -1216,7 +817,7 @@ mod tests {
     #[test]
     fn json_decodes_back_to_the_batch() {
         let batch = batch();
-        let body = encode(Format::JsonGzip, &batch).unwrap();
+        let body = encode(Encoding::Json, &batch).unwrap();
         assert_eq!(body.content_type, "application/json");
         assert_eq!(body.content_encoding, Some("gzip"));
         let raw = gunzip(&body.body);
@@ -1240,7 +841,7 @@ mod tests {
 
     #[test]
     fn json_reuses_encoder_and_handles_empty_batch() {
-        let mut encoder = Encoder::new(Format::JsonGzip);
+        let mut encoder = Encoder::new(Encoding::Json);
         let a = encoder.encode(&batch()).unwrap();
         let empty = encoder.encode(&[]).unwrap();
         assert_eq!(gunzip(&empty.body), br#"{"streams":[]}"#);
@@ -1311,7 +912,7 @@ mod tests {
             })
             .collect();
         let estimate = encoded_size_estimate(&big);
-        let body = encode(Format::Protobuf, &big).unwrap();
+        let body = encode(Encoding::Protobuf, &big).unwrap();
         assert!(body.uncompressed_len <= estimate);
         assert!(body.body.len() < estimate);
     }

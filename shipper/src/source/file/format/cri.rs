@@ -6,14 +6,15 @@
 //! line or the final part; like kubelet, only its first `:`-separated flag is read.
 //! A line that ends right after the tag (no space) has empty text.
 
+use super::{Problem, snippet};
+use crate::model::Stdio;
 use crate::model::rfc3339::parse_rfc3339;
-use super::{Problem, Stream, snippet};
 
 /// One record, parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct CriRecord<'a> {
     pub(super) timestamp: i64,
-    pub(super) stream: Stream,
+    pub(super) stream: Stdio,
     pub(super) partial: bool,
     pub(super) text: &'a [u8],
 }
@@ -30,8 +31,8 @@ pub(super) fn parse(raw: &[u8]) -> Result<CriRecord<'_>, Problem> {
     };
     let (stream, rest) = field(rest);
     let stream = match stream {
-        b"stdout" => Stream::Stdout,
-        b"stderr" => Stream::Stderr,
+        b"stdout" => Stdio::Stdout,
+        b"stderr" => Stdio::Stderr,
         b"" => return Err(Problem::MissingStream),
         other => return Err(Problem::UnknownStream(snippet(other))),
     };
@@ -80,7 +81,7 @@ mod tests {
             r,
             CriRecord {
                 timestamp: NS,
-                stream: Stream::Stderr,
+                stream: Stdio::Stderr,
                 partial: false,
                 text: b" two spaces kept"
             }

@@ -14,16 +14,17 @@
 use std::borrow::Cow;
 
 use super::Problem;
+use super::snippet;
+use crate::model::Stdio;
 use crate::model::json_scan::{Scalar, scan_object};
 use crate::model::rfc3339::parse_rfc3339;
-use super::{Stream, snippet};
 
 /// One record, parsed.
 #[derive(Debug)]
 pub(super) struct DockerRecord<'a> {
     /// The `log` text, escapes decoded, with its trailing `\n` if it has one.
     pub(super) log: Cow<'a, str>,
-    pub(super) stream: Option<Stream>,
+    pub(super) stream: Option<Stdio>,
     pub(super) timestamp: i64,
 }
 
@@ -67,8 +68,8 @@ pub(super) fn parse(text: &str) -> Result<DockerRecord<'_>, Problem> {
     let stream = match stream {
         None => None,
         Some(Scalar::Str(s)) => match &*s.decode() {
-            "stdout" => Some(Stream::Stdout),
-            "stderr" => Some(Stream::Stderr),
+            "stdout" => Some(Stdio::Stdout),
+            "stderr" => Some(Stdio::Stderr),
             other => return Err(Problem::UnknownStream(snippet(other.as_bytes()))),
         },
         Some(_) => return Err(Problem::NotAString("stream")),
@@ -91,7 +92,7 @@ mod tests {
             parse(r#"{"log":"hello \"you\"\n","stream":"stderr","time":"2026-11-22T10:00:00.1Z"}"#)
                 .unwrap();
         assert_eq!(r.log, "hello \"you\"\n");
-        assert_eq!(r.stream, Some(Stream::Stderr));
+        assert_eq!(r.stream, Some(Stdio::Stderr));
         assert_eq!(r.timestamp, 1_795_341_600_100_000_000);
         assert!(!r.is_partial());
     }
@@ -110,7 +111,7 @@ mod tests {
             r#"{"log":"a\n","log":"b\n","stream":"stderr","stream":"x","time":"2026-11-22T10:00:00Z","time":"bad"}"#,
         )
         .unwrap();
-        assert_eq!((r.log.as_ref(), r.stream), ("a\n", Some(Stream::Stderr)));
+        assert_eq!((r.log.as_ref(), r.stream), ("a\n", Some(Stdio::Stderr)));
     }
 
     #[test]

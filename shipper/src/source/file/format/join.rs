@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 
 use super::plain::to_line;
-use super::{Record, Stream};
+use crate::model::{Record, Stdio};
 
 pub(super) struct Joiner {
     max_line_bytes: usize,
@@ -29,17 +29,17 @@ pub(super) struct Joiner {
 struct Pending {
     bytes: Vec<u8>,
     timestamp: Option<i64>,
-    stream: Option<Stream>,
+    stream: Option<Stdio>,
     /// Parts were skipped because the line is already over the cap.
     overflowed: bool,
     order: u64,
 }
 
-fn slot(stream: Option<Stream>) -> usize {
+fn slot(stream: Option<Stdio>) -> usize {
     match stream {
         None => 0,
-        Some(Stream::Stdout) => 1,
-        Some(Stream::Stderr) => 2,
+        Some(Stdio::Stdout) => 1,
+        Some(Stdio::Stderr) => 2,
     }
 }
 
@@ -53,7 +53,7 @@ impl Joiner {
     }
 
     /// Keeps a part that the runtime says is continued in a later record.
-    pub(super) fn partial(&mut self, stream: Option<Stream>, timestamp: Option<i64>, part: &[u8]) {
+    pub(super) fn partial(&mut self, stream: Option<Stdio>, timestamp: Option<i64>, part: &[u8]) {
         let limit = self.max_line_bytes.saturating_add(3);
         let pending = match &mut self.pending[slot(stream)] {
             Some(pending) => pending,
@@ -76,7 +76,7 @@ impl Joiner {
     /// stream) and returns it, one trailing `\r` removed.
     pub(super) fn last(
         &mut self,
-        stream: Option<Stream>,
+        stream: Option<Stdio>,
         timestamp: Option<i64>,
         part: Cow<'_, [u8]>,
     ) -> Record {

@@ -59,8 +59,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::model::Record;
 use crate::model::rfc3339::TimeError;
-
 
 use join::Joiner;
 
@@ -130,44 +130,6 @@ impl FromStr for Format {
             other => Err(UnknownFormat(other.to_owned())),
         }
     }
-}
-
-/// Which output of the container a record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    /// `stdout` or `stderr`, as the runtimes write it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
-
-impl fmt::Display for Stream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One log line, decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// The text, valid UTF-8 (invalid bytes replaced with U+FFFD), without the line ending,
-    /// at most `max_line_bytes` long. May be empty.
-    pub line: String,
-    /// When the runtime wrote it, unix nanoseconds, from the file format (Docker `time`, CRI
-    /// time); `None` for plain lines and fallbacks.
-    pub timestamp: Option<i64>,
-    /// Which output it came from, when the format says.
-    pub stream: Option<Stream>,
-    /// The line was longer than `max_line_bytes` and was cut.
-    pub truncated: bool,
 }
 
 /// A line that is not a valid record of its file's format. The line is not lost:

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::Record;
+use crate::model::Record;
 
 /// Decodes one plain line. Also the fallback for a Docker or CRI line that is malformed.
 pub(super) fn decode(raw: &[u8], max_line_bytes: usize) -> Record {

@@ -6,10 +6,10 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value};
 
-use crate::transform::json_fields::epoch_to_nanos;
-use crate::model::json_scan::scan_object;
 use super::*;
+use crate::model::json_scan::scan_object;
 use crate::model::rfc3339::parse_rfc3339;
+use crate::transform::json_fields::epoch_to_nanos;
 use crate::transform::json_fields::{JsonFields, extract};
 
 const FORMATS: [Format; 4] = [Format::Auto, Format::Docker, Format::Cri, Format::Plain];

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::model::Stdio;
 use crate::transform::json_fields::{JsonFields, extract};
 
 const MAX: usize = 256 * 1024;
@@ -47,7 +48,7 @@ fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Vec<Record> {
     out
 }
 
-fn record(line: &str, timestamp: i64, stream: Stream) -> Record {
+fn record(line: &str, timestamp: i64, stream: Stdio) -> Record {
     Record {
         line: line.to_owned(),
         timestamp: Some(timestamp),
@@ -73,7 +74,7 @@ fn docker_sample() {
         record(
             r#"{"timestamp":"2026-11-22T10:00:00.100000000Z","level":"info","message":"server listening","target":"api","service":"api","addr":"0.0.0.0:8080"}"#,
             T0 + 100_000_321,
-            Stream::Stdout
+            Stdio::Stdout
         )
     );
     assert_eq!(records[1].timestamp, Some(T0 + S + 250_000_777));
@@ -91,7 +92,7 @@ fn docker_sample() {
         record(
             "plain text on stderr: connection refused (os error 111)",
             T0 + 2 * S + 1,
-            Stream::Stderr
+            Stdio::Stderr
         )
     );
 
@@ -101,7 +102,7 @@ fn docker_sample() {
     assert_eq!(long.line.len(), 16_384 + 16_384 + 7_207 - 1);
     assert_eq!(
         (long.timestamp, long.stream, long.truncated),
-        (Some(T0 + 3 * S), Some(Stream::Stdout), false)
+        (Some(T0 + 3 * S), Some(Stdio::Stdout), false)
     );
     assert!(long.line.starts_with(
         r#"{"timestamp":"2026-11-22T10:00:03.000000000Z","level":"warn","message":"xxx"#
@@ -116,12 +117,12 @@ fn docker_sample() {
         record(
             "unicode: \u{fc}n\u{ef}c\u{f6}d\u{e9} \u{2713} \u{65e5}\u{672c}\u{8a9e} \0 nul and \x1b[31mansi\x1b[0m",
             T0 + 4 * S,
-            Stream::Stdout
+            Stdio::Stdout
         )
     );
     assert_eq!(
         records[5],
-        record("multi\nline inside one record", T0 + 5 * S, Stream::Stdout)
+        record("multi\nline inside one record", T0 + 5 * S, Stdio::Stdout)
     );
 }
 
@@ -213,7 +214,7 @@ fn docker_bad_record_between_parts_leaves_the_pending_line_alone() {
         .decode(br#"{"log":"second\n","stream":"stdout","time":"2026-11-22T10:00:01Z"}"#)
         .unwrap()
         .unwrap();
-    assert_eq!(r, record("first second", T0, Stream::Stdout));
+    assert_eq!(r, record("first second", T0, Stdio::Stdout));
 }
 
 #[test]
@@ -244,12 +245,12 @@ fn docker_parts_join_per_stream() {
         .decode(rec("err-b\n", "stderr", 2).as_bytes())
         .unwrap()
         .unwrap();
-    assert_eq!(err, record("err-a err-b", T0 + S, Stream::Stderr));
+    assert_eq!(err, record("err-a err-b", T0 + S, Stdio::Stderr));
     let out = d
         .decode(rec("out-b\n", "stdout", 3).as_bytes())
         .unwrap()
         .unwrap();
-    assert_eq!(out, record("out-a out-b", T0, Stream::Stdout));
+    assert_eq!(out, record("out-a out-b", T0, Stdio::Stdout));
 }
 
 // --- CRI ----------------------------------------------------------------------------------
@@ -268,7 +269,7 @@ fn cri_sample() {
         Some(record(
             r#"{"timestamp":"2026-11-22T10:00:00.100000000Z","level":"info","message":"server listening","target":"api","service":"api"}"#,
             T0 + 100_000_321,
-            Stream::Stdout
+            Stdio::Stdout
         ))
     );
     assert_eq!(
@@ -280,7 +281,7 @@ fn cri_sample() {
         Some(record(
             "plain text on stderr",
             T0 + 2 * S + 1,
-            Stream::Stderr
+            Stdio::Stderr
         ))
     );
     assert_eq!(
@@ -293,12 +294,12 @@ fn cri_sample() {
         Some(record(
             "first part of a long line, second part, and the end",
             T0 + 3 * S,
-            Stream::Stdout
+            Stdio::Stdout
         ))
     );
     assert_eq!(
         outputs[6],
-        Some(record("", T0 + 4 * S, Stream::Stdout)),
+        Some(record("", T0 + 4 * S, Stdio::Stdout)),
         "the empty F line is an empty entry"
     );
     assert_eq!(decoder.flush(), None);
@@ -395,14 +396,14 @@ fn cri_partial_never_finished_is_flushed_as_is() {
     assert_eq!(d.pending_bytes(), "started but\r never ended".len());
     assert_eq!(
         d.flush(),
-        Some(record("started but\r never ended", T0, Stream::Stdout))
+        Some(record("started but\r never ended", T0, Stdio::Stdout))
     );
     assert_eq!(d.flush(), None);
     assert!(!d.has_pending());
     // The decoder goes on normally: an F after a flush is a line of its own.
     assert_eq!(
         d.decode(b"2026-11-22T10:00:02Z stdout F rest").unwrap(),
-        Some(record("rest", T0 + 2 * S, Stream::Stdout))
+        Some(record("rest", T0 + 2 * S, Stdio::Stdout))
     );
 }
 
@@ -412,8 +413,8 @@ fn cri_flush_hands_out_the_oldest_stream_first() {
     assert_eq!(d.decode(b"2026-11-22T10:00:01Z stderr P err"), Ok(None));
     assert_eq!(d.decode(b"2026-11-22T10:00:02Z stdout P out"), Ok(None));
     assert_eq!(d.decode(b"2026-11-22T10:00:03Z stderr P +"), Ok(None));
-    assert_eq!(d.flush(), Some(record("err+", T0 + S, Stream::Stderr)));
-    assert_eq!(d.flush(), Some(record("out", T0 + 2 * S, Stream::Stdout)));
+    assert_eq!(d.flush(), Some(record("err+", T0 + S, Stdio::Stderr)));
+    assert_eq!(d.flush(), Some(record("out", T0 + 2 * S, Stdio::Stdout)));
     assert_eq!(d.flush(), None);
 }
 
@@ -424,11 +425,11 @@ fn cri_interleaved_streams_join_separately() {
     assert_eq!(
         d.decode(b"2026-11-22T10:00:01Z stderr F whole err")
             .unwrap(),
-        Some(record("whole err", T0 + S, Stream::Stderr))
+        Some(record("whole err", T0 + S, Stdio::Stderr))
     );
     assert_eq!(
         d.decode(b"2026-11-22T10:00:02Z stdout F end").unwrap(),
-        Some(record("out-end", T0, Stream::Stdout))
+        Some(record("out-end", T0, Stdio::Stdout))
     );
 }
 
@@ -610,5 +611,5 @@ fn format_names() {
         "unknown log format `syslog` (expected auto, docker, cri or plain)"
     );
     assert_eq!(Format::default(), Format::Auto);
-    assert_eq!(Stream::Stderr.to_string(), "stderr");
+    assert_eq!(Stdio::Stderr.to_string(), "stderr");
 }

@@ -44,6 +44,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+use crate::model::FileId;
 use flate2::bufread::MultiGzDecoder;
 
 /// gzip's first two bytes.
@@ -127,15 +128,6 @@ pub const FINGERPRINT_BYTES: usize = 256;
 /// The fingerprint of a file whose first line is not complete yet (and is shorter than
 /// [`FINGERPRINT_BYTES`]). The hash never produces it.
 pub const PENDING_FINGERPRINT: u64 = 0;
-
-/// A file's identity: plain integers so the positions file can store it as is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
-    /// See the module docs; [`PENDING_FINGERPRINT`] while the first line is incomplete.
-    pub fingerprint: u64,
-}
 
 impl FileId {
     /// The identity of the file at `path` now (follows symlinks). Reads at most

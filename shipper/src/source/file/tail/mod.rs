@@ -2,7 +2,7 @@
 //!
 //! In: the paths to follow ([`Tailer::watch`]), or the positions saved before a restart
 //! ([`Tailer::resume`]). Out: on each [`Tailer::poll`], every new complete line of every
-//! followed file, as a [`FileKey`] (which file) and a [`Line`] (the bytes, borrowed, and the
+//! followed file, as a [`FileKey`] (which file) and a [`RawLine`] (the bytes, borrowed, and the
 //! offset just past the line: what a checkpoint stores).
 //!
 //! Why a stage of its own (as Vector keeps `lib/file-source` apart from everything else):
@@ -142,18 +142,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use identity::{FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT, fingerprint};
-pub use reader::{FileReader, FileStatus, Line, ReadOutcome, ReaderConfig, ReaderStats};
+pub use identity::{FINGERPRINT_BYTES, PENDING_FINGERPRINT, fingerprint};
 
-/// Which file a line comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FileKey {
-    /// The **watched** path (the stream), also for a file that was renamed away from it:
-    /// labels come from it, and it is what [`Tailer::resume`] takes back.
-    pub path: PathBuf,
-    /// The file's identity; a checkpoint stores it with the line's `offset_end`.
-    pub id: FileId,
-}
+use crate::model::{FileId, FileKey};
+pub use reader::{FileCheck, FileReader, RawLine, ReadOutcome, ReaderConfig, ReaderStats};
 
 /// How a [`Tailer`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +236,7 @@ pub enum Resumed {
 pub struct Tailer {
     config: TailerConfig,
     opener: Opener,
-    streams: BTreeMap<PathBuf, Stream>,
+    streams: BTreeMap<PathBuf, Chain>,
     stats: TailStats,
     dir_names: DirNamesCache,
 }
@@ -295,7 +287,7 @@ impl Opener {
 }
 
 #[derive(Debug)]
-struct Stream {
+struct Chain {
     path: PathBuf,
     /// Open files, oldest first; the newest is the file at the path, if any.
     files: VecDeque<Tracked>,
@@ -360,7 +352,7 @@ impl Tailer {
         if self.streams.contains_key(path) {
             return Ok(());
         }
-        let mut stream = Stream::new(path);
+        let mut stream = Chain::new(path);
         // Rotations already there are taken as read (a listing a second old is enough:
         // one made later is read, which loses nothing).
         stream.known = self
@@ -394,10 +386,10 @@ impl Tailer {
         let stream = self
             .streams
             .entry(path.to_owned())
-            .or_insert_with(|| Stream::new(path));
+            .or_insert_with(|| Chain::new(path));
         if stream.polled {
             stream.close_all(&mut self.stats);
-            *stream = Stream::new(path);
+            *stream = Chain::new(path);
         }
         stream.saved.push((id, offset));
         let found = match stream.setup_from_saved(&self.opener, &mut self.stats) {
@@ -477,7 +469,7 @@ impl Tailer {
     pub fn poll(
         &mut self,
         budget: usize,
-        sink: &mut impl FnMut(&FileKey, Line<'_>),
+        sink: &mut impl FnMut(&FileKey, RawLine<'_>),
     ) -> PollSummary {
         self.poll_at(Instant::now(), budget, sink)
     }
@@ -489,7 +481,7 @@ impl Tailer {
         &mut self,
         now: Instant,
         budget: usize,
-        sink: &mut impl FnMut(&FileKey, Line<'_>),
+        sink: &mut impl FnMut(&FileKey, RawLine<'_>),
     ) -> PollSummary {
         self.poll_each(now, &mut |_| budget, sink)
     }
@@ -501,7 +493,7 @@ impl Tailer {
         &mut self,
         now: Instant,
         budget_of: &mut impl FnMut(&Path) -> usize,
-        sink: &mut impl FnMut(&FileKey, Line<'_>),
+        sink: &mut impl FnMut(&FileKey, RawLine<'_>),
     ) -> PollSummary {
         let mut summary = PollSummary::default();
         for (path, stream) in &mut self.streams {
@@ -556,7 +548,7 @@ impl Tracked {
     fn hand_out_partial(
         &mut self,
         older_than: Option<Duration>,
-        sink: &mut impl FnMut(&FileKey, Line<'_>),
+        sink: &mut impl FnMut(&FileKey, RawLine<'_>),
         summary: &mut PollSummary,
     ) {
         let before = self.reader.offset();
@@ -572,7 +564,7 @@ impl Tracked {
     }
 }
 
-impl Stream {
+impl Chain {
     fn new(path: &Path) -> Self {
         Self {
             path: path.to_owned(),
@@ -777,7 +769,7 @@ impl Stream {
         opener: &Opener,
         now: Instant,
         budget: usize,
-        sink: &mut impl FnMut(&FileKey, Line<'_>),
+        sink: &mut impl FnMut(&FileKey, RawLine<'_>),
         summary: &mut PollSummary,
         stats: &mut TailStats,
     ) -> io::Result<()> {

@@ -488,7 +488,7 @@ impl Model {
         }
     }
 
-    fn deliver(&mut self, key: &FileKey, line: Line<'_>) {
+    fn deliver(&mut self, key: &FileKey, line: RawLine<'_>) {
         if let Err(e) = self.check_delivery(key, line) {
             self.errors.push(format!(
                 "{e}: {:?} at {} (truncated: {})",
@@ -499,7 +499,7 @@ impl Model {
         }
     }
 
-    fn check_delivery(&mut self, key: &FileKey, line: Line<'_>) -> Result<(), String> {
+    fn check_delivery(&mut self, key: &FileKey, line: RawLine<'_>) -> Result<(), String> {
         let (s, g, e, n) = parse_id(line.bytes).ok_or("no line id")?;
         let st = self.streams.get_mut(s).ok_or("no such stream")?;
         if key.path != st.path {

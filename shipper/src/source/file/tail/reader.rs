@@ -1,7 +1,7 @@
 //! Reading one file: bytes in, complete lines with their end offsets out.
 //!
 //! In: an open file and a starting offset. Out: each complete line as a borrowed slice
-//! ([`Line`]) with the byte offset just past its `\n`, which is exactly what a checkpoint
+//! ([`RawLine`]) with the byte offset just past its `\n`, which is exactly what a checkpoint
 //! must store to resume after that line.
 //!
 //! How: positional `read` calls of [`ReaderConfig::chunk_bytes`] (64 KiB by default) into a
@@ -49,9 +49,11 @@ use std::time::{Duration, Instant};
 
 use flate2::bufread::MultiGzDecoder;
 
+use crate::model::FileId;
+
 use super::identity::{
-    FINGERPRINT_BYTES, FileId, PENDING_FINGERPRINT, fingerprint, gzip_decoder, is_gzip,
-    read_gzip_head, read_head,
+    FINGERPRINT_BYTES, PENDING_FINGERPRINT, fingerprint, gzip_decoder, is_gzip, read_gzip_head,
+    read_head,
 };
 
 /// How a [`FileReader`] reads.
@@ -74,7 +76,7 @@ impl Default for ReaderConfig {
 
 /// One line, borrowed from the reader's buffer until the callback returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Line<'a> {
+pub struct RawLine<'a> {
     /// The line without its `\n` (and without one `\r` before it), cut to
     /// `max_line_bytes`. A partial line taken after a timeout is handed out as is.
     pub bytes: &'a [u8],
@@ -97,7 +99,7 @@ pub struct ReadOutcome {
 
 /// What [`FileReader::check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStatus {
+pub struct FileCheck {
     /// The file's size now.
     pub size: u64,
     /// No name links to the file any more (`nlink == 0`): it only lives while held open.
@@ -407,7 +409,7 @@ impl FileReader {
     pub fn read_lines(
         &mut self,
         budget: usize,
-        out: &mut impl FnMut(Line<'_>),
+        out: &mut impl FnMut(RawLine<'_>),
     ) -> io::Result<ReadOutcome> {
         self.read_lines_with_id(budget, &mut |_, line| out(line))
     }
@@ -417,7 +419,7 @@ impl FileReader {
     pub fn read_lines_with_id(
         &mut self,
         budget: usize,
-        out: &mut impl FnMut(&FileId, Line<'_>),
+        out: &mut impl FnMut(&FileId, RawLine<'_>),
     ) -> io::Result<ReadOutcome> {
         let budget = budget as u64;
         let max = self.config.max_line_bytes;
@@ -448,7 +450,7 @@ impl FileReader {
                 self.offset += line_len;
                 out(
                     &self.id,
-                    Line {
+                    RawLine {
                         bytes,
                         offset_end: self.offset,
                         truncated,
@@ -514,7 +516,7 @@ impl FileReader {
     /// since a read first found it at the end of the file. The offset moves past it; if the
     /// writer completes the line later, only the remainder arrives, as its own line (see
     /// the module docs). Call after [`read_lines`](Self::read_lines) reached the end.
-    pub fn take_partial_if_older(&mut self, timeout: Duration) -> Option<Line<'_>> {
+    pub fn take_partial_if_older(&mut self, timeout: Duration) -> Option<RawLine<'_>> {
         let since = self.partial_since?;
         if since.elapsed() < timeout {
             return None;
@@ -524,7 +526,7 @@ impl FileReader {
 
     /// Hands out the waiting partial line now, whatever its age (used when a file is
     /// closed for good and the line can never be completed).
-    pub fn take_partial(&mut self) -> Option<Line<'_>> {
+    pub fn take_partial(&mut self) -> Option<RawLine<'_>> {
         if !self.has_partial() {
             return None;
         }
@@ -546,7 +548,7 @@ impl FileReader {
         self.scan = self.end;
         self.dropped = 0;
         self.partial_since = None;
-        Some(Line {
+        Some(RawLine {
             bytes: &self.buf[a..b],
             offset_end: self.offset,
             truncated,
@@ -558,10 +560,10 @@ impl FileReader {
     /// truncated or replaced. A truncated file is read again from offset 0 (counted in
     /// [`ReaderStats::truncations`]); what was buffered from the old content is dropped.
     /// A gzip file is never truncated: only its size and deletion are looked at.
-    pub fn check(&mut self) -> io::Result<FileStatus> {
+    pub fn check(&mut self) -> io::Result<FileCheck> {
         let meta = self.file.metadata()?;
         if self.gz.is_some() {
-            return Ok(FileStatus {
+            return Ok(FileCheck {
                 size: self.size()?,
                 deleted: meta.nlink() == 0,
                 truncated: false,
@@ -580,7 +582,7 @@ impl FileReader {
         if truncated {
             self.restart_from_top()?;
         }
-        Ok(FileStatus {
+        Ok(FileCheck {
             size,
             deleted,
             truncated,
