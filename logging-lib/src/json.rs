@@ -182,6 +182,50 @@ pub fn floor_char_boundary(s: &str, i: usize) -> usize {
     i
 }
 
+/// `parts` joined, at compile time: `const_bytes!(",\"", contract::SPAN, "\":")` is
+/// `b",\"span\":"`. The line's fixed keys are written from the [`crate::contract`]
+/// constants this way, so they have one source and cost no more than byte literals. The parts
+/// are copied as they are: keys that need no escaping only.
+macro_rules! const_bytes {
+    ($($part:expr),+ $(,)?) => {{
+        const PARTS: &[&str] = &[$($part),+];
+        const BYTES: [u8; $crate::json::joined_len(PARTS)] = $crate::json::join(PARTS);
+        &BYTES
+    }};
+}
+pub(crate) use const_bytes;
+
+/// The length of `parts` joined: the size of [`join`]'s array.
+pub(crate) const fn joined_len(parts: &[&str]) -> usize {
+    let mut len = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        len += parts[i].len();
+        i += 1;
+    }
+    len
+}
+
+/// `parts` joined into an array of exactly their length (a compile error in a `const` when
+/// `N` is not [`joined_len`]).
+pub(crate) const fn join<const N: usize>(parts: &[&str]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let mut at = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let bytes = parts[i].as_bytes();
+        let mut j = 0;
+        while j < bytes.len() {
+            out[at] = bytes[j];
+            at += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(at == N, "join: N is not the parts' length");
+    out
+}
+
 /// A `fmt::Write` that escapes as it goes and stops after `remaining` bytes of input.
 struct CappedEscaper<'a> {
     out: &'a mut Vec<u8>,
@@ -215,6 +259,17 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn const_bytes_joins_at_compile_time_what_is_written_unescaped() {
+        use crate::contract::{FIXED_KEYS, SPAN, USER_KEY_PREFIX};
+        assert_eq!(const_bytes!(",\"", SPAN, "\":"), b",\"span\":");
+        assert_eq!(const_bytes!("x"), b"x");
+        // The contract's keys are copied into lines as they are: none may need escaping.
+        for key in FIXED_KEYS.iter().chain([&USER_KEY_PREFIX]) {
+            assert_eq!(s(|o| escape_into(o, key)), *key);
+        }
     }
 
     #[test]

@@ -20,30 +20,19 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
-use crate::json;
+use crate::contract::{
+    CALLER, ENV, LEVEL, MESSAGE, SERVICE, SPAN, SPAN_ID, TARGET, TIMESTAMP, TRACE_FLAGS, TRACE_ID,
+    USER_KEY_PREFIX, VERSION,
+};
+use crate::json::{self, const_bytes};
 use crate::output::non_blocking::NonBlocking;
 use crate::redact::{REDACTED, Redactor};
 use crate::timestamp::{RFC3339_LEN, write_rfc3339};
 use crate::trace_context::{SpanId, TraceContext, hex_byte};
 
 /// Keys the line itself uses. A user field with one of these names is written
-/// `fields.<name>` so that no key ever appears twice.
-pub const FIXED_KEYS: &[&str] = &[
-    "timestamp",
-    "level",
-    "message",
-    "target",
-    "service",
-    "version",
-    "env",
-    "trace_id",
-    "span_id",
-    "trace_flags",
-    "span",
-    "caller",
-];
-
-const USER_PREFIX: &str = "fields.";
+/// `fields.<name>` so that no key ever appears twice. (Defined in [`crate::contract`].)
+pub use crate::contract::FIXED_KEYS;
 
 /// Everything that is the same for every line of one logger.
 pub(crate) struct LineFormat {
@@ -64,11 +53,7 @@ impl LineFormat {
         caller: bool,
     ) -> Self {
         let mut identity = Vec::new();
-        for (key, value) in [
-            ("service", Some(service)),
-            ("version", version),
-            ("env", env),
-        ] {
+        for (key, value) in [(SERVICE, Some(service)), (VERSION, version), (ENV, env)] {
             if let Some(value) = value {
                 identity.extend_from_slice(b",\"");
                 identity.extend_from_slice(key.as_bytes());
@@ -96,17 +81,17 @@ impl LineFormat {
     ) {
         let mut ts = [0u8; RFC3339_LEN];
         write_rfc3339(time, &mut ts);
-        out.extend_from_slice(b"{\"timestamp\":\"");
+        out.extend_from_slice(const_bytes!("{\"", TIMESTAMP, "\":\""));
         out.extend_from_slice(&ts);
-        out.extend_from_slice(b"\",\"level\":\"");
+        out.extend_from_slice(const_bytes!("\",\"", LEVEL, "\":\""));
         out.extend_from_slice(level_str(level).as_bytes());
-        out.extend_from_slice(b"\",\"message\":");
+        out.extend_from_slice(const_bytes!("\",\"", MESSAGE, "\":"));
         if message.is_empty() {
             out.extend_from_slice(b"\"\"");
         } else {
             out.extend_from_slice(message);
         }
-        out.extend_from_slice(b",\"target\":");
+        out.extend_from_slice(const_bytes!(",\"", TARGET, "\":"));
         json::write_str(out, target, self.value_cap);
         out.extend_from_slice(&self.identity);
     }
@@ -201,7 +186,8 @@ impl OutKey {
     /// One bit of a 64-bit filter, from the written key's length and last byte: two keys
     /// written the same always get the same bit, so a clear bit proves "not seen yet".
     fn filter_bit(self) -> u64 {
-        let len = self.name.len() + if self.prefixed { USER_PREFIX.len() } else { 0 };
+        let prefix = if self.prefixed { USER_KEY_PREFIX } else { "" };
+        let len = prefix.len() + self.name.len();
         let last = self.name.as_bytes().last().copied().unwrap_or(b'.');
         1 << ((len.wrapping_mul(7) ^ usize::from(last)) & 63)
     }
@@ -216,15 +202,15 @@ impl OutKey {
         } else {
             (other, self)
         };
-        long.name.len() == short.name.len() + USER_PREFIX.len()
-            && long.name.starts_with(USER_PREFIX)
-            && &long.name[USER_PREFIX.len()..] == short.name
+        long.name.len() == short.name.len() + USER_KEY_PREFIX.len()
+            && long.name.starts_with(USER_KEY_PREFIX)
+            && &long.name[USER_KEY_PREFIX.len()..] == short.name
     }
 
     fn write(self, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"");
         if self.prefixed {
-            out.extend_from_slice(USER_PREFIX.as_bytes());
+            out.extend_from_slice(USER_KEY_PREFIX.as_bytes());
         }
         json::escape_into(out, self.name);
         out.extend_from_slice(b"\":");
@@ -400,7 +386,7 @@ where
         if self.format.caller
             && let (Some(file), Some(n)) = (meta.file(), meta.line())
         {
-            line.extend_from_slice(b",\"caller\":\"");
+            line.extend_from_slice(const_bytes!(",\"", CALLER, "\":\""));
             json::escape_into(line, file);
             line.push(b':');
             json::write_u64(line, u64::from(n));
@@ -451,7 +437,7 @@ where
                 if let Some(d) = data {
                     line.extend_from_slice(&d.ids_json);
                 }
-                line.extend_from_slice(b",\"span\":");
+                line.extend_from_slice(const_bytes!(",\"", SPAN, "\":"));
                 json::write_str(line, span.name(), self.format.value_cap);
                 self.write_caller(line, meta);
                 line.extend_from_slice(&s.fields);
@@ -483,11 +469,11 @@ pub(crate) fn span_context(ext: &Extensions<'_>) -> Option<TraceContext> {
 }
 
 fn write_trace_ids(line: &mut Vec<u8>, c: &TraceContext) {
-    line.extend_from_slice(b",\"trace_id\":\"");
+    line.extend_from_slice(const_bytes!(",\"", TRACE_ID, "\":\""));
     line.extend_from_slice(&c.trace_id.to_hex());
-    line.extend_from_slice(b"\",\"span_id\":\"");
+    line.extend_from_slice(const_bytes!("\",\"", SPAN_ID, "\":\""));
     line.extend_from_slice(&c.span_id.to_hex());
-    line.extend_from_slice(b"\",\"trace_flags\":\"");
+    line.extend_from_slice(const_bytes!("\",\"", TRACE_FLAGS, "\":\""));
     line.extend_from_slice(&hex_byte(c.trace_flags));
     line.push(b'"');
 }

@@ -24,6 +24,7 @@
 //!   visible marker; secret-looking keys are written `"[REDACTED]"`.
 //!
 //! # Modules
+//! - [`contract`]: the line's keys by name, one constant each, for readers of the lines.
 //! - [`layer`]: the `tracing` layer that formats events and gives spans their ids.
 //! - [`trace_context`]: trace/span ids and the `traceparent` header.
 //! - [`span_ext`]: reading and continuing trace contexts from application code.
@@ -32,6 +33,7 @@
 //! - `otel` (feature `opentelemetry`): ids from `tracing-opentelemetry` when it runs.
 
 mod config;
+pub mod contract;
 mod error;
 mod json;
 pub mod layer;

@@ -272,9 +272,11 @@ impl Text {
     }
 }
 
-/// Names of the shipper's own metadata.
-pub const TRACE_ID: &str = "trace_id";
-pub const SPAN_ID: &str = "span_id";
+/// Names of the shipper's own metadata. The trace and span ids keep the names of the line
+/// keys they are read from (`tailrace-log`'s contract), so one name finds them in the line
+/// and in Loki.
+pub const TRACE_ID: &str = tailrace_log::contract::TRACE_ID;
+pub const SPAN_ID: &str = tailrace_log::contract::SPAN_ID;
 pub const FILENAME: &str = "filename";
 pub const TRUNCATED: &str = "truncated";
 

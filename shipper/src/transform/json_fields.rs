@@ -31,8 +31,20 @@
 
 use std::borrow::Cow;
 
+use tailrace_log::contract::{LEVEL, SPAN_ID, TIMESTAMP, TRACE_ID};
+
 use crate::model::json_scan::{Scalar, scan_object};
 use crate::model::rfc3339::parse_rfc3339;
+
+// The key names that are `tailrace-log`'s come from its line contract
+// (`tailrace_log::contract`); these two are the shipper's own.
+
+/// The timestamp key of other loggers (zap, go-kit), tried after `tailrace-log`'s
+/// [`TIMESTAMP`]. The shipper's own choice, not part of `tailrace-log`'s line contract.
+pub const TS: &str = "ts";
+/// The timestamp key of yet other loggers (pino, bunyan, logrus, Go's `slog`), tried after
+/// [`TS`]. The shipper's own choice, not part of `tailrace-log`'s line contract.
+pub const TIME: &str = "time";
 
 /// What [`extract`] found in one line. All empty when the line is not a JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,13 +173,18 @@ pub fn extract_into<'a, S: AsRef<str>>(
         {
             found.label(i).get_or_insert(value);
         }
-        let slot = match key {
-            b"timestamp" => &mut found.times[0],
-            b"ts" => &mut found.times[1],
-            b"time" => &mut found.times[2],
-            b"trace_id" => &mut found.trace_id,
-            b"span_id" => &mut found.span_id,
-            _ => return,
+        let slot = if key == TIMESTAMP.as_bytes() {
+            &mut found.times[0]
+        } else if key == TS.as_bytes() {
+            &mut found.times[1]
+        } else if key == TIME.as_bytes() {
+            &mut found.times[2]
+        } else if key == TRACE_ID.as_bytes() {
+            &mut found.trace_id
+        } else if key == SPAN_ID.as_bytes() {
+            &mut found.span_id
+        } else {
+            return;
         };
         slot.get_or_insert(value);
     });
@@ -186,7 +203,7 @@ pub fn extract_into<'a, S: AsRef<str>>(
         let Some(value) = *found.label(i) else {
             continue;
         };
-        if name.as_ref() == "level" {
+        if name.as_ref() == LEVEL {
             labels.push_with(i, |out| write_level(value, out));
         } else {
             labels.push_with(i, |out| write_label_text(value, out));
