@@ -31,9 +31,7 @@ use crate::runtime::batch::{Batch, Batcher, same_file};
 use crate::runtime::checkpoint::{AckTracker, Positions};
 use crate::runtime::positions_sync::PositionsSync;
 use crate::runtime::recovery::{Candidate, LokiLookup, Recovery};
-use crate::sink::loki::client::{
-    Backoff, FinalResult, PushClient, PushConfig, PushObserver, PushOutcome,
-};
+use crate::sink::loki::client::{FinalResult, PushClient, PushObserver, PushOutcome};
 use crate::sink::loki::encode::{self, Encoder};
 use crate::source::file::discover::{DirWatcher, Discovery, InputGlobs};
 use crate::source::file::format::Decoder;
@@ -155,7 +153,7 @@ pub async fn run_with(
         .with_tenants(tenant_count),
     );
     let acks = Arc::new(Mutex::new(AckTracker::default()));
-    let client = PushClient::new(&push_config(&config))
+    let client = PushClient::new(&config.loki)
         .map_err(|e| PipelineError::Push(e.to_string()))?
         .with_observer(Arc::clone(&telemetry) as Arc<dyn PushObserver>);
     // A dry run sends nothing, so it has nothing to look up.
@@ -271,32 +269,6 @@ pub async fn run_with(
     }
     sync.save_final(&positions_path)
         .map_err(|e| PipelineError::Positions(e.to_string()))
-}
-
-/// The push client's settings from the `loki` section (for `loki.tenant`; other tenants
-/// get the same client with their own header).
-fn push_config(config: &Config) -> PushConfig {
-    let loki = &config.loki;
-    let mut push = PushConfig::new(loki.url.clone());
-    push.tenant = loki.tenant.clone();
-    push.timeout = loki.timeout.0;
-    push.basic_auth = loki
-        .basic_auth
-        .as_ref()
-        .map(|b| crate::sink::loki::client::BasicAuth {
-            username: b.username.clone(),
-            password_file: b.password_file.clone(),
-        });
-    push.bearer_token_file = loki.bearer_token_file.clone();
-    push.ca_file = loki.tls.ca_file.clone();
-    push.client_cert = loki.tls.cert_file.clone().zip(loki.tls.key_file.clone());
-    push.insecure_skip_verify = loki.tls.insecure_skip_verify;
-    push.backoff = Backoff {
-        min: loki.backoff.min.0,
-        max: loki.backoff.max.0,
-        max_retries: loki.backoff.max_retries,
-    };
-    push
 }
 
 /// A run that could not start or finish cleanly.

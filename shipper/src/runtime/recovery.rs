@@ -442,7 +442,7 @@ mod tests {
         positions.promise_sent_to(path, id(2, 7), 200);
         // Nothing in flight for this one.
         positions.set(path, id(3, 9), 50);
-        let client = PushClient::new(&crate::sink::loki::client::PushConfig::new(
+        let client = PushClient::new(&crate::sink::loki::testing::loki_config(
             "http://127.0.0.1:9/loki/api/v1/push",
         ))
         .unwrap();
@@ -460,7 +460,7 @@ mod tests {
         assert!(recovery.is_done());
         let mut clean = Positions::default();
         clean.set(path, id(1, 7), 100);
-        let client = PushClient::new(&crate::sink::loki::client::PushConfig::new(
+        let client = PushClient::new(&crate::sink::loki::testing::loki_config(
             "http://127.0.0.1:9/x",
         ))
         .unwrap();
