@@ -21,6 +21,7 @@ use crate::model::FileId;
 use crate::observe::telemetry::Telemetry;
 use crate::pipeline::{self, Mode};
 use crate::runtime::checkpoint::Positions;
+use crate::runtime::shutdown::Shutdown;
 
 /// Tails container log files and ships them to Grafana Loki without losing or duplicating
 /// a line.
@@ -177,10 +178,10 @@ fn serve(options: Options, mut config: Config, mode: Mode) -> anyhow::Result<()>
         loop {
             tracing::info!(config = %path.display(), loki = %config.loki.url, ?mode, "tailrace starting");
             let telemetry = Arc::new(Telemetry::new(config.server.unready_after.0));
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let shutdown = Shutdown::new();
             let mut running = tokio::spawn(pipeline::run_with(
                 config.clone(),
-                stop_rx,
+                shutdown.clone(),
                 telemetry,
                 mode,
             ));
@@ -203,7 +204,7 @@ fn serve(options: Options, mut config: Config, mode: Mode) -> anyhow::Result<()>
                 }
             };
             tracing::info!(reload = next.is_some(), "signal received: stopping the pipeline");
-            let _ = stop_tx.send(true);
+            shutdown.request();
             running
                 .await
                 .context("the shipper panicked")?

@@ -10,10 +10,11 @@ use std::time::Duration;
 use tailrace::config::Config;
 use tailrace::observe::telemetry::Telemetry;
 use tailrace::pipeline;
+use tailrace::runtime::shutdown::Shutdown;
 
 /// A shipper running on its own thread and runtime until [`RunningShipper::stop`].
 pub struct RunningShipper {
-    stop: tokio::sync::watch::Sender<bool>,
+    stop: Shutdown,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
     /// The run's metrics and health; the server listens on a free port
     /// ([`Telemetry::server_addr`]).
@@ -27,7 +28,8 @@ impl RunningShipper {
         let mut config =
             Config::from_yaml(yaml, Path::new("test.yaml")).expect("valid test configuration");
         config.server.listen = "127.0.0.1:0".parse().expect("address");
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = Shutdown::new();
+        let stop_rx = stop.clone();
         let telemetry = Arc::new(Telemetry::new(config.server.unready_after.0));
         let run_telemetry = Arc::clone(&telemetry);
         let thread = std::thread::spawn(move || {
@@ -60,7 +62,7 @@ impl RunningShipper {
 
     /// Graceful shutdown (as on SIGTERM); returns the run's result.
     pub fn stop(mut self) -> Result<(), String> {
-        let _ = self.stop.send(true);
+        self.stop.request();
         self.thread
             .take()
             .expect("running")
@@ -71,7 +73,7 @@ impl RunningShipper {
 
 impl Drop for RunningShipper {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.request();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

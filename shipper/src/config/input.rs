@@ -7,14 +7,15 @@
 //! `loki:` section and the checks across keys because it is what the file source reads.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use tailrace_log::contract::{LEVEL, SERVICE};
 
-// `Format` is imported by `mod.rs`, where the import lives until the format moves.
-use super::{Format, checked_str, tenant_id};
+use super::{checked_str, tenant_id};
 
 /// One group of files to tail.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -85,4 +86,55 @@ fn globs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         .into_iter()
         .map(|g| g.0)
         .collect())
+}
+
+/// The on-disk format of a log file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Detect from the file's first non-blank line (see `source/file/format`).
+    #[default]
+    Auto,
+    /// Docker's json-file driver.
+    Docker,
+    /// The CRI format of containerd and CRI-O.
+    Cri,
+    /// Lines as they are.
+    Plain,
+}
+
+impl Format {
+    /// The name used in configuration: `auto`, `docker`, `cri`, `plain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Docker => "docker",
+            Format::Cri => "cri",
+            Format::Plain => "plain",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A format name that is none of `auto`, `docker`, `cri`, `plain`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log format `{0}` (expected auto, docker, cri or plain)")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "auto" => Ok(Format::Auto),
+            "docker" => Ok(Format::Docker),
+            "cri" => Ok(Format::Cri),
+            "plain" => Ok(Format::Plain),
+            other => Err(UnknownFormat(other.to_owned())),
+        }
+    }
 }

@@ -25,8 +25,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::source::file::format::Format;
-pub use input::{InputConfig, StartAt};
+pub use input::{Format, InputConfig, StartAt, UnknownFormat};
 pub use loki::{
     BackoffConfig, BasicAuthConfig, BatchConfig, Encoding, LokiConfig, MAX_BATCH_BYTES, TlsConfig,
 };

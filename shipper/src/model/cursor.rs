@@ -27,3 +27,13 @@ pub struct FileKey {
     /// The file's identity; a checkpoint stores it with the line's `offset_end`.
     pub id: FileId,
 }
+
+impl FileKey {
+    /// `self == other`, comparing the paths' bytes first (a `Path` comparison walks
+    /// components): asked for every line.
+    #[inline]
+    pub fn is(&self, other: &FileKey) -> bool {
+        self.id == other.id
+            && (self.path.as_os_str() == other.path.as_os_str() || self.path == other.path)
+    }
+}

@@ -9,8 +9,8 @@
 //!   set; [`LabelSet`]: stream labels, always valid for Loki.
 //! - [`FileKey`] and [`FileId`]: the cursor of the file source (which file; the offset
 //!   beside it says how far).
-//! - [`rfc3339`] and [`json_scan`]: the timestamp and JSON scanners that the file formats
-//!   and the JSON fields stage both use.
+//! - [`rfc3339`], [`json_scan`] and [`text`]: the timestamp and JSON scanners and the
+//!   bytes-to-text rules that the file formats and the stages both use.
 
 pub mod cursor;
 pub mod entry;
@@ -18,8 +18,12 @@ pub mod json_scan;
 pub mod labels;
 pub mod record;
 pub mod rfc3339;
+pub mod text;
 
 pub use cursor::{FileId, FileKey};
 pub use entry::{Entry, Line, Metadata, Stream, Text};
 pub use labels::LabelSet;
-pub use record::{Record, Stdio};
+pub use record::{Record, Split, Stdio};
+
+/// Names one batch from the batcher to the sink and back: unique across a run's tenants.
+pub type BatchId = u64;

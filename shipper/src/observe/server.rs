@@ -23,8 +23,8 @@ use serde::ser::SerializeStruct;
 use serde_json::{Value, json};
 use tailrace_log::timestamp::{RFC3339_LEN, write_rfc3339};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::observe::metrics::{self, Metrics};
 
@@ -302,7 +302,7 @@ impl Server {
 
     /// Serves until `shutdown` turns true (or its sender is dropped), then lets requests in
     /// progress finish.
-    pub fn spawn(self, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    pub fn spawn(self, close: CancellationToken) -> JoinHandle<()> {
         let router = Router::new()
             .route("/metrics", get(metrics_text))
             .route("/healthz", get(healthz))
@@ -311,12 +311,8 @@ impl Server {
             .with_state(self.app);
         let local_addr = self.local_addr;
         tokio::spawn(async move {
-            // A dropped sender means the pipeline is gone: stop too.
-            let stop = async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            };
             let served = axum::serve(self.listener, router)
-                .with_graceful_shutdown(stop)
+                .with_graceful_shutdown(async move { close.cancelled().await })
                 .await;
             if let Err(err) = served {
                 tracing::error!(addr = %local_addr, error = %err, "HTTP server failed");
@@ -415,7 +411,7 @@ mod tests {
         addr: SocketAddr,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
-        stop: watch::Sender<bool>,
+        stop: CancellationToken,
         task: JoinHandle<()>,
     }
 
@@ -427,8 +423,8 @@ mod tests {
             .await
             .expect("bind");
         let addr = server.local_addr();
-        let (stop, stopped) = watch::channel(false);
-        let task = server.spawn(stopped);
+        let stop = CancellationToken::new();
+        let task = server.spawn(stop.clone());
         Running {
             addr,
             health,
@@ -655,7 +651,7 @@ mod tests {
     async fn shutdown_ends_the_task() {
         let server = start(Duration::from_secs(60)).await;
         assert_eq!(http_get(server.addr, "/healthz").await.status, 200);
-        server.stop.send(true).expect("server listens");
+        server.stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), server.task)
             .await
             .expect("stops in time")

@@ -156,12 +156,7 @@ impl Batcher {
     /// The batch's segment of `file` reaches to `end`.
     fn cover(&mut self, file: &FileKey, end: u64) {
         // Lines come in runs per file: look at the latest segment first.
-        match self
-            .segments
-            .iter_mut()
-            .rev()
-            .find(|(f, _)| same_file(f, file))
-        {
+        match self.segments.iter_mut().rev().find(|(f, _)| f.is(file)) {
             Some((_, e)) => *e = (*e).max(end),
             None => self.segments.push((file.clone(), end)),
         }
@@ -264,11 +259,6 @@ impl Batcher {
             0
         }
     }
-}
-
-/// `a == b`, comparing the paths' bytes first (a `Path` comparison walks components).
-pub(crate) fn same_file(a: &FileKey, b: &FileKey) -> bool {
-    a.id == b.id && (a.path.as_os_str() == b.path.as_os_str() || a.path == b.path)
 }
 
 /// What one entry is counted as, in batches and against the memory bound.

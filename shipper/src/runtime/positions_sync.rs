@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::model::{FileId, FileKey};
 use crate::observe::telemetry::Telemetry;
@@ -41,6 +42,8 @@ pub struct PositionsSync {
     wake: Notify,
     /// The promise generation on disk.
     durable: watch::Sender<u64>,
+    /// Cancelled when the run's last delivery is done: the writer stops.
+    closed: CancellationToken,
 }
 
 struct State {
@@ -65,6 +68,7 @@ impl PositionsSync {
             }),
             wake: Notify::new(),
             durable: watch::Sender::new(0),
+            closed: CancellationToken::new(),
         })
     }
 
@@ -129,16 +133,15 @@ impl PositionsSync {
         self.wake.notify_one();
     }
 
-    /// The writer: runs until `shutdown`, writing promises at once, accepted offsets within
+    /// The run's last delivery is done: the writer stops (the final save follows).
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// The writer: runs until [`close`](Self::close), writing promises at once, accepted offsets within
     /// [`COALESCE`], and every `every` (when anything changed, after forgetting files that
     /// are gone).
-    pub async fn run(
-        self: Arc<Self>,
-        path: PathBuf,
-        every: Duration,
-        mut shutdown: watch::Receiver<bool>,
-        telemetry: Arc<Telemetry>,
-    ) {
+    pub async fn run(self: Arc<Self>, path: PathBuf, every: Duration, telemetry: Arc<Telemetry>) {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_saved: Option<Positions> = None;
@@ -154,7 +157,7 @@ impl PositionsSync {
             let mut prune = false;
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|s| *s) => return,
+                () = self.closed.cancelled() => return,
                 () = sleep_until(due) => {}
                 () = self.wake.notified() => continue,
                 _ = tick.tick() => prune = true,
@@ -308,11 +311,9 @@ mod tests {
         let path = dir.path().join("positions.json");
         let sync = PositionsSync::new(Positions::default());
         let telemetry = Arc::new(Telemetry::new(Duration::from_secs(300)));
-        let (stop_tx, stop) = watch::channel(false);
         let writer = tokio::spawn(Arc::clone(&sync).run(
             path.clone(),
             Duration::from_secs(3600),
-            stop,
             Arc::clone(&telemetry),
         ));
         let generation = sync.promise(&key(1), 4096, 0);
@@ -345,7 +346,7 @@ mod tests {
             4096,
             "accepted offsets written within the coalescing window, not the hour-long interval"
         );
-        stop_tx.send(true).unwrap();
+        sync.close();
         writer.await.unwrap();
     }
 }

@@ -1,3 +1,185 @@
-//! Stages between a source and a sink.
-pub mod entry;
+//! Stages: what happens to a record between its source and the sink.
+//!
+//! In: [`Record`]s of one input (a watched file today), in order, each with the position in
+//! its source where it starts. Out: records, in order, changed, joined or held back, and
+//! where the oldest record a stage still holds starts.
+//!
+//! Every stage is one file behind one trait, [`Stage`], as Grafana Alloy's `loki.process`
+//! stages are: a new processing step is a new file here, and nothing else changes. A
+//! [`Stages`] chain runs them in order, one chain per input, so a stage that holds records
+//! (the partial-line join, later multiline) keeps its state per file.
+//!
+//! The rule a stage keeps for exactly-once delivery: **a position never passes a record a
+//! stage still holds**. A stage that holds a record says where the oldest one starts
+//! ([`Stage::holds_from`]); the runtime never acknowledges a position past it, so after a
+//! crash the source is read again from there and the held record is made again. A record a
+//! stage drops on purpose hands nothing on: its position is acknowledged like a delivered
+//! one.
+//!
+//! The stages today, in the order the runtime chains them:
+//! - [`partial_join`]: the parts of a line the container runtime split (Docker's 16 KiB
+//!   records, CRI `P` ... `F`) back into one record.
+//! - [`stream_labels`]: the line's own fields (a JSON line's timestamp, trace and span
+//!   ids, label values, see [`json_fields`]) and the stream's labels.
+
 pub mod json_fields;
+pub mod partial_join;
+pub mod stream_labels;
+
+use std::time::Instant;
+
+use crate::model::Record;
+
+pub use partial_join::PartialJoin;
+pub use stream_labels::StreamLabels;
+
+/// Where a record hands on: the record and the position where it starts in its source.
+pub type Out<'a> = dyn FnMut(Record, u64) + 'a;
+
+/// One processing step. Stages are kept per input and given its records in order.
+pub trait Stage: Send {
+    /// Takes a record that starts at `start` in its source, and hands on what is ready (none,
+    /// this one, or records held before), in order.
+    fn push(&mut self, record: Record, start: u64, out: &mut Out<'_>);
+
+    /// Hands on what has waited long enough by `now`. Called after every read of the
+    /// source, whether it had lines or not.
+    fn flush(&mut self, now: Instant, out: &mut Out<'_>) {
+        let _ = (now, out);
+    }
+
+    /// Where the oldest record still held starts; `None` when nothing is held.
+    fn holds_from(&self) -> Option<u64> {
+        None
+    }
+
+    /// Bytes held, for the memory bound.
+    fn held_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// The stages of one input, run in order: what one hands on is pushed to the next.
+#[derive(Default)]
+pub struct Stages {
+    stages: Vec<Box<dyn Stage>>,
+}
+
+impl Stages {
+    pub fn new(stages: Vec<Box<dyn Stage>>) -> Self {
+        Self { stages }
+    }
+
+    /// Runs `record`, which starts at `start`, through every stage; `out` gets what comes
+    /// out of the last one.
+    pub fn push(&mut self, record: Record, start: u64, out: &mut Out<'_>) {
+        run(&mut self.stages, record, start, out);
+    }
+
+    /// Flushes every stage in order, what one flushes going through the ones after it.
+    pub fn flush(&mut self, now: Instant, out: &mut Out<'_>) {
+        for i in 0..self.stages.len() {
+            let (head, rest) = self.stages.split_at_mut(i + 1);
+            head[i].flush(now, &mut |record, start| run(rest, record, start, out));
+        }
+    }
+
+    /// Where the oldest record any stage holds starts.
+    pub fn holds_from(&self) -> Option<u64> {
+        self.stages.iter().filter_map(|s| s.holds_from()).min()
+    }
+
+    /// Bytes held by every stage.
+    pub fn held_bytes(&self) -> usize {
+        self.stages.iter().map(|s| s.held_bytes()).sum()
+    }
+}
+
+fn run(stages: &mut [Box<dyn Stage>], record: Record, start: u64, out: &mut Out<'_>) {
+    match stages.split_first_mut() {
+        None => out(record, start),
+        Some((first, rest)) => first.push(record, start, &mut |r, s| run(rest, r, s, out)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Holds every other record until the next one, and drops lines that say `drop`.
+    #[derive(Default)]
+    struct Pairs {
+        held: Option<(Record, u64)>,
+    }
+
+    impl Stage for Pairs {
+        fn push(&mut self, record: Record, start: u64, out: &mut Out<'_>) {
+            if record.line.starts_with("drop") {
+                return;
+            }
+            match self.held.take() {
+                Some((first, from)) => {
+                    out(first, from);
+                    out(record, start);
+                }
+                None => self.held = Some((record, start)),
+            }
+        }
+
+        fn flush(&mut self, _now: Instant, out: &mut Out<'_>) {
+            if let Some((r, s)) = self.held.take() {
+                out(r, s);
+            }
+        }
+
+        fn holds_from(&self) -> Option<u64> {
+            self.held.as_ref().map(|(_, s)| *s)
+        }
+    }
+
+    /// Appends a mark to every line.
+    struct Mark(&'static str);
+
+    impl Stage for Mark {
+        fn push(&mut self, mut record: Record, start: u64, out: &mut Out<'_>) {
+            record.line.push_str(self.0);
+            out(record, start);
+        }
+    }
+
+    fn line(text: &str) -> Record {
+        Record {
+            line: text.to_owned(),
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn a_chain_runs_records_through_every_stage_in_order_and_reports_what_it_holds() {
+        let mut chain = Stages::new(vec![
+            Box::new(Mark("+a")),
+            Box::new(Pairs::default()),
+            Box::new(Mark("+b")),
+        ]);
+        let mut seen = Vec::new();
+        let mut out = |r: Record, s: u64| seen.push((r.line, s));
+        chain.push(line("1"), 0, &mut out);
+        assert_eq!(chain.holds_from(), Some(0), "the second stage holds line 1");
+        chain.push(line("2"), 10, &mut out);
+        assert_eq!(chain.holds_from(), None);
+        chain.push(line("3"), 20, &mut out);
+        chain.push(line("drop"), 30, &mut out);
+        assert_eq!(chain.holds_from(), Some(20), "a dropped line holds nothing");
+        chain.flush(Instant::now(), &mut out);
+        assert_eq!(chain.holds_from(), None);
+        assert_eq!(
+            seen,
+            [
+                ("1+a+b".to_owned(), 0),
+                ("2+a+b".to_owned(), 10),
+                ("3+a+b".to_owned(), 20)
+            ],
+            "flushed records go through the stages after the one that held them"
+        );
+    }
+}

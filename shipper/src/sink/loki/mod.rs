@@ -13,6 +13,9 @@
 //!   large, or to push again).
 //! - [`retry`]: the same body pushed again with [`Backoff`] until the answer is final, and how
 //!   the push ended, a [`FinalOutcome`].
+//! - [`policy`]: the [`LokiSink`]: a first attempt, then retries, 413 halving, and a side
+//!   lane for batches Loki refused stream by stream (looked up with [`query`] first).
+//! - [`report`]: every Loki figure (sent, retried, refused, given up) counted in one place.
 //!
 //! Why in these parts: each is checked on its own terms, the bodies against `prost`'s own
 //! encoding, the reading of answers against the texts a real Loki 3 writes, and the client and
@@ -20,6 +23,9 @@
 pub mod answer;
 pub mod client;
 pub mod encode;
+pub mod policy;
+pub mod query;
+pub mod report;
 pub mod retry;
 
 pub use answer::{
@@ -27,6 +33,7 @@ pub use answer::{
 };
 pub use client::{BuildError, PushClient, PushObserver};
 pub use encode::{EncodeError, EncodedBody, Encoder};
+pub use policy::LokiSink;
 pub use retry::Backoff;
 
 #[cfg(test)]

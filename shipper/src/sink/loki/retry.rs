@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::BackoffConfig;
 use crate::sink::loki::answer::{Failure, FinalOutcome, FinalResult, PushOutcome, Rejection};
@@ -100,8 +100,8 @@ impl PushClient {
     }
 
     /// Pushes `body` until Loki takes it (or answers a final `400`/`413`), retrying retryable
-    /// failures with [`Backoff`], until `max_retries` runs out or `shutdown` turns `true` (or its
-    /// sender is dropped).
+    /// failures with [`Backoff`], until `max_retries` runs out or `shutdown` is cancelled (the
+    /// shutdown's grace period is over).
     ///
     /// The first attempt is always made and runs to its end (bounded by the timeout), so a last
     /// flush at shutdown gets its chance; shutdown then cuts short the waits between attempts and
@@ -114,9 +114,8 @@ impl PushClient {
     pub async fn push_with_retry(
         &self,
         body: &EncodedBody,
-        shutdown: &watch::Receiver<bool>,
+        shutdown: &CancellationToken,
     ) -> FinalOutcome {
-        let mut shutdown = shutdown.clone();
         let mut attempts: u32 = 0;
         let mut failed: u32 = 0;
         let mut last: Option<Failure> = None;
@@ -127,7 +126,7 @@ impl PushClient {
             } else {
                 tokio::select! {
                     biased;
-                    () = shutdown_requested(&mut shutdown) => None,
+                    () = shutdown.cancelled() => None,
                     outcome = self.push(body) => Some(outcome),
                 }
             };
@@ -201,7 +200,7 @@ impl PushClient {
             last = Some(failure);
             let stop = tokio::select! {
                 biased;
-                () = shutdown_requested(&mut shutdown) => true,
+                () = shutdown.cancelled() => true,
                 () = tokio::time::sleep(delay) => false,
             };
             if stop {
@@ -222,11 +221,6 @@ impl PushClient {
             failed_attempts: failed,
         }
     }
-}
-
-/// Resolves once shutdown is requested (`true`) or can no longer be signalled (sender dropped).
-async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 #[cfg(test)]
@@ -407,7 +401,7 @@ mod tests {
         while server.seen().is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tx.send(true).unwrap();
+        tx.cancel();
         let out = tokio::time::timeout(Duration::from_secs(10), task)
             .await
             .expect("shutdown must end the wait")
@@ -420,21 +414,17 @@ mod tests {
         assert!(!out.delivered());
 
         // Already shutting down: one attempt (a last flush), then no retry.
-        let (_tx, rx) = watch::channel(true);
+        let rx = CancellationToken::new();
+        rx.cancel();
         let fast_client = client(server.url(), fast(None));
         let out = fast_client.push_with_retry(&body(), &rx).await;
         assert!(matches!(out.result, FinalResult::ShutDown { .. }));
         assert_eq!(out.attempts, 1);
 
-        // A dropped sender counts as shutdown too.
-        let (tx, rx) = watch::channel(false);
-        drop(tx);
-        let out = fast_client.push_with_retry(&body(), &rx).await;
-        assert!(matches!(out.result, FinalResult::ShutDown { .. }));
-
         // The first attempt of a flush at shutdown still gets its answer.
         let ok = ScriptedServer::start(vec![(204, "")]).await;
-        let (_tx, rx) = watch::channel(true);
+        let rx = CancellationToken::new();
+        rx.cancel();
         let out = client(ok.url(), fast(None))
             .push_with_retry(&body(), &rx)
             .await;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackoffConfig, Encoding, HumanDuration, LokiConfig};
 use crate::model::{Entry, Metadata, Stream};
@@ -200,8 +200,9 @@ pub(crate) fn body() -> EncodedBody {
         .unwrap()
 }
 
-pub(crate) fn no_shutdown() -> (watch::Sender<bool>, watch::Receiver<bool>) {
-    watch::channel(false)
+pub(crate) fn no_shutdown() -> (CancellationToken, CancellationToken) {
+    let token = CancellationToken::new();
+    (token.clone(), token)
 }
 
 pub(crate) fn temp_file(name: &str, contents: &str) -> PathBuf {

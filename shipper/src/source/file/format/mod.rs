@@ -1,17 +1,15 @@
 //! Decoding: raw lines of a container log file into log records.
 //!
 //! **In:** one line of a file at a time, as the tailer read it (`&[u8]` without its `\n`; it
-//! may hold invalid UTF-8, NULs, `\r`), into the [`Decoder`] kept for that file.
-//! **Out:** zero or one [`Record`] per line: the text the container wrote, its timestamp and
-//! stream when the file format records them, and whether it was cut to `max_line_bytes`.
+//! may hold invalid UTF-8, NULs, `\r`), into the [`FormatDecoder`] kept for that file.
+//! **Out:** one [`Record`] per line: the text the container wrote, its timestamp and
+//! stdio when the file format records them, and whether it was cut to `max_line_bytes`.
 //!
-//! **Why a stateful decoder per file:** container runtimes split long lines into several
-//! records (Docker at 16 KiB, containerd/CRI-O with `P` ... `F` tags). Shipping the parts as
-//! separate entries would break every long JSON line, so parts are joined back into one
-//! record. While a line is incomplete, [`Decoder::decode`] returns `Ok(None)`;
-//! [`Decoder::flush`] hands out what is pending when the tailer gives up waiting (a timeout,
-//! the file rotated or deleted). Parts are joined per stream: stdout and stderr are copied
-//! by separate threads of the runtime, so their records may interleave.
+//! **Split lines:** container runtimes split long lines into several records (Docker at
+//! 16 KiB, containerd/CRI-O with `P` ... `F` tags). A Docker or CRI record is handed out as
+//! its bytes, marked [`Split::Part`] (continued later) or [`Split::Last`]; the partial-line
+//! join stage (`transform/partial_join.rs`) puts the parts back together per stdio and makes
+//! the text, and holds the position at the first part until the line is whole.
 //!
 //! **Formats** ([`Format`]), chosen per file, or detected from its first non-blank line with
 //! [`Format::Auto`]:
@@ -21,14 +19,12 @@
 //!   record with empty text is an empty line and is returned as a record with an empty
 //!   `line` (Loki accepts empty lines; dropping them is the shipper's choice, not a silent
 //!   one here).
-//! - [`Format::Plain`]: the line as it is, no timestamp, no stream.
+//! - [`Format::Plain`]: the line as it is, no timestamp, no stdio.
 //!
 //! For all formats: invalid UTF-8 is replaced with U+FFFD (a line is never dropped for its
 //! bytes), one trailing `\r` is removed (a CRLF line ending), and a line longer than
-//! `max_line_bytes` is cut on a character boundary with `truncated = true`. A joined line
-//! is cut the same way, and the parts that follow the cut are skipped until the line's last
-//! part, so a runaway line costs at most `max_line_bytes` of memory. A joined line has the
-//! timestamp of its first part.
+//! `max_line_bytes` is cut on a character boundary with `truncated = true` (see
+//! `model/text.rs`).
 //!
 //! **Malformed lines** (a Docker line that is not JSON, lacks `log` or `time`, has a bad
 //! `time`; a CRI line with a bad time, an unknown stream, a missing tag): never a panic and
@@ -37,17 +33,11 @@
 //! plain text, which the shipper can send as is. A malformed line does not disturb a
 //! pending partial line; the line after it can still complete it.
 //!
-//! **Restart points:** a line the decoder swallowed as a part (`Ok(None)`) is not shipped
-//! until its line completes or is flushed, so the tailer must not save a position past a
-//! part while [`Decoder::has_pending`] is true; restarting from the first part's offset
-//! rebuilds the same record.
-//!
 //! The JSON *inside* a line (the application's `timestamp`, `level`, trace ids) is read by
-//! [`json_fields::extract`], separately, because the shipper decides which timestamp wins.
+//! a stage (`transform/json_fields.rs`), because the shipper decides which timestamp wins.
 
 mod cri;
 mod docker;
-mod join;
 mod plain;
 
 #[cfg(test)]
@@ -56,79 +46,26 @@ mod proptests;
 mod tests;
 
 use std::borrow::Cow;
-use std::fmt;
-use std::str::FromStr;
 
-use crate::model::Record;
+pub use crate::config::Format;
 use crate::model::rfc3339::TimeError;
+use crate::model::text::{lossy, strip_cr, to_line};
+use crate::model::{Record, Split, Stdio};
 
-use join::Joiner;
-
-/// The on-disk format of a log file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Format {
-    /// Detect from the file's first non-blank line ([`Format::detect`]).
-    #[default]
-    Auto,
-    /// Docker's json-file driver.
-    Docker,
-    /// The CRI format of containerd and CRI-O.
-    Cri,
-    /// Lines as they are.
-    Plain,
-}
-
-impl Format {
-    /// The format a file is in, judged from one of its lines (the first non-blank one): a
-    /// valid Docker record with `log`, `time` and a `stream` of `stdout`/`stderr` is Docker,
-    /// a valid CRI record is CRI, anything else is plain. Never returns `Auto`.
-    #[must_use]
-    pub fn detect(line: &[u8]) -> Format {
-        let line = plain::strip_cr(line);
-        let docker = line.first() == Some(&b'{')
-            && docker::parse(&plain::lossy(line)).is_ok_and(|r| r.stream.is_some());
-        if docker {
-            Format::Docker
-        } else if cri::parse(line).is_ok() {
-            Format::Cri
-        } else {
-            Format::Plain
-        }
-    }
-
-    /// The name used in configuration: `auto`, `docker`, `cri`, `plain`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Auto => "auto",
-            Format::Docker => "docker",
-            Format::Cri => "cri",
-            Format::Plain => "plain",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A format name that is none of `auto`, `docker`, `cri`, `plain`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown log format `{0}` (expected auto, docker, cri or plain)")]
-pub struct UnknownFormat(pub String);
-
-impl FromStr for Format {
-    type Err = UnknownFormat;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name {
-            "auto" => Ok(Format::Auto),
-            "docker" => Ok(Format::Docker),
-            "cri" => Ok(Format::Cri),
-            "plain" => Ok(Format::Plain),
-            other => Err(UnknownFormat(other.to_owned())),
-        }
+/// The format a file is in, judged from one of its lines (the first non-blank one): a
+/// valid Docker record with `log`, `time` and a `stream` of `stdout`/`stderr` is Docker,
+/// a valid CRI record is CRI, anything else is plain. Never returns `Auto`.
+#[must_use]
+pub fn detect(line: &[u8]) -> Format {
+    let line = strip_cr(line);
+    let docker = line.first() == Some(&b'{')
+        && docker::parse(&lossy(line)).is_ok_and(|r| r.stream.is_some());
+    if docker {
+        Format::Docker
+    } else if cri::parse(line).is_ok() {
+        Format::Cri
+    } else {
+        Format::Plain
     }
 }
 
@@ -200,25 +137,24 @@ impl Problem {
 
 /// Bytes quoted in an error message: lossy text, at most 64 bytes.
 fn snippet(bytes: &[u8]) -> String {
-    plain::to_line(Cow::Borrowed(bytes), 64).0
+    to_line(Cow::Borrowed(bytes), 64).0
 }
 
-/// Decodes the lines of one file, in order, joining the parts of split lines.
-pub struct Decoder {
+/// Decodes the lines of one file, in order, into records (the parts of split lines are
+/// records too, joined by the partial-line join stage).
+pub struct FormatDecoder {
     /// The file's format; `Auto` until the first non-blank line decides.
     format: Format,
     max_line_bytes: usize,
-    joiner: Joiner,
 }
 
-impl Decoder {
+impl FormatDecoder {
     /// A decoder for a file in `format`, cutting lines to `max_line_bytes` (Loki refuses
     /// lines over its `max_line_size`, 256 KiB by default).
     pub fn new(format: Format, max_line_bytes: usize) -> Self {
-        Decoder {
+        FormatDecoder {
             format,
             max_line_bytes,
-            joiner: Joiner::new(max_line_bytes),
         }
     }
 
@@ -227,76 +163,48 @@ impl Decoder {
         self.format
     }
 
-    /// Decodes the next line of the file (without its `\n`).
-    ///
-    /// `Ok(Some(record))`: a complete line. `Ok(None)`: a part of a split line, kept until
-    /// its last part (or [`Decoder::flush`]). `Err(e)`: a malformed line; ship
-    /// `e.fallback`. Before the format is detected, blank lines are plain records.
+    /// Decodes the next line of the file (without its `\n`): a whole record, or a part of a
+    /// split line ([`Split::Part`], [`Split::Last`]) for the partial-line join. Before the
+    /// format is detected, blank lines are plain records.
     ///
     /// # Errors
     /// [`DecodeError`] when the line is not a valid record of the file's format (see
     /// [`Problem`]); its `fallback` is the raw line as a plain record.
-    pub fn decode(&mut self, raw: &[u8]) -> Result<Option<Record>, DecodeError> {
+    pub fn decode(&mut self, raw: &[u8]) -> Result<Record, DecodeError> {
         let max = self.max_line_bytes;
         match self.format {
             Format::Auto => {
-                if plain::strip_cr(raw).iter().all(u8::is_ascii_whitespace) {
-                    return Ok(Some(plain::decode(raw, max)));
+                if strip_cr(raw).iter().all(u8::is_ascii_whitespace) {
+                    return Ok(plain::decode(raw, max));
                 }
-                self.format = Format::detect(raw);
+                self.format = detect(raw);
                 self.decode(raw)
             }
-            Format::Plain => Ok(Some(plain::decode(raw, max))),
+            Format::Plain => Ok(plain::decode(raw, max)),
             Format::Docker => {
-                let text = plain::lossy(plain::strip_cr(raw));
+                let text = lossy(strip_cr(raw));
                 let record =
                     docker::parse(&text).map_err(|problem| self.malformed(problem, raw))?;
-                let (stream, timestamp) = (record.stream, Some(record.timestamp));
-                if record.is_partial() {
-                    self.joiner
-                        .partial(stream, timestamp, record.log.as_bytes());
-                    return Ok(None);
-                }
-                let text: Cow<'_, [u8]> = match record.log {
-                    Cow::Borrowed(log) => Cow::Borrowed(&log.as_bytes()[..log.len() - 1]),
-                    Cow::Owned(mut log) => {
-                        log.pop();
-                        Cow::Owned(log.into_bytes())
-                    }
+                let partial = record.is_partial();
+                let mut bytes = record.log.into_owned().into_bytes();
+                let split = if partial {
+                    Split::Part(bytes)
+                } else {
+                    bytes.pop(); // the `\n` that ends a Docker line
+                    Split::Last(bytes)
                 };
-                Ok(Some(self.joiner.last(stream, timestamp, text)))
+                Ok(part_record(record.stream, record.timestamp, split))
             }
             Format::Cri => {
                 let record = cri::parse(raw).map_err(|problem| self.malformed(problem, raw))?;
-                let (stream, timestamp) = (Some(record.stream), Some(record.timestamp));
-                if record.partial {
-                    self.joiner.partial(stream, timestamp, record.text);
-                    return Ok(None);
-                }
-                Ok(Some(self.joiner.last(
-                    stream,
-                    timestamp,
-                    Cow::Borrowed(record.text),
-                )))
+                let bytes = record.text.to_vec();
+                let split = match record.partial {
+                    true => Split::Part(bytes),
+                    false => Split::Last(bytes),
+                };
+                Ok(part_record(Some(record.stream), record.timestamp, split))
             }
         }
-    }
-
-    /// Hands out a pending part-line as it is, the oldest first (when the tailer stops
-    /// waiting for its last part). Call until `None`: there is at most one per stream.
-    pub fn flush(&mut self) -> Option<Record> {
-        self.joiner.flush()
-    }
-
-    /// Whether some line is waiting for its last part.
-    pub fn has_pending(&self) -> bool {
-        self.joiner.has_pending()
-    }
-
-    /// Bytes held for pending lines (at most `max_line_bytes + 3` per stream), for memory
-    /// accounting.
-    pub fn pending_bytes(&self) -> usize {
-        self.joiner.pending_bytes()
     }
 
     fn malformed(&self, problem: Problem, raw: &[u8]) -> DecodeError {
@@ -305,5 +213,15 @@ impl Decoder {
             problem,
             fallback: plain::decode(raw, self.max_line_bytes),
         }
+    }
+}
+
+/// A record of a format that splits lines: its bytes, for the partial-line join.
+fn part_record(stdio: Option<Stdio>, timestamp: i64, split: Split) -> Record {
+    Record {
+        timestamp: Some(timestamp),
+        stdio,
+        split,
+        ..Record::default()
     }
 }

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Value};
 
+use super::tests::Decoder;
 use super::*;
 use crate::model::json_scan::scan_object;
 use crate::model::rfc3339::parse_rfc3339;

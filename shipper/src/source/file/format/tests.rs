@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::model::Stdio;
 use crate::transform::json_fields::{JsonFields, extract};
+use crate::transform::{PartialJoin, Stage};
 
 const MAX: usize = 256 * 1024;
 const S: i64 = 1_000_000_000;
@@ -38,6 +39,52 @@ fn lines(bytes: &[u8]) -> Vec<&[u8]> {
     lines
 }
 
+/// The format decoder and the partial-line join stage together, as the shipper runs them on
+/// a file's lines: `Ok(None)` while a line waits for its last part; `flush` hands out what
+/// is pending, the oldest first.
+pub(super) struct Decoder {
+    format: FormatDecoder,
+    join: PartialJoin,
+    flushed: std::collections::VecDeque<Record>,
+}
+
+impl Decoder {
+    pub(super) fn new(format: Format, max_line_bytes: usize) -> Self {
+        Decoder {
+            format: FormatDecoder::new(format, max_line_bytes),
+            join: PartialJoin::new(max_line_bytes),
+            flushed: Default::default(),
+        }
+    }
+
+    pub(super) fn decode(&mut self, raw: &[u8]) -> Result<Option<Record>, DecodeError> {
+        let record = self.format.decode(raw)?;
+        let mut whole = None;
+        self.join.push(record, 0, &mut |r, _| whole = Some(r));
+        Ok(whole)
+    }
+
+    pub(super) fn flush(&mut self) -> Option<Record> {
+        if self.flushed.is_empty() {
+            let flushed = &mut self.flushed;
+            self.join.flush_all(&mut |r, _| flushed.push_back(r));
+        }
+        self.flushed.pop_front()
+    }
+
+    pub(super) fn has_pending(&self) -> bool {
+        self.join.holds_from().is_some()
+    }
+
+    pub(super) fn pending_bytes(&self) -> usize {
+        self.join.held_bytes()
+    }
+
+    pub(super) fn format(&self) -> Format {
+        self.format.format()
+    }
+}
+
 /// Every record of a file (`Ok(None)` skipped, errors fail the test), then what `flush` has.
 fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Vec<Record> {
     let mut out: Vec<Record> = lines(bytes)
@@ -52,8 +99,8 @@ fn record(line: &str, timestamp: i64, stream: Stdio) -> Record {
     Record {
         line: line.to_owned(),
         timestamp: Some(timestamp),
-        stream: Some(stream),
-        truncated: false,
+        stdio: Some(stream),
+        ..Record::default()
     }
 }
 
@@ -101,7 +148,7 @@ fn docker_sample() {
     let long = &records[3];
     assert_eq!(long.line.len(), 16_384 + 16_384 + 7_207 - 1);
     assert_eq!(
-        (long.timestamp, long.stream, long.truncated),
+        (long.timestamp, long.stdio, long.truncated),
         (Some(T0 + 3 * S), Some(Stdio::Stdout), false)
     );
     assert!(long.line.starts_with(
@@ -194,9 +241,7 @@ fn docker_malformed_records_are_errors_that_keep_the_line() {
             err.fallback,
             Record {
                 line: want.into_owned(),
-                timestamp: None,
-                stream: None,
-                truncated: false
+                ..Record::default()
             }
         );
     }
@@ -373,9 +418,7 @@ fn cri_malformed_lines_are_errors_that_keep_the_line() {
             err.into_fallback(),
             Record {
                 line: raw.to_owned(),
-                timestamp: None,
-                stream: None,
-                truncated: false
+                ..Record::default()
             }
         );
     }
@@ -519,7 +562,7 @@ fn auto_detects_docker() {
         records,
         decode_all(&mut Decoder::new(Format::Docker, MAX), &bytes)
     );
-    assert_eq!(Format::detect(lines(&bytes)[0]), Format::Docker);
+    assert_eq!(detect(lines(&bytes)[0]), Format::Docker);
 }
 
 #[test]
@@ -542,9 +585,7 @@ fn auto_detects_plain_after_blank_lines() {
         auto.decode(b""),
         Ok(Some(Record {
             line: String::new(),
-            timestamp: None,
-            stream: None,
-            truncated: false
+            ..Record::default()
         }))
     );
     assert_eq!(auto.decode(b"  \r").unwrap().unwrap().line, "  ");
@@ -561,33 +602,31 @@ fn auto_detects_plain_after_blank_lines() {
 #[test]
 fn detection_rules() {
     assert_eq!(
-        Format::detect(br#"{"log":"x\n","stream":"stdout","time":"2026-11-22T10:00:00Z"}"#),
+        detect(br#"{"log":"x\n","stream":"stdout","time":"2026-11-22T10:00:00Z"}"#),
         Format::Docker
     );
     assert_eq!(
-        Format::detect(
-            b"{\"log\":\"x\",\"stream\":\"stderr\",\"time\":\"2026-11-22T10:00:00Z\"}\r"
-        ),
+        detect(b"{\"log\":\"x\",\"stream\":\"stderr\",\"time\":\"2026-11-22T10:00:00Z\"}\r"),
         Format::Docker
     );
     assert_eq!(
-        Format::detect(br#"{"log":"x\n","time":"2026-11-22T10:00:00Z"}"#),
+        detect(br#"{"log":"x\n","time":"2026-11-22T10:00:00Z"}"#),
         Format::Plain,
         "Docker always writes stream"
     );
     assert_eq!(
-        Format::detect(br#"{"log":"x\n","stream":"stdout","time":"now"}"#),
+        detect(br#"{"log":"x\n","stream":"stdout","time":"now"}"#),
         Format::Plain
     );
     assert_eq!(
-        Format::detect(b"2026-11-22T10:00:00.1+01:00 stderr P x"),
+        detect(b"2026-11-22T10:00:00.1+01:00 stderr P x"),
         Format::Cri
     );
     assert_eq!(
-        Format::detect(b"2026-11-22T10:00:00Z INFO server started"),
+        detect(b"2026-11-22T10:00:00Z INFO server started"),
         Format::Plain
     );
-    assert_eq!(Format::detect(b"\xff\xfe"), Format::Plain);
+    assert_eq!(detect(b"\xff\xfe"), Format::Plain);
 }
 
 #[test]

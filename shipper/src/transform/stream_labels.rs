@@ -1,22 +1,30 @@
-//! Makes the Loki entry and its stream's labels from a decoded record.
+//! The stage that gives a record its stream's labels and its own fields.
 //!
-//! In: a [`Record`] from the decoder, the file it came from ([`FileContext`]: the input's
-//! static labels, the labels its path tells, its name) and the time the line was read.
-//! Out: the stream's [`LabelSet`] and the [`Entry`]: the record's own timestamp when it has
-//! one (the runtime's, or a JSON line's `timestamp`/`ts`/`time`), so a line read again after
-//! a crash is the same (labels, timestamp, line) and can be found in Loki (`recovery.rs`)
-//! rather than stored twice (a real Loki keeps a replay again); `trace_id`,
-//! `span_id`, `filename` and `truncated` as structured metadata, never labels.
+//! In: a whole [`Record`] and what is constant for its file ([`StreamLabels`]: the input's
+//! static labels, the labels the source tells for the file, its name, the JSON keys that
+//! become labels). Out: the record with its stream's [`LabelSet`] (static, source, `stream`
+//! for stdout/stderr, the JSON label values), its own timestamp when it had none from the
+//! format (a JSON line's `timestamp`/`ts`/`time`, see [`json_fields`](super::json_fields)),
+//! and `trace_id`, `span_id`, `filename` and `truncated` as structured metadata, never
+//! labels. The line's own time matters: a line read again after a crash is then the same
+//! (labels, timestamp, line) and can be found in Loki (`runtime/recovery.rs`) rather than
+//! stored twice (a real Loki keeps a replay again).
+//!
+//! Label sets are built once per file and value, and shared: most lines of a file have the
+//! same, and the batcher compares them by pointer. Repairs made for Loki (a name it would
+//! refuse) are warned about once per set.
 
 use std::sync::Arc;
 
+use super::{Out, Stage};
 use crate::model::labels::build_label_set;
-use crate::model::{Entry, LabelSet, Metadata, Record, Stdio, Text};
+use crate::model::{LabelSet, Metadata, Record, Stdio, Text};
 use crate::transform::json_fields::{self, LabelValues};
 
-/// What is constant for one file.
+/// The stream labels stage of one file: what is constant for the file, and the label
+/// sets made so far.
 #[derive(Debug)]
-pub struct FileContext {
+pub struct StreamLabels {
     /// The input's static labels, then the path's; earlier wins a clash.
     base_labels: Vec<(String, String)>,
     json_labels: Vec<String>,
@@ -33,22 +41,11 @@ pub struct FileContext {
 /// A label set and what it was built from: the record's stream and its JSON label values.
 type KnownLabels = (Option<Stdio>, Vec<(String, String)>, Arc<LabelSet>);
 
-/// The result of [`FileContext::make`].
-pub struct Made<'a> {
-    pub labels: &'a Arc<LabelSet>,
-    pub entry: Entry,
-    /// Label repairs made for a stream seen for the first time (to warn about once).
-    pub repairs: Vec<String>,
-    /// The timestamp is the record's own (the runtime's or the line's), so reading the line
-    /// again gives the same one; not the time it was read.
-    pub own_time: bool,
-}
-
 /// How many distinct label sets one file may produce before JSON label values stop being
 /// used as labels (a `level` key with unbounded values must not explode the stream count).
 const MAX_LABEL_SETS_PER_FILE: usize = 64;
 
-impl FileContext {
+impl StreamLabels {
     pub fn new(
         static_labels: &[(String, String)],
         path_labels: Vec<(String, String)>,
@@ -71,13 +68,14 @@ impl FileContext {
         &self.filename
     }
 
-    /// Turns a record into an entry. `read_time_ns` is asked only when neither the format
-    /// nor the line carries a time.
-    pub fn make(&mut self, record: Record, read_time_ns: impl FnOnce() -> i64) -> Made<'_> {
+    /// Gives `record` its own timestamp (when the format gave none), its structured
+    /// metadata and its stream's labels.
+    fn label(&mut self, record: &mut Record) {
         let fields = json_fields::extract_into(&record.line, &self.json_labels, &mut self.values);
         // The runtime's time wins for Docker and CRI; a plain file's JSON time for plain.
-        let own_time = record.timestamp.or_else(|| fields.timestamp());
-        let timestamp_ns = own_time.unwrap_or_else(read_time_ns);
+        if record.timestamp.is_none() {
+            record.timestamp = fields.timestamp();
+        }
         let mut metadata = Metadata::default();
         if let Some(t) = &fields.trace_id {
             metadata.set_trace_id(Text::of(t, &record.line));
@@ -89,17 +87,13 @@ impl FileContext {
         if record.truncated {
             metadata.set_truncated();
         }
-        let (index, repairs) = self.label_set(record.stream);
-        Made {
-            labels: &self.label_sets[index].2,
-            entry: Entry {
-                timestamp_ns,
-                line: record.line.into(),
-                structured_metadata: metadata,
-            },
-            repairs,
-            own_time: own_time.is_some(),
+        record.metadata = metadata;
+        let (index, repairs) = self.label_set(record.stdio);
+        let labels = &self.label_sets[index].2;
+        if !repairs.is_empty() {
+            tracing::warn!(file = %self.filename, repairs = ?repairs, "labels repaired for Loki");
         }
+        record.labels = Some(Arc::clone(labels));
     }
 
     /// The label set for `stream` and the JSON label values in `self.values`, built the
@@ -154,13 +148,20 @@ fn same_values(known: &[(String, String)], names: &[String], values: &LabelValue
             .all(|((n, v), (i, value))| *n == names[i] && v == value)
 }
 
+impl Stage for StreamLabels {
+    fn push(&mut self, mut record: Record, start: u64, out: &mut Out<'_>) {
+        self.label(&mut record);
+        out(record, start);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Stdio;
+    use crate::model::Entry;
 
-    fn ctx() -> FileContext {
-        FileContext::new(
+    fn ctx() -> StreamLabels {
+        StreamLabels::new(
             &[("job".to_owned(), "pods".to_owned())],
             vec![("namespace".to_owned(), "shop".to_owned())],
             &["level".to_owned(), "service".to_owned()],
@@ -172,8 +173,25 @@ mod tests {
         Record {
             line: line.to_owned(),
             timestamp: ts,
-            stream,
-            truncated: false,
+            stdio: stream,
+            ..Record::default()
+        }
+    }
+
+    /// A record through the stage, and the entry the runtime makes of it.
+    struct Made {
+        labels: Arc<LabelSet>,
+        entry: Entry,
+    }
+
+    fn make(c: &mut StreamLabels, record: Record, read_time_ns: i64) -> Made {
+        let mut made = None;
+        c.push(record, 0, &mut |r, _| made = Some(r));
+        let record = made.expect("the stage hands every record on");
+        let labels = record.labels.clone().expect("labelled");
+        Made {
+            labels,
+            entry: record.into_entry(|| read_time_ns).0,
         }
     }
 
@@ -181,7 +199,7 @@ mod tests {
     fn a_tailrace_log_line_gives_labels_metadata_and_its_own_time() {
         let mut c = ctx();
         let line = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","level":"WARNING","message":"m","target":"api","service":"api","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"}"#;
-        let made = c.make(record(line, None, None), || 1);
+        let made = make(&mut c, record(line, None, None), 1);
         assert_eq!(made.labels.get("level"), Some("warn"));
         assert_eq!(made.labels.get("service"), Some("api"));
         assert_eq!(made.labels.get("job"), Some("pods"));
@@ -204,13 +222,17 @@ mod tests {
         let mut c = ctx();
         let with_json_time = r#"{"ts":1795341601}"#;
         assert_eq!(
-            c.make(record(with_json_time, Some(7), Some(Stdio::Stdout)), || 1)
-                .entry
-                .timestamp_ns,
+            make(
+                &mut c,
+                record(with_json_time, Some(7), Some(Stdio::Stdout)),
+                1
+            )
+            .entry
+            .timestamp_ns,
             7
         );
         assert_eq!(
-            c.make(record("plain", None, None), || 99)
+            make(&mut c, record("plain", None, None), 99)
                 .entry
                 .timestamp_ns,
             99
@@ -222,7 +244,7 @@ mod tests {
         let mut c = ctx();
         let mut r = record("x", Some(1), Some(Stdio::Stderr));
         r.truncated = true;
-        let made = c.make(r, || 0);
+        let made = make(&mut c, r, 0);
         assert_eq!(made.labels.get("stream"), Some("stderr"));
         assert!(made.entry.metadata().any(|p| p == ("truncated", "true")));
     }
@@ -236,10 +258,10 @@ mod tests {
             .enumerate()
         {
             let line = format!(r#"{{"level":"{level}","service":"api"}}"#);
-            let made = c.make(record(&line, Some(i as i64), None), || 0);
+            let made = make(&mut c, record(&line, Some(i as i64), None), 0);
             seen.push((
                 made.labels.get("level").unwrap().to_owned(),
-                Arc::as_ptr(made.labels),
+                Arc::as_ptr(&made.labels),
             ));
         }
         let levels: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
@@ -251,7 +273,7 @@ mod tests {
         assert_ne!(seen[0].1, seen[1].1);
         assert_eq!(c.label_sets.len(), 3);
         // A line without the key has a set of its own too.
-        let made = c.make(record("plain text", Some(9), None), || 0);
+        let made = make(&mut c, record("plain text", Some(9), None), 0);
         assert_eq!(made.labels.get("level"), None);
         assert_eq!(c.label_sets.len(), 4);
     }
@@ -260,7 +282,7 @@ mod tests {
     fn ids_are_kept_whether_or_not_they_have_escapes() {
         let mut c = ctx();
         let line = r#"{"trace_id":"ab\u0063d","span_id":"0123"}"#;
-        let made = c.make(record(line, Some(1), None), || 0);
+        let made = make(&mut c, record(line, Some(1), None), 0);
         let md: Vec<_> = made.entry.metadata().collect();
         assert_eq!(md[0], ("trace_id", "abcd"));
         assert_eq!(md[1], ("span_id", "0123"));
@@ -271,7 +293,7 @@ mod tests {
         let mut c = ctx();
         for i in 0..200 {
             let line = format!(r#"{{"level":"l{i}"}}"#);
-            c.make(record(&line, Some(i), None), || 0);
+            make(&mut c, record(&line, Some(i), None), 0);
         }
         assert!(c.label_sets.len() <= MAX_LABEL_SETS_PER_FILE + 1);
     }

@@ -1,0 +1,213 @@
+//! The reader thread: a source's records through their input's stages, into chunks.
+//!
+//! In: a [`Source`], the stages each input's records go through (made by the pipeline for
+//! each new input), the tenant of each configured input. Out: [`Chunk`]s of entries on the
+//! bounded channel to the batcher, each entry with the position just after its line, held
+//! back to the first line of a record a stage still holds; the reading figures in the
+//! metrics and `/status`.
+//!
+//! Why a thread of its own: reading files is blocking I/O, and the reader must be able to
+//! wait (for the memory bound, for room on the channel) without holding an async worker.
+//! With several tenants, a tenant holding its share of the memory bound has its files left
+//! alone (a budget of 0) until its sink takes some of its lines, so a throttled tenant
+//! cannot stop the others.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::chunk::{Chunk, Emitter};
+use super::memory::MemoryBudget;
+use super::shutdown::Shutdown;
+use crate::model::{FileKey, LabelSet, Record};
+use crate::observe::server::FileStatus;
+use crate::observe::telemetry::Telemetry;
+use crate::source::{Polled, Read, Scanned, Source};
+use crate::transform::Stages;
+
+/// Bytes read per file per poll, so one busy file does not starve the others.
+const READ_BUDGET: usize = 1024 * 1024;
+
+/// Makes the stages of a new input: (configured input, path, labels the source tells).
+pub type MakeStages = Box<dyn Fn(usize, &std::path::Path, &[(String, String)]) -> Stages + Send>;
+
+/// The reader thread's state.
+pub struct Reader<S: Source> {
+    pub source: S,
+    pub make_stages: MakeStages,
+    /// Per configured input, the tenant its lines go to.
+    pub tenants: Vec<Arc<str>>,
+    pub tx: mpsc::Sender<Chunk>,
+    pub memory: Arc<MemoryBudget>,
+    pub telemetry: Arc<Telemetry>,
+    pub shutdown: Shutdown,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// What is kept per input (watched path) of the source.
+struct PathStages {
+    tenant: Arc<str>,
+    stages: Stages,
+    /// The file and end of the last line read: where a record the stages hand on later (a
+    /// timeout) is placed.
+    last: Option<(FileKey, u64)>,
+}
+
+/// What the stages handed on for one line, before it is emitted (the stages are borrowed
+/// while they hand on).
+type Ready = Vec<Record>;
+
+impl<S: Source> Reader<S> {
+    /// Reads until shutdown, continuing from `saved` first.
+    pub fn run(mut self, saved: &[(FileKey, u64)]) {
+        self.source.resume(saved);
+        let mut paths: HashMap<PathBuf, PathStages> = HashMap::new();
+        let mut ready = Ready::new();
+        while !self.shutdown.is_requested() {
+            let polled = self.poll(&mut paths, &mut ready);
+            self.source.wait(&polled);
+        }
+    }
+
+    /// Reads what is new everywhere, except the files of a tenant holding its share of the
+    /// memory bound.
+    fn poll(&mut self, paths: &mut HashMap<PathBuf, PathStages>, ready: &mut Ready) -> Polled {
+        let mut out = Emitter {
+            tx: &self.tx,
+            memory: &self.memory,
+            telemetry: &self.telemetry,
+            shutdown: &self.shutdown,
+            runtime: &self.runtime,
+            chunk: None,
+        };
+        let (tenants, memory) = (&self.tenants, &self.memory);
+        let shared = memory.shared();
+        // The budget is in file bytes and the share in charged bytes, which are more (an
+        // entry costs its line and its slot): a quarter of the room keeps a tenant near its
+        // share, the bound itself catching the rest.
+        let mut budget = |input: usize| match shared {
+            false => READ_BUDGET, // one tenant: no share to look up
+            true => (memory.tenant_room(&tenants[input]) / 4).min(READ_BUDGET),
+        };
+        let make_stages = &self.make_stages;
+        // The stages of the path whose lines are coming, out of `paths` while they come
+        // (they come in runs per file): a map lookup per run rather than per line.
+        let mut current: Option<(PathBuf, PathStages)> = None;
+        let now = Instant::now();
+        let polled = self.source.poll(now, &mut budget, &mut |read: Read<'_>| {
+            let same_path =
+                |(path, _): &(PathBuf, PathStages)| path.as_os_str() == read.key.path.as_os_str();
+            if !current.as_ref().is_some_and(same_path) {
+                if let Some((path, state)) = current.take() {
+                    paths.insert(path, state);
+                }
+                let path = &read.key.path;
+                current = Some(paths.remove_entry(path).unwrap_or_else(|| {
+                    let state = PathStages {
+                        tenant: Arc::clone(&tenants[read.input]),
+                        stages: make_stages(read.input, path, read.labels),
+                        last: None,
+                    };
+                    (path.clone(), state)
+                }));
+            }
+            let (_, state) = current.as_mut().expect("set above");
+            match &mut state.last {
+                // The same file as the line before: no copy of its key.
+                Some((k, end)) if k.is(read.key) => *end = read.end,
+                last => *last = Some((read.key.clone(), read.end)),
+            }
+            state
+                .stages
+                .push(read.record, read.start, &mut |record, _| ready.push(record));
+            if ready.is_empty() && state.stages.holds_from().is_none() {
+                // Neither handed on nor held: a stage dropped it on purpose.
+                out.dropped(&state.tenant, read.key, read.end);
+            }
+            emit(&mut out, state, read.key, read.end, ready);
+        });
+        if let Some((path, state)) = current.take() {
+            paths.insert(path, state);
+        }
+        // What the stages held long enough (a split line whose last part never came) goes
+        // out now, placed after the last line read of its file.
+        let mut held = 0;
+        for state in paths.values_mut() {
+            state.stages.flush(now, &mut |record, _| ready.push(record));
+            if let Some((file, end)) = state.last.clone() {
+                emit(&mut out, state, &file, end, ready);
+            }
+            held += state.stages.held_bytes();
+        }
+        out.send();
+        self.memory.set_buffers(polled.buffer_bytes + held);
+        if let Some(scanned) = &polled.scanned {
+            for gone in &scanned.gone {
+                paths.remove(gone);
+            }
+            self.publish(scanned);
+        }
+        let metrics = &self.telemetry.metrics;
+        metrics.read_lines.inc_by(polled.lines);
+        metrics.read_bytes.inc_by(polled.bytes);
+        metrics.given_up_bytes.inc_by(polled.given_up_bytes);
+        metrics.decode_errors.inc_by(polled.malformed);
+        polled
+    }
+
+    /// Publishes the files being read, their offsets and sizes (for `/status` and the
+    /// unread-bytes metric). At each scan: often enough for people, cheap for the reader.
+    fn publish(&self, scanned: &Scanned) {
+        let files: Vec<FileStatus> = scanned
+            .files
+            .iter()
+            .map(|f| FileStatus {
+                path: f.path.display().to_string(),
+                offset: f.offset,
+                size: f.size,
+            })
+            .collect();
+        let metrics = &self.telemetry.metrics;
+        metrics.symlinks_refused.inc_by(scanned.refused_links);
+        metrics.files_watched.set(scanned.watched as i64);
+        metrics
+            .unread_bytes
+            .set(files.iter().map(FileStatus::unread).sum::<u64>() as i64);
+        self.telemetry.health.set_files(files);
+        self.telemetry.health.set_discovery_done();
+    }
+}
+
+/// Emits what the stages of `state` handed on, after `file`'s line ending at `end`: a
+/// position never passes the first line of a record a stage still holds.
+fn emit(out: &mut Emitter<'_>, state: &PathStages, file: &FileKey, end: u64, ready: &mut Ready) {
+    if ready.is_empty() {
+        return;
+    }
+    let end = state.stages.holds_from().map_or(end, |from| from.min(end));
+    for mut record in ready.drain(..) {
+        if record.truncated {
+            out.telemetry.metrics.truncated_lines.inc();
+        }
+        let labels = record.labels.take().unwrap_or_else(unlabelled);
+        let (entry, own_time) = record.into_entry(now_ns);
+        out.emit(&state.tenant, file, end, &labels, entry, own_time);
+    }
+}
+
+/// The label set of a record no stage labelled (the stream labels stage ends every chain,
+/// so only a chain built without it has one).
+fn unlabelled() -> Arc<LabelSet> {
+    let (set, _) = crate::model::labels::build_label_set([("job".into(), "tailrace".into())]);
+    Arc::new(set)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
