@@ -173,7 +173,6 @@ impl Recovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::labels::build_label_set;
 
     #[test]
     fn only_what_may_have_been_sent_is_looked_up_and_a_copy_shares_its_promise() {

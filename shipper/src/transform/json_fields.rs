@@ -424,6 +424,10 @@ fn parse_exponent(text: &str) -> Option<i64> {
 }
 
 #[cfg(test)]
+#[path = "json_fields_prop_tests.rs"]
+mod prop_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -41,7 +41,7 @@ mod docker;
 mod plain;
 
 #[cfg(test)]
-mod proptests;
+mod prop_tests;
 #[cfg(test)]
 mod tests;
 
