@@ -1,25 +1,33 @@
 //! `tailrace`: tails container log files and pushes them to Grafana Loki without losing or
 //! duplicating a line.
 //!
-//! The shipper is a pipeline; each module is one stage, in the order a line meets them:
+//! The shipper is a pipeline, and the folders are its parts. One rule orders them: **model ←
+//! {source, transform, sink} ← runtime ← pipeline, cli**; the three in the middle never use
+//! each other, and meet only at the [`model`] and their one trait each.
+//!
+//! ```text
+//!  source ──records──► transform ──records──► runtime ──batches──► sink
+//!  (Source)            (Stage, per input)    reader, chunks,      (Sink, per tenant)
+//!                                            batcher, lanes
+//!                                                 ▲                  │
+//!                                                 └─ positions ◄─ done
+//! ```
+//!
+//! - [`model`]: the neutral vocabulary: the record, the entry and its stream, label sets,
+//!   a source's cursor.
+//! - [`source`]: where records come from. [`source::file`]: container log files
+//!   (discovery, tailing across rotation and restarts, Docker json-file, CRI, plain).
+//! - [`transform`]: stages between source and sink: the partial-line join, the stream
+//!   labels and the line's own fields.
+//! - [`sink`]: where entries go. [`sink::loki`]: Grafana Loki's push API (client, answers,
+//!   retry policy, encoders); [`sink::stdout`]: the dry run.
+//! - [`runtime`]: the reader thread, chunks, batching per tenant, one lane per tenant, the
+//!   memory bound, acknowledgements, positions and their promises, crash recovery, the one
+//!   shutdown signal.
+//! - [`observe`]: metrics, health and the HTTP server (`/metrics`, `/healthz`, `/ready`,
+//!   `/status`).
 //! - [`config`]: the YAML configuration, checked before anything runs.
-//! - [`discover`]: which files to tail (globs, symlinks, a watcher and periodic scans).
-//! - [`tail`]: files to complete lines with their offsets, across rotation and restarts.
-//! - [`decode`]: Docker json-file, CRI and plain lines to records.
-//! - [`labels`]: stream labels from paths, inputs and JSON lines, made valid for Loki.
-//! - [`entry`]: a record to a Loki entry (its own timestamp, structured metadata).
-//! - [`batch`]: entries to push-sized batches per tenant, streams sorted by time.
-//! - [`encode`]: batches to protobuf+snappy or JSON+gzip bodies.
-//! - [`push`]: bodies to Loki, with retry; a 400 is final and partial.
-//! - [`checkpoint`]: positions that only move past lines Loki accepted, saved atomically,
-//!   and how far each file may have been sent.
-//! - [`positions_sync`]: writes positions soon after Loki accepts, and before a push may
-//!   send lines past what the positions file promises.
-//! - [`recovery`]: after a crash, the lines that may be in Loki already are looked up there
-//!   and not sent again.
-//! - [`pipeline`]: runs the stages together until shutdown.
-//! - [`telemetry`], [`metrics`], [`server`]: what the shipper reports about itself, and the
-//!   `/metrics`, `/healthz`, `/ready` and `/status` endpoints.
+//! - [`pipeline`]: wires one run: which source, which stages, which sink.
 //! - [`cli`]: the command line (`run`, `check`, `positions`, `probe`).
 
 pub mod cli;

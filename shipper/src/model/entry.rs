@@ -330,7 +330,7 @@ impl Metadata {
     }
 
     /// Calls `f` with each pair's name and value as the protobuf writer writes them, in
-    /// order (see [`Text::get_exact`]). For the hot paths, where a chain of iterators cost
+    /// order (see `Text::get_exact`). For the hot paths, where a chain of iterators cost
     /// more than the work.
     #[inline(always)]
     pub fn for_each_exact(&self, line: &str, mut f: impl FnMut(&str, &str)) {

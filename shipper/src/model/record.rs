@@ -1,7 +1,7 @@
 //! A log record as a source hands it out and the stages pass it on.
 //!
 //! In: made by a source's format decoder (Docker json-file, CRI, plain) from one line of a
-//! file. Out: taken by the stages, then made into an [`Entry`](super::Entry) by the runtime.
+//! file. Out: taken by the stages, then made into an [`Entry`] by the runtime.
 //! One type from source to the last stage, so a stage can be put anywhere in the chain.
 
 use std::fmt;
@@ -37,7 +37,7 @@ impl fmt::Display for Stdio {
 /// A source fills in the text and what its format says (timestamp, stdio, truncation, and
 /// whether the runtime split the line); stages join parts, pick the line's own timestamp,
 /// and give it its stream's labels and structured metadata. The runtime then makes the
-/// [`Entry`](super::Entry) a sink receives.
+/// [`Entry`] a sink receives.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     /// The text, valid UTF-8 (invalid bytes replaced with U+FFFD), without the line ending,

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::model::labels::LabelSet;
-use crate::model::{Entry, FileKey, Stream};
-use crate::runtime::checkpoint::BatchId;
+use crate::model::{BatchId, Entry, FileKey, Stream};
 
 /// Bytes counted per entry on top of its line and metadata (timestamp, framing), so the
 /// estimate errs on the large side.

@@ -1,7 +1,7 @@
 //! The batcher task: chunks from the reader into one batcher per tenant, batches to the
 //! lanes.
 //!
-//! In: [`Chunk`]s from the reader thread. Out: [`Batch`]es handed to their tenant's lane,
+//! In: [`Chunk`]s from the reader thread. Out: batches ([`Batch`](super::batch::Batch)) handed to their tenant's lane,
 //! cut at `max_bytes` or when their oldest entry waited `max_wait` (see `batch.rs`).
 //! Before a chunk's lines are batched, the positions file is promised how far they may be
 //! sent (see `positions_sync.rs`); after a crash, lines Loki may hold already are looked up

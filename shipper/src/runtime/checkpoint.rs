@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FileId, FileKey};
+use crate::model::{BatchId, FileId, FileKey};
 
 /// The positions file format this build writes. Version 1 (no `sent_to`) is still read.
 pub const POSITIONS_VERSION: u32 = 2;
@@ -302,9 +302,6 @@ fn aside_name(path: &Path) -> PathBuf {
     name.push(format!(".corrupt-{secs}"));
     path.with_file_name(name)
 }
-
-/// An opaque batch number handed out by the batcher.
-pub type BatchId = u64;
 
 /// Tracks, per file, which read segments are in which batch, and yields the offset below
 /// which every batch was accepted.

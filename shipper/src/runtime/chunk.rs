@@ -53,7 +53,7 @@ pub struct ChunkEntry {
     pub range: std::ops::Range<usize>,
     /// `batch::entry_size`: the entry's bytes on the wire, as batches are cut by.
     pub size: usize,
-    /// What the memory bound is charged for it (see [`memory_charge`]).
+    /// What the memory bound is charged for it (see `memory_charge`).
     pub charge: usize,
     /// Its timestamp is the record's own (found again when the line is read again).
     pub own_time: bool,

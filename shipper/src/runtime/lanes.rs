@@ -7,7 +7,7 @@
 //! ([`AckTracker`]) and the memory it held is given back.
 //!
 //! Why lanes: a tenant that cannot be sent to (its ingestion rate, its credentials) never
-//! holds back another. While a lane's sink delivers, at most [`LANE_DEPTH`] batches wait in
+//! holds back another. While a lane's sink delivers, at most `LANE_DEPTH` (2) batches wait in
 //! it and the batcher waits for room: the sink's pace, not the memory bound, sets how much
 //! is held (and reading slows to it). While its sink retries, its queue is not waited on,
 //! so the other tenants go on; the memory bound alone limits what it holds.

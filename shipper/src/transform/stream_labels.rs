@@ -4,7 +4,7 @@
 //! static labels, the labels the source tells for the file, its name, the JSON keys that
 //! become labels). Out: the record with its stream's [`LabelSet`] (static, source, `stream`
 //! for stdout/stderr, the JSON label values), its own timestamp when it had none from the
-//! format (a JSON line's `timestamp`/`ts`/`time`, see [`json_fields`](super::json_fields)),
+//! format (a JSON line's `timestamp`/`ts`/`time`, see [`json_fields`](mod@super::json_fields)),
 //! and `trace_id`, `span_id`, `filename` and `truncated` as structured metadata, never
 //! labels. The line's own time matters: a line read again after a crash is then the same
 //! (labels, timestamp, line) and can be found in Loki (`runtime/recovery.rs`) rather than

@@ -2,12 +2,12 @@
 //!
 //! In: the configured inputs (globs, `start_at`, format, `max_line_bytes`) and the positions
 //! saved before a restart. Out: [`Read`]s, one per line of every followed file, in order
-//! per file: the record its format decodes ([`format`]), its cursor (the file's
+//! per file: the record its format decodes ([`format`](mod@format)), its cursor (the file's
 //! [`FileKey`], where the line starts and ends) and the labels its path tells ([`paths`]).
 //!
 //! Made of: [`discover`] (which files: globs, symlinks, a directory watcher and periodic
 //! scans), [`tail`] (files to complete lines with their offsets, across rotation,
-//! truncation, compression and restarts; tested against a model), [`format`] (Docker
+//! truncation, compression and restarts; tested against a model), [`format`](mod@format) (Docker
 //! json-file, CRI, plain) and [`paths`]. Like Vector's `lib/file-source`, it knows nothing
 //! of what happens to a line next: no stage, no sink, no channel, no async.
 //!

@@ -170,7 +170,7 @@ impl FormatDecoder {
     /// # Errors
     /// [`DecodeError`] when the line is not a valid record of the file's format (see
     /// [`Problem`]); its `fallback` is the raw line as a plain record.
-    pub fn decode(&mut self, raw: &[u8]) -> Result<Record, DecodeError> {
+    pub fn decode(&mut self, raw: &[u8]) -> Result<Record, Box<DecodeError>> {
         let max = self.max_line_bytes;
         match self.format {
             Format::Auto => {
@@ -207,12 +207,12 @@ impl FormatDecoder {
         }
     }
 
-    fn malformed(&self, problem: Problem, raw: &[u8]) -> DecodeError {
-        DecodeError {
+    fn malformed(&self, problem: Problem, raw: &[u8]) -> Box<DecodeError> {
+        Box::new(DecodeError {
             format: self.format,
             problem,
             fallback: plain::decode(raw, self.max_line_bytes),
-        }
+        })
     }
 }
 

@@ -57,7 +57,7 @@ impl Decoder {
         }
     }
 
-    pub(super) fn decode(&mut self, raw: &[u8]) -> Result<Option<Record>, DecodeError> {
+    pub(super) fn decode(&mut self, raw: &[u8]) -> Result<Option<Record>, Box<DecodeError>> {
         let record = self.format.decode(raw)?;
         let mut whole = None;
         self.join.push(record, 0, &mut |r, _| whole = Some(r));
