@@ -116,8 +116,9 @@ impl<S: Source> Reader<S> {
             }
             let (_, state) = current.as_mut().expect("set above");
             match &mut state.last {
-                // The same file as the line before: no copy of its key.
-                Some((k, end)) if k.is(read.key) => *end = read.end,
+                // The same file as the line before: no copy of its key. (The state is the
+                // path's, so the identity alone tells the file.)
+                Some((k, end)) if k.id == read.key.id => *end = read.end,
                 last => *last = Some((read.key.clone(), read.end)),
             }
             state

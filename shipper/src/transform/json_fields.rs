@@ -46,6 +46,12 @@ pub const TS: &str = "ts";
 /// [`TS`]. The shipper's own choice, not part of `tailrace-log`'s line contract.
 pub const TIME: &str = "time";
 
+const TIMESTAMP_KEY: &[u8] = TIMESTAMP.as_bytes();
+const TS_KEY: &[u8] = TS.as_bytes();
+const TIME_KEY: &[u8] = TIME.as_bytes();
+const TRACE_ID_KEY: &[u8] = TRACE_ID.as_bytes();
+const SPAN_ID_KEY: &[u8] = SPAN_ID.as_bytes();
+
 /// What [`extract`] found in one line. All empty when the line is not a JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JsonFields {
@@ -173,18 +179,15 @@ pub fn extract_into<'a, S: AsRef<str>>(
         {
             found.label(i).get_or_insert(value);
         }
-        let slot = if key == TIMESTAMP.as_bytes() {
-            &mut found.times[0]
-        } else if key == TS.as_bytes() {
-            &mut found.times[1]
-        } else if key == TIME.as_bytes() {
-            &mut found.times[2]
-        } else if key == TRACE_ID.as_bytes() {
-            &mut found.trace_id
-        } else if key == SPAN_ID.as_bytes() {
-            &mut found.span_id
-        } else {
-            return;
+        // A `match` on the keys' bytes, not a chain of `==`: it compiles to a length switch
+        // and word compares rather than a `memcmp` call per key and line.
+        let slot = match key {
+            TIMESTAMP_KEY => &mut found.times[0],
+            TS_KEY => &mut found.times[1],
+            TIME_KEY => &mut found.times[2],
+            TRACE_ID_KEY => &mut found.trace_id,
+            SPAN_ID_KEY => &mut found.span_id,
+            _ => return,
         };
         slot.get_or_insert(value);
     });

@@ -293,8 +293,9 @@ impl Source for FileSource {
                 return;
             };
             let start = match &mut state.last {
-                // The same file as the line before: no copy of its key.
-                Some((k, end)) if k.is(key) => {
+                // The same file as the line before: no copy of its key. (The state is the
+                // path's, so the identity alone tells the file.)
+                Some((k, end)) if k.id == key.id => {
                     std::mem::replace(end, line.offset_end)
                 }
                 last => {

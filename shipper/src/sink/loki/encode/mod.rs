@@ -22,12 +22,15 @@
 //!   is copied into an owned message first. The hand-derived `prost` messages in [`loki_proto`]
 //!   define the schema, and the tests check that both paths produce the same bytes.
 //! - Loki refuses, every time, a push bigger than the tenant's burst (6 MiB by default, counted as
-//!   line plus structured metadata bytes), so the batcher must keep each request well under it:
-//!   [`entry_size_estimate`] and [`stream_size_estimate`] let it add up a batch entry by entry,
-//!   and [`encoded_size_estimate`] gives the total for a finished batch. They return the size of
-//!   the *uncompressed* protobuf, which is never smaller than what Loki counts against its limits.
-//! - Timestamps are written exactly as given: replaying the same lines after a crash then yields
-//!   the same (labels, timestamp, line) triples, which Loki stores only once.
+//!   line plus structured metadata bytes), so batches stay well under it: the batcher
+//!   (`runtime/batch.rs`) cuts them at `loki.batch.max_bytes` (at most 4 MiB) by a cheap size per
+//!   entry that is never below what Loki counts. [`entry_size_estimate`],
+//!   [`stream_size_estimate`] and [`encoded_size_estimate`] here are the exact size of the
+//!   *uncompressed* protobuf, used to size the encoder's buffer, and checked by the tests against
+//!   the bytes written and against what Loki counts.
+//! - Timestamps are written exactly as given: the same lines read again after a crash are the
+//!   same (labels, timestamp, line), which is how `runtime/recovery.rs` finds them in Loki before
+//!   sending them again (a real Loki would store a replay again).
 //!
 //! Here: the [`Encoder`], what it gives and the size estimates; `proto.rs`: the [`loki_proto`]
 //! messages and the hand-written protobuf writer; `json.rs`: the JSON body.
