@@ -40,21 +40,21 @@
 //!   stream ended cleanly. A stream cut short (the compressor still writing it) reads as
 //!   the end of the file for now, and is decompressed again up to the offset once the file
 //!   grew. Corrupt data is reported once as an error; the file then reads as finished.
+//!   (The decoding is in `gzip.rs`; the read buffers kept between readers, in `spare.rs`.)
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use flate2::bufread::MultiGzDecoder;
-
 use crate::model::FileId;
 
+use super::gzip::{Gz, read_source};
 use super::identity::{
-    FINGERPRINT_BYTES, PENDING_FINGERPRINT, fingerprint, gzip_decoder, is_gzip, read_gzip_head,
-    read_head,
+    FINGERPRINT_BYTES, PENDING_FINGERPRINT, fingerprint, is_gzip, read_gzip_head, read_head,
 };
+use super::spare;
 
 /// How a [`FileReader`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,141 +157,12 @@ pub struct FileReader {
     gz: Option<Box<Gz>>,
 }
 
-/// The decoding state of a gzip file.
-struct Gz {
-    decoder: Option<MultiGzDecoder<io::BufReader<File>>>,
-    /// Decompressed bytes the decoder handed out so far.
-    pos: u64,
-    /// The stream ended cleanly here: the decompressed length.
-    len: Option<u64>,
-    /// The stream was cut short when the file had this many bytes: decode again only once
-    /// it has more.
-    cut_at: Option<u64>,
-    corrupt: bool,
-}
-
-impl std::fmt::Debug for Gz {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gz")
-            .field("pos", &self.pos)
-            .field("len", &self.len)
-            .field("cut_at", &self.cut_at)
-            .field("corrupt", &self.corrupt)
-            .finish()
-    }
-}
-
-impl Gz {
-    /// Up to `buf.len()` decompressed bytes from offset `at`; `Ok(0)` at the end of what
-    /// can be decompressed now.
-    fn read_at(&mut self, file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-        if self.corrupt || self.len.is_some_and(|len| at >= len) {
-            return Ok(0);
-        }
-        if let Some(cut) = self.cut_at {
-            if file.metadata()?.len() <= cut {
-                return Ok(0);
-            }
-            self.cut_at = None;
-            self.decoder = None;
-        }
-        if at < self.pos || self.decoder.is_none() {
-            self.decoder = Some(gzip_decoder(file)?);
-            self.pos = 0;
-        }
-        let mut skip = [0u8; 8192];
-        while self.pos < at {
-            let want = usize::try_from(at - self.pos).map_or(skip.len(), |n| n.min(skip.len()));
-            if self.decode(file, &mut skip[..want])? == 0 {
-                return Ok(0);
-            }
-        }
-        self.decode(file, buf)
-    }
-
-    fn decode(&mut self, file: &File, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(decoder) = self.decoder.as_mut() else {
-            return Ok(0);
-        };
-        loop {
-            match decoder.read(buf) {
-                Ok(0) if !buf.is_empty() => {
-                    if file.metadata()?.len() == 0 {
-                        self.cut_at = Some(0);
-                    } else {
-                        self.len = Some(self.pos);
-                    }
-                    self.decoder = None;
-                    return Ok(0);
-                }
-                Ok(n) => {
-                    self.pos += n as u64;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.cut_at = Some(file.metadata()?.len());
-                    self.decoder = None;
-                    return Ok(0);
-                }
-                Err(e) => {
-                    self.corrupt = true;
-                    self.decoder = None;
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "corrupt gzip data after {} decompressed bytes ({e}): the rest is not read",
-                            self.pos
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-
-    /// The decompressed length if known, else an estimate: gzip's trailer (the length
-    /// modulo 2^32), at least `read_pos`.
-    fn size(&self, file: &File, read_pos: u64) -> io::Result<u64> {
-        if let Some(len) = self.len {
-            return Ok(len);
-        }
-        let compressed = file.metadata()?.len();
-        let mut trailer = [0u8; 4];
-        if compressed < 18 || file.read_at(&mut trailer, compressed - 4)? < 4 {
-            return Ok(read_pos);
-        }
-        Ok(u64::from(u32::from_le_bytes(trailer)).max(read_pos))
-    }
-}
-
-/// `file`'s bytes (or decompressed bytes, through `gz`) from `at` into `buf`.
-fn read_source(file: &File, gz: Option<&mut Gz>, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    match gz {
-        Some(gz) => gz.read_at(file, buf, at),
-        None => loop {
-            match file.read_at(buf, at) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        },
-    }
-}
-
 impl FileReader {
     /// Opens `path` for reading from offset 0.
     pub fn open(path: &Path, config: ReaderConfig) -> io::Result<Self> {
         let file = super::identity::open_regular(path)?;
         let meta = file.metadata()?;
-        let gz = is_gzip(path, &file)?.then(|| {
-            Box::new(Gz {
-                decoder: None,
-                pos: 0,
-                len: None,
-                cut_at: None,
-                corrupt: false,
-            })
-        });
+        let gz = is_gzip(path, &file)?.then(|| Box::new(Gz::default()));
         let mut reader = FileReader {
             id: FileId {
                 dev: meta.dev(),
@@ -359,7 +230,7 @@ impl FileReader {
     pub fn is_finished(&self) -> bool {
         self.gz
             .as_ref()
-            .is_some_and(|gz| gz.corrupt || gz.len.is_some_and(|len| self.read_pos >= len))
+            .is_some_and(|gz| gz.is_finished(self.read_pos))
     }
 
     /// The memory this reader's buffer holds (zero while nothing waits in it at the end of
@@ -692,52 +563,6 @@ impl FileReader {
         if !self.id_frozen && self.id.is_pending() {
             self.id.fingerprint = fingerprint(&self.head);
         }
-    }
-}
-
-/// Read buffers given back by readers that read to the end, for the next reader that has
-/// data. Most log files are written a little at a time: without these, each write would cost
-/// a new 64 KiB buffer, allocated and zeroed (a tenth of the reader's CPU time in the soak,
-/// 50 files written every 100 ms). Per thread, as the tailer reads on one; at most
-/// [`MAX_SPARE`](spare::MAX_SPARE) of them, a fixed cost outside the memory bound.
-mod spare {
-    use std::cell::RefCell;
-
-    pub const MAX_SPARE: usize = 4;
-
-    thread_local! {
-        static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// A spare buffer of `len` bytes (they stay initialised: no zeroing), or an empty one.
-    pub fn take(len: usize) -> Vec<u8> {
-        SPARE
-            .with(|s| {
-                let mut spare = s.borrow_mut();
-                let i = spare.iter().position(|b| b.len() == len)?;
-                Some(spare.swap_remove(i))
-            })
-            .unwrap_or_default()
-    }
-
-    /// Keeps `buf` for the next reader as a buffer of `len` bytes, or frees it when enough
-    /// are kept, or when it is shorter or over twice as long (grown for a long line).
-    pub fn give_back(mut buf: Vec<u8>, len: usize) {
-        if buf.len() < len || buf.len() > 2 * len {
-            return;
-        }
-        buf.truncate(len);
-        SPARE.with(|s| {
-            let mut spare = s.borrow_mut();
-            if spare.len() < MAX_SPARE {
-                spare.push(buf);
-            }
-        });
-    }
-
-    #[cfg(test)]
-    pub fn count() -> usize {
-        SPARE.with(|s| s.borrow().len())
     }
 }
 

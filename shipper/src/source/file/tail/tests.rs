@@ -1,8 +1,10 @@
 //! Unit tests of [`Tailer`] with real files in a temporary directory.
 
+use super::siblings::rank;
 use super::*;
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::sync::Arc;
 
 /// What copytruncate does to the original: cut it to nothing, in place.
 pub(crate) fn truncate(path: &Path) {
