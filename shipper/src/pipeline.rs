@@ -127,10 +127,10 @@ async fn run_to<S: Sink>(
         )?;
         Some((recovery, shutdown.expiry()))
     });
-    // Closed once the last delivery is done and the positions are written.
-    let server_close = CancellationToken::new();
+    // The server and the positions writer stop when the sinks are through: when the last
+    // delivery is done, or at the end of the grace period.
     let server = match shipping {
-        true => Some(serve(&config, &telemetry, server_close.clone()).await?),
+        true => Some(serve(&config, &telemetry, shutdown.expiry()).await?),
         false => None,
     };
 
@@ -190,7 +190,8 @@ async fn run_to<S: Sink>(
         let sync = Arc::clone(&sync);
         let (path, every) = (positions_path.clone(), config.positions.sync_interval.0);
         let telemetry = Arc::clone(&telemetry);
-        tokio::spawn(async move { sync.run(path, every, telemetry).await })
+        let stop = shutdown.expiry();
+        tokio::spawn(async move { sync.run(path, every, telemetry, stop).await })
     });
     let clock = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -204,11 +205,11 @@ async fn run_to<S: Sink>(
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     let _ = batcher.await;
     clock.abort();
-    sync.close();
+    // Every delivery is done: nothing is left for the sinks to give up.
+    shutdown.give_up();
     if let Some(writer) = writer {
         let _ = writer.await;
     }
-    server_close.cancel();
     if let Some(server) = server {
         let _ = server.await;
     }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::model::labels::LabelSet;
-use crate::model::{BatchId, Entry, FileKey, Stream};
+use crate::model::{BatchId, Entry, FileKey, Metadata, Stream};
 
 /// Bytes counted per entry on top of its line and metadata (timestamp, framing), so the
 /// estimate errs on the large side.
@@ -262,8 +262,13 @@ impl Batcher {
 
 /// What one entry is counted as, in batches and against the memory bound.
 pub fn entry_size(e: &Entry) -> usize {
-    let mut size = e.line.len() + ENTRY_OVERHEAD;
-    e.structured_metadata.for_each_len(|k, v| size += k + v + 8);
+    size_of_parts(e.line.len(), &e.structured_metadata)
+}
+
+/// [`entry_size`] of an entry with a line of `line_len` bytes and `metadata`.
+pub fn size_of_parts(line_len: usize, metadata: &Metadata) -> usize {
+    let mut size = line_len + ENTRY_OVERHEAD;
+    metadata.for_each_len(|k, v| size += k + v + 8);
     size
 }
 

@@ -10,12 +10,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
 use super::memory::MemoryBudget;
 use super::shutdown::Shutdown;
-use crate::model::{Entry, FileKey, LabelSet};
+use crate::model::{Entry, FileKey, LabelSet, Line, Metadata, Record};
 use crate::observe::telemetry::Telemetry;
 
 /// A chunk is sent once it has this many entries...
@@ -68,8 +69,23 @@ pub struct ChunkEntry {
 /// then in a batch's stream), and metadata of its own. The chunk buffer's unused capacity is
 /// added to its last entry when the chunk is sent. Real sizes, not the wire estimate: the
 /// bound is on what the process holds.
-fn memory_charge(entry: &Entry, line_len: usize) -> usize {
-    line_len + std::mem::size_of::<ChunkEntry>() + entry.structured_metadata.heap_bytes()
+fn memory_charge(metadata: &Metadata, line_len: usize) -> usize {
+    line_len + std::mem::size_of::<ChunkEntry>() + metadata.heap_bytes()
+}
+
+/// The label set of a record no stage labelled (the stream labels stage ends every chain,
+/// so only a chain built without it has one).
+fn unlabelled() -> Arc<LabelSet> {
+    let (set, _) = crate::model::labels::build_label_set([("job".into(), "tailrace".into())]);
+    Arc::new(set)
+}
+
+/// The time a line without one of its own is stamped with: now.
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Fills chunks and hands them to the batcher, under the memory bound.
@@ -86,31 +102,28 @@ pub struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    /// Adds an entry of `tenant`'s `file`, whose position after it is `end`.
-    pub fn emit(
-        &mut self,
-        tenant: &Arc<str>,
-        file: &FileKey,
-        end: u64,
-        labels: &Arc<LabelSet>,
-        mut entry: Entry,
-        own_time: bool,
-    ) {
-        let size = super::batch::entry_size(&entry);
-        let line_len = entry.line.len();
-        let charge = memory_charge(&entry, line_len);
+    /// Adds the entry of `record` (labelled by the stages), of `tenant`'s `file`, whose
+    /// position after it is `end`. The entry is made in its slot: a record is large, and
+    /// every move of it per line counts.
+    pub fn emit(&mut self, tenant: &Arc<str>, file: &FileKey, end: u64, mut record: Record) {
+        let labels = record.labels.take().unwrap_or_else(unlabelled);
+        let own_time = record.timestamp.is_some();
+        let timestamp_ns = record.timestamp.unwrap_or_else(now_ns);
+        let line_len = record.line.len();
+        let size = super::batch::size_of_parts(line_len, &record.metadata);
+        let charge = memory_charge(&record.metadata, line_len);
         let chunk = self.chunk_for(tenant, file, line_len);
-        let labels = match chunk.labels.iter().position(|l| Arc::ptr_eq(l, labels)) {
+        let labels = match chunk.labels.iter().position(|l| Arc::ptr_eq(l, &labels)) {
             Some(i) => i,
             None => {
-                chunk.labels.push(Arc::clone(labels));
+                chunk.labels.push(labels);
                 chunk.labels.len() - 1
             }
         };
-        // The line's own string is freed here, on the thread that made it.
-        let line = std::mem::take(&mut entry.line);
+        // The line is copied into the chunk's buffer; its own string is freed here, on the
+        // thread that made it.
         let start = chunk.text.len();
-        chunk.text.push_str(&line);
+        chunk.text.push_str(&record.line);
         chunk.entries.push(ChunkEntry {
             labels,
             end,
@@ -119,7 +132,11 @@ impl Emitter<'_> {
             charge,
             own_time,
             dropped: false,
-            entry,
+            entry: Entry {
+                timestamp_ns,
+                line: Line::default(),
+                structured_metadata: record.metadata,
+            },
         });
         chunk.charge += charge;
     }

@@ -42,8 +42,6 @@ pub struct PositionsSync {
     wake: Notify,
     /// The promise generation on disk.
     durable: watch::Sender<u64>,
-    /// Cancelled when the run's last delivery is done: the writer stops.
-    closed: CancellationToken,
 }
 
 struct State {
@@ -68,7 +66,6 @@ impl PositionsSync {
             }),
             wake: Notify::new(),
             durable: watch::Sender::new(0),
-            closed: CancellationToken::new(),
         })
     }
 
@@ -133,15 +130,16 @@ impl PositionsSync {
         self.wake.notify_one();
     }
 
-    /// The run's last delivery is done: the writer stops (the final save follows).
-    pub fn close(&self) {
-        self.closed.cancel();
-    }
-
-    /// The writer: runs until [`close`](Self::close), writing promises at once, accepted offsets within
-    /// [`COALESCE`], and every `every` (when anything changed, after forgetting files that
-    /// are gone).
-    pub async fn run(self: Arc<Self>, path: PathBuf, every: Duration, telemetry: Arc<Telemetry>) {
+    /// The writer: runs until `stop` (the run's deliveries are through), writing promises
+    /// at once, accepted offsets within [`COALESCE`], and every `every` (when anything
+    /// changed, after forgetting files that are gone).
+    pub async fn run(
+        self: Arc<Self>,
+        path: PathBuf,
+        every: Duration,
+        telemetry: Arc<Telemetry>,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_saved: Option<Positions> = None;
@@ -157,7 +155,7 @@ impl PositionsSync {
             let mut prune = false;
             tokio::select! {
                 biased;
-                () = self.closed.cancelled() => return,
+                () = stop.cancelled() => return,
                 () = sleep_until(due) => {}
                 () = self.wake.notified() => continue,
                 _ = tick.tick() => prune = true,
@@ -311,10 +309,12 @@ mod tests {
         let path = dir.path().join("positions.json");
         let sync = PositionsSync::new(Positions::default());
         let telemetry = Arc::new(Telemetry::new(Duration::from_secs(300)));
+        let stop = CancellationToken::new();
         let writer = tokio::spawn(Arc::clone(&sync).run(
             path.clone(),
             Duration::from_secs(3600),
             Arc::clone(&telemetry),
+            stop.clone(),
         ));
         let generation = sync.promise(&key(1), 4096, 0);
         sync.wait_durable(generation).await;
@@ -346,7 +346,7 @@ mod tests {
             4096,
             "accepted offsets written within the coalescing window, not the hour-long interval"
         );
-        sync.close();
+        stop.cancel();
         writer.await.unwrap();
     }
 }

@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
 use super::chunk::{Chunk, Emitter};
 use super::memory::MemoryBudget;
 use super::shutdown::Shutdown;
-use crate::model::{FileKey, LabelSet, Record};
+use crate::model::{FileKey, Record};
 use crate::observe::server::FileStatus;
 use crate::observe::telemetry::Telemetry;
 use crate::source::{Polled, Read, Scanned, Source};
@@ -189,26 +189,146 @@ fn emit(out: &mut Emitter<'_>, state: &PathStages, file: &FileKey, end: u64, rea
         return;
     }
     let end = state.stages.holds_from().map_or(end, |from| from.min(end));
-    for mut record in ready.drain(..) {
+    for record in ready.drain(..) {
         if record.truncated {
             out.telemetry.metrics.truncated_lines.inc();
         }
-        let labels = record.labels.take().unwrap_or_else(unlabelled);
-        let (entry, own_time) = record.into_entry(now_ns);
-        out.emit(&state.tenant, file, end, &labels, entry, own_time);
+        out.emit(&state.tenant, file, end, record);
     }
 }
 
-/// The label set of a record no stage labelled (the stream labels stage ends every chain,
-/// so only a chain built without it has one).
-fn unlabelled() -> Arc<LabelSet> {
-    let (set, _) = crate::model::labels::build_label_set([("job".into(), "tailrace".into())]);
-    Arc::new(set)
-}
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::Duration;
 
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    use super::*;
+    use crate::model::{FileId, Split, Stdio};
+    use crate::transform::{Out, PartialJoin, Stage, StreamLabels};
+
+    /// Hands out scripted records of one file.
+    struct Scripted {
+        key: FileKey,
+        lines: VecDeque<(u64, u64, Record)>,
+    }
+
+    impl Source for Scripted {
+        fn resume(&mut self, _saved: &[(FileKey, u64)]) {}
+
+        fn poll(
+            &mut self,
+            _now: Instant,
+            _budget: &mut dyn FnMut(usize) -> usize,
+            out: &mut dyn FnMut(Read<'_>),
+        ) -> Polled {
+            while let Some((start, end, record)) = self.lines.pop_front() {
+                out(Read {
+                    key: &self.key,
+                    input: 0,
+                    labels: &[],
+                    start,
+                    end,
+                    record,
+                });
+            }
+            Polled::default()
+        }
+
+        fn wait(&mut self, _last: &Polled) {}
+    }
+
+    /// Drops the lines that say `noise`.
+    struct DropNoise;
+
+    impl Stage for DropNoise {
+        fn push(&mut self, record: Record, start: u64, out: &mut Out<'_>) {
+            if record.line != "noise" {
+                out(record, start);
+            }
+        }
+    }
+
+    fn record(line: &str, stdio: Stdio, split: Split) -> Record {
+        Record {
+            line: line.to_owned(),
+            stdio: Some(stdio),
+            split,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn positions_skip_dropped_lines_and_stop_at_a_held_one() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let key = FileKey {
+            path: "/var/log/app.log".into(),
+            id: FileId {
+                dev: 1,
+                ino: 2,
+                fingerprint: 3,
+            },
+        };
+        let lines = VecDeque::from([
+            (0, 10, record("a", Stdio::Stdout, Split::Whole)),
+            (10, 20, record("noise", Stdio::Stdout, Split::Whole)),
+            (
+                20,
+                30,
+                record("", Stdio::Stdout, Split::Part(b"b1 ".to_vec())),
+            ),
+            (30, 40, record("c", Stdio::Stderr, Split::Whole)),
+            (
+                40,
+                50,
+                record("", Stdio::Stdout, Split::Last(b"b2".to_vec())),
+            ),
+        ]);
+        let (tx, mut rx) = mpsc::channel(16);
+        let telemetry = Arc::new(Telemetry::new(Duration::from_secs(300)));
+        let mut reader = Reader {
+            source: Scripted {
+                key: key.clone(),
+                lines,
+            },
+            make_stages: Box::new(|_, path, labels| {
+                Stages::new(vec![
+                    Box::new(PartialJoin::new(1024)),
+                    Box::new(DropNoise),
+                    Box::new(StreamLabels::new(
+                        &[("job".into(), "app".into())],
+                        labels.to_vec(),
+                        &[],
+                        path.display().to_string(),
+                    )),
+                ])
+            }),
+            tenants: vec![Arc::from("")],
+            tx,
+            memory: Arc::new(MemoryBudget::new(1 << 20, Default::default())),
+            telemetry,
+            shutdown: Shutdown::new(),
+            runtime: runtime.handle().clone(),
+        };
+        reader.poll(&mut HashMap::new(), &mut Ready::new());
+        let chunk = rx.try_recv().expect("one chunk");
+        let got: Vec<(&str, u64, bool)> = chunk
+            .entries
+            .iter()
+            .map(|e| (&chunk.text[e.range.clone()], e.end, e.dropped))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", 10, false),
+                ("", 20, true),
+                ("c", 20, false),
+                ("b1 b2", 50, false),
+            ],
+            "a dropped line moves the position; a line read while the first part of a split \
+             line is held is placed before that part"
+        );
+        assert!(rx.try_recv().is_err());
+    }
 }

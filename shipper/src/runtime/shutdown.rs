@@ -4,13 +4,14 @@
 //! signal, seen by each part of the run at its own moment, in order:
 //! 1. [`Shutdown::requested`]: the reader stops reading; the batcher hands on what it
 //!    holds; the lanes send what they have.
-//! 2. [`Shutdown::expired`]: `shutdown_timeout` later, if sending is not done: the sinks
-//!    give up what they are still sending. It stays unacknowledged, so the next start reads
-//!    it again; nothing is lost.
+//! 2. [`Shutdown::expired`]: the sinks are through. Either `shutdown_timeout` passed and
+//!    they give up what they are still sending (it stays unacknowledged, so the next start
+//!    reads it again; nothing is lost), or the last delivery is done
+//!    ([`Shutdown::give_up`] then has nothing left to give up). The positions writer and
+//!    the HTTP server stop at this moment too, and the final positions are written.
 //!
-//! The positions writer and the HTTP server are not signalled: they stop when the last
-//! delivery is done, and the runtime joins them. A sink sees only the second moment, as a
-//! plain [`CancellationToken`], so it needs nothing of the runtime.
+//! A sink, the writer and the server see only the second moment, as a plain
+//! [`CancellationToken`], so they need nothing of the runtime.
 
 use std::time::Duration;
 
@@ -55,7 +56,8 @@ impl Shutdown {
         self.give_up();
     }
 
-    /// Tells the sinks to give up now.
+    /// The second moment, now: the sinks give up (when the last delivery is done, there is
+    /// nothing left to give up), the writer and the server stop.
     pub fn give_up(&self) {
         self.requested.cancel();
         self.expired.cancel();
@@ -66,7 +68,8 @@ impl Shutdown {
         self.expired.cancelled().await;
     }
 
-    /// What a sink is given: cancelled when it must give up.
+    /// What a sink, the positions writer and the server are given: cancelled at the
+    /// second moment.
     pub fn expiry(&self) -> CancellationToken {
         self.expired.clone()
     }

@@ -667,7 +667,7 @@ mod tests {
                 if n == 1 {
                     // 100 MiB announced and streamed for as long as the client reads.
                     let head = format!(
-                        "HTTP/1.1 500 Internal ScriptedServer Error\r\nContent-Length: {}\r\n\r\n",
+                        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n",
                         100 << 20
                     );
                     let _ = conn.write_all(head.as_bytes()).await;

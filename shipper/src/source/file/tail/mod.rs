@@ -39,7 +39,7 @@
 //!   first line, offsets are decompressed offsets (see `identity.rs`, `reader.rs`). **Content
 //!   already read or being read is never read again**: a file whose fingerprint is that of a
 //!   file open (as it is now, or as it was read), of a file known at the last look, or of one
-//!   of the last `DONE_KEPT` files read to the end, is its copy and is taken as known. So
+//!   of the last [`DONE_KEPT`] files read to the end, is its copy and is taken as known. So
 //!   the `.gz` of a rotation read (or being read through its deleted original) is skipped,
 //!   and the `.gz` of a rotation never seen is read. A `.gz` still being written (cut short
 //!   before its first line) is looked at again at the next poll, for at most a minute; one
