@@ -894,3 +894,43 @@ fn model_fixed_sequences() {
         }
     }
 }
+
+/// Found by the random sequences: a gzip rotation, a rename rotation, a restart.
+#[test]
+fn a_gzip_rotation_then_a_rename_and_a_restart() {
+    use Action::*;
+    let line = WriteLine {
+        s: 0,
+        len: 0,
+        crlf: false,
+    };
+    let case = Case {
+        streams: 1,
+        logrotate_names: true,
+        copy_style: None,
+        chunk: 5,
+        max_line: 16,
+        actions: vec![
+            line.clone(),
+            RotateGzip {
+                s: 0,
+                create: true,
+                reopen: false,
+            },
+            Read { budget: 1 },
+            line.clone(),
+            Read { budget: 1 },
+            Reopen { s: 0 },
+            RotateRename {
+                s: 0,
+                create: true,
+                reopen: false,
+            },
+            Restart,
+            line,
+        ],
+    };
+    if let Err(e) = run(&case) {
+        panic!("{e}\n{case:#?}");
+    }
+}
