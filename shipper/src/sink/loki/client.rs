@@ -25,12 +25,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, 
 use crate::config::LokiConfig;
 use crate::sink::loki::encode::EncodedBody;
 
-// What a push answers and how it is retried, also named from here by the client's callers.
-pub use crate::sink::loki::answer::{
-    Failure, FailureKind, FinalOutcome, FinalResult, PushOutcome, RejectReason, Rejection,
-    classify_response, parse_rejections,
-};
-pub use crate::sink::loki::retry::Backoff;
+use crate::sink::loki::answer::{Failure, FailureKind, PushOutcome, classify_response};
+use crate::sink::loki::backoff::Backoff;
 
 /// Why a [`PushClient`] could not be built. Never contains a secret.
 #[derive(Debug, thiserror::Error)]
@@ -454,7 +450,7 @@ fn error_chain(error: &reqwest::Error) -> String {
 mod tests {
     use super::*;
     use crate::config::{BasicAuthConfig, Encoding, HumanDuration};
-    use crate::sink::loki::answer::MAX_MESSAGE_BYTES;
+    use crate::sink::loki::answer::{FinalResult, MAX_MESSAGE_BYTES, RejectReason};
     use crate::sink::loki::encode::Encoder;
     use crate::sink::loki::testing::{
         MAX_ENTRY_SIZE, PARSE_ERROR, ScriptedServer, TOO_MANY_LABELS, TOO_NEW, TOO_OLD, body,

@@ -11,7 +11,7 @@
 //!   and TLS of the configuration.
 //! - [`answer`]: Loki's answer read into a [`PushOutcome`] (taken, partly refused for good, too
 //!   large, or to push again).
-//! - [`retry`]: the same body pushed again with [`Backoff`] until the answer is final, and how
+//! - [`retry`] and [`backoff`]: the same body pushed again with [`Backoff`] until the answer is final, and how
 //!   the push ended, a [`FinalOutcome`].
 //! - [`policy`]: the [`LokiSink`]: a first attempt, then retries, 413 halving, and a side
 //!   lane for batches Loki refused stream by stream (looked up with [`query`] first).
@@ -21,6 +21,7 @@
 //! encoding, the reading of answers against the texts a real Loki 3 writes, and the client and
 //! its retries over real HTTP against a scripted server (`testing.rs`, for tests only).
 pub mod answer;
+pub mod backoff;
 pub mod client;
 pub mod encode;
 pub mod policy;
@@ -31,10 +32,10 @@ pub mod retry;
 pub use answer::{
     Failure, FailureKind, FinalOutcome, FinalResult, PushOutcome, RejectReason, Rejection,
 };
+pub use backoff::Backoff;
 pub use client::{BuildError, PushClient, PushObserver};
 pub use encode::{EncodeError, EncodedBody, Encoder};
 pub use policy::LokiSink;
-pub use retry::Backoff;
 
 #[cfg(test)]
 pub(crate) mod testing;

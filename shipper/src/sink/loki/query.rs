@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use reqwest::Url;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{FailureKind, PushClient};
+use super::answer::FailureKind;
+use super::client::PushClient;
 
 /// How long Loki may stay unreachable (connection refused, timeouts, 5xx, 429) before the
 /// lines in question are sent unchecked. Within it the lookups are retried with the push

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BackoffConfig, Encoding, HumanDuration, LokiConfig};
 use crate::model::{Entry, Metadata, Stream};
 use crate::sink::loki::answer::{RejectReason, Rejection};
+use crate::sink::loki::backoff::Backoff;
 use crate::sink::loki::client::PushClient;
 use crate::sink::loki::encode::{EncodedBody, Encoder};
-use crate::sink::loki::retry::Backoff;
 
 // ---- Loki's real answers (docs: shared/loki-push-api.md) ------------------------------------
 
