@@ -28,11 +28,13 @@
 //!   and holds content not seen (see below) is a generation that was never seen: it is read
 //!   from 0, in rotation order, before the new file. Rotation order: the suffix without
 //!   `.gz`; numeric suffixes of up to 6 digits count down (`.2` is older than `.1`), unless
-//!   the modification times say they count up (`app.log.1499`, `app.log.2999`); other
-//!   suffixes (timestamps, `1499.bak`) sort as text with runs of digits compared as numbers,
-//!   later is newer; an uncompressed file before its gzip copy. Names ending in `.tmp` are
-//!   skipped (kubelet compresses into `<rotation>.tmp`, then renames it `.gz`). Symlinks are
-//!   resolved first, so the directory searched is the real file's.
+//!   the modification times of the non-empty ones say they count up (`app.log.1499`,
+//!   `app.log.2999`; an empty file's time is its creation's: logrotate creates the new
+//!   file while a lagging writer still appends to the old one); other suffixes (timestamps,
+//!   `1499.bak`) sort as text with runs of digits compared as numbers, later is newer; an
+//!   uncompressed file before its gzip copy. Names ending in `.tmp` are skipped (kubelet
+//!   compresses into `<rotation>.tmp`, then renames it `.gz`). Symlinks are resolved first,
+//!   so the directory searched is the real file's.
 //! - **Compressed rotations** (kubelet gzips every rotation but the newest, logrotate's
 //!   `compress`): a gzip file (named `.gz`, or starting with gzip's magic) is read through a
 //!   decoder; its identity is its own device/inode with the fingerprint of its decompressed
@@ -122,7 +124,10 @@
 //! after newer ones. A rotation listed while its first line was incomplete is not taken as
 //! known (as a saved pending fingerprint would be): nothing of it was handed out, and a
 //! compressed rotation's original is deleted, so its inode may be a new file's by the next
-//! look. Such a file is read (from 0) when next seen.
+//! look. Such a file is read (from 0) when next seen: at the next look at the directory
+//! (the path's file changed, or was truncated). So lines a lagging writer appended to it
+//! after a start or restart took it as read come, once, but maybe after newer ones: the
+//! path alone gives no reason to look sooner.
 //!
 //! # Where the code is
 //!

@@ -19,7 +19,7 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::model::FileId;
 
@@ -246,23 +246,28 @@ fn siblings_among(dir: &Path, base: &OsString, names: &[OsString]) -> Vec<Siblin
 /// Numeric suffixes mean two things: logrotate's `.1`, `.2` (a bigger number is older) and a
 /// script's sequence or line count (`app.log.1499`, `app.log.2999`: bigger is newer). The
 /// modification times tell which: when the file with the biggest number was written last,
-/// the numbers count up, and they rank as names do.
+/// the numbers count up, and they rank as names do. Empty files are left out: an empty
+/// file's time is its creation's, not a write's, and logrotate creates the new file while a
+/// lagging writer still appends to the old one (`.2` then looks written after `.1`).
 fn numbers_count_up_when_time_says_so(found: &mut [((Rank, Kind), Sibling)]) {
-    let numbered = || {
-        found.iter().filter_map(|((rank, _), s)| match rank {
+    let written: Vec<(u64, SystemTime)> = found
+        .iter()
+        .filter_map(|((rank, _), s)| match rank {
             Rank::Numbered(Reverse(n)) => Some((*n, s)),
             Rank::Named(_) => None,
         })
-    };
+        .filter_map(|(n, s)| {
+            let meta = fs::metadata(&s.path).ok().filter(|m| m.len() > 0)?;
+            Some((n, meta.modified().ok()?))
+        })
+        .collect();
     let (Some(lowest), Some(highest)) = (
-        numbered().min_by_key(|(n, _)| *n),
-        numbered().max_by_key(|(n, _)| *n),
+        written.iter().min_by_key(|(n, _)| *n),
+        written.iter().max_by_key(|(n, _)| *n),
     ) else {
         return;
     };
-    let modified = |s: &Sibling| fs::metadata(&s.path).and_then(|m| m.modified()).ok();
-    let counting_up = lowest.0 != highest.0
-        && matches!((modified(lowest.1), modified(highest.1)), (Some(l), Some(h)) if h > l);
+    let counting_up = lowest.0 != highest.0 && highest.1 > lowest.1;
     if !counting_up {
         return;
     }

@@ -488,6 +488,30 @@ fn resume_after_two_renames_to_growing_numbers() {
     assert_eq!(texts(&poll(&mut t)), ["g2 a", "g3 a"]);
 }
 
+/// logrotate's `create` with a writer that reopens late: the old file (`.2` by now) was
+/// written after the new one (`.1`, still empty) was created. An empty file's time is its
+/// creation's: `.1` still counts as newer than `.2`, and is read after it.
+#[test]
+fn resume_after_a_lagging_writer_with_the_newer_rotation_still_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    let rotated = |n: u32| dir.path().join(format!("app.log.{n}"));
+    append(&p, "g1 a\n");
+    let saved = FileId::of_path(&p).unwrap();
+    fs::rename(&p, rotated(1)).unwrap();
+    append(&p, "");
+    // Distinct modification times (a pause, not a timing assertion).
+    std::thread::sleep(Duration::from_millis(20));
+    append(&rotated(1), "g1 b\n");
+    fs::rename(rotated(1), rotated(2)).unwrap();
+    fs::rename(&p, rotated(1)).unwrap();
+    append(&p, "");
+    let mut t = Tailer::new(config());
+    t.resume(&p, saved, 5).unwrap();
+    append(&rotated(1), "g2 a\n");
+    assert_eq!(texts(&poll(&mut t)), ["g1 b", "g2 a"]);
+}
+
 #[test]
 fn resume_with_several_saved_files_of_one_path() {
     // Downstream accepted the new file's first line before the rotated file's last one.
