@@ -80,12 +80,23 @@ impl Record {
     /// the line again gives the same one) rather than `read_time_ns()`, asked only then.
     /// The labels are not part of an entry: take them first.
     pub fn into_entry(self, read_time_ns: impl FnOnce() -> i64) -> (Entry, bool) {
+        let (timestamp_ns, own_time) = self.entry_time(read_time_ns);
         let entry = Entry {
-            timestamp_ns: self.timestamp.unwrap_or_else(read_time_ns),
+            timestamp_ns,
             line: self.line.into(),
             structured_metadata: self.metadata,
         };
-        (entry, self.timestamp.is_some())
+        (entry, own_time)
+    }
+
+    /// The entry's timestamp: the record's own, else `read_time_ns()`; and whether it was
+    /// its own. The one rule, for [`into_entry`](Self::into_entry) and for the runtime,
+    /// which builds entries in place.
+    pub fn entry_time(&self, read_time_ns: impl FnOnce() -> i64) -> (i64, bool) {
+        match self.timestamp {
+            Some(own) => (own, true),
+            None => (read_time_ns(), false),
+        }
     }
 }
 

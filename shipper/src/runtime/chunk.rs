@@ -107,8 +107,7 @@ impl Emitter<'_> {
     /// every move of it per line counts.
     pub fn emit(&mut self, tenant: &Arc<str>, file: &FileKey, end: u64, mut record: Record) {
         let labels = record.labels.take().unwrap_or_else(unlabelled);
-        let own_time = record.timestamp.is_some();
-        let timestamp_ns = record.timestamp.unwrap_or_else(now_ns);
+        let (timestamp_ns, own_time) = record.entry_time(now_ns);
         let line_len = record.line.len();
         let size = super::batch::size_of_parts(line_len, &record.metadata);
         let charge = memory_charge(&record.metadata, line_len);
