@@ -3,7 +3,8 @@
 //! ```text
 //!   source/file ──► transform ──► runtime ──────────────────────────► sink/loki
 //!   discover, tail,   partial_join,   reader thread ─► chunks ─► batcher ─► lanes  (or sink/stdout)
-//!   format            stream_labels   (memory bound)            (per tenant)
+//!   format            stream_labels,  (memory bound)            (per tenant)
+//!                     stages:
 //!                                              ▲                       │
 //!                                              └── positions ◄── acks ◄┘
 //! ```
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Format};
+use crate::config::Config;
 use crate::model::FileKey;
 use crate::observe::server::Server;
 use crate::observe::telemetry::Telemetry;
@@ -36,7 +37,7 @@ use crate::runtime::shutdown::Shutdown;
 use crate::sink::loki::{LokiSink, PushClient, PushObserver};
 use crate::sink::{Sink, StdoutSink};
 use crate::source::FileSource;
-use crate::transform::{PartialJoin, Stage, Stages, StreamLabels};
+use crate::transform::{Plan, PlanContext};
 
 /// What a run does with what it reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -150,7 +151,7 @@ async fn run_to<S: Sink>(
         .collect();
     let reader = Reader {
         source: FileSource::new(&config),
-        make_stages: stages_of(&config),
+        make_stages: stages_of(&config, &telemetry),
         tenants: (0..config.inputs.len())
             .map(|i| Arc::from(config.tenant_of(i)))
             .collect(),
@@ -201,8 +202,17 @@ async fn run_to<S: Sink>(
 
     shutdown.requested().await;
     tracing::info!("shutting down: sending what was read");
+    // The reader hands on what the stages still hold, then ends; a reader still waiting
+    // for room under the memory bound is let go when the grace period ends.
+    let mut reader = tokio::task::spawn_blocking(move || reader.join());
+    tokio::select! {
+        _ = &mut reader => {}
+        () = shutdown.expired() => {
+            memory.close();
+            let _ = reader.await;
+        }
+    }
     memory.close();
-    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
     let _ = batcher.await;
     clock.abort();
     // Every delivery is done: nothing is left for the sinks to give up.
@@ -253,30 +263,19 @@ async fn serve(
     Ok(server.spawn(close))
 }
 
-/// The stages of each input, in order: the partial-line join where the format splits lines,
-/// then the stream labels.
-fn stages_of(config: &Config) -> MakeStages {
-    let inputs = config.inputs.clone();
-    let max_line_bytes = config.limits.max_line_bytes.0 as usize;
+/// The stages of each input's files (see [`Plan`]), made once per input; a stage's drops
+/// are counted in `tailrace_dropped_entries_total{reason}`.
+fn stages_of(config: &Config, telemetry: &Arc<Telemetry>) -> MakeStages {
+    let metrics = Arc::clone(&telemetry.metrics);
+    let dropped = move |reason: &str| metrics.stage_drops(reason);
+    let ctx = PlanContext {
+        max_line_bytes: config.limits.max_line_bytes.0 as usize,
+        dropped: &dropped,
+    };
+    let plans: Vec<Plan> = config.inputs.iter().map(|i| Plan::new(i, &ctx)).collect();
     Box::new(
         move |input: usize, path: &Path, source_labels: &[(String, String)]| {
-            let cfg = &inputs[input];
-            let mut stages: Vec<Box<dyn Stage>> = Vec::new();
-            if cfg.format != Format::Plain {
-                stages.push(Box::new(PartialJoin::new(max_line_bytes)));
-            }
-            let static_labels: Vec<(String, String)> = cfg
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            stages.push(Box::new(StreamLabels::new(
-                &static_labels,
-                source_labels.to_vec(),
-                &cfg.json_labels,
-                path.display().to_string(),
-            )));
-            Stages::new(stages)
+            plans[input].stages(path, source_labels)
         },
     )
 }

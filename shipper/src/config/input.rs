@@ -2,7 +2,7 @@
 //!
 //! In: one `inputs:` mapping as the YAML parser hands it over. Out: an [`InputConfig`] (the
 //! globs, the line format, where to start a new file ([`StartAt`]), the labels, the JSON keys
-//! that become labels, the tenant), every glob compiled once to check it and the format
+//! that become labels, the tenant, the stages), every glob compiled once to check it and the format
 //! read by its name, so that a mistake carries the key, line and column. Apart from the
 //! `loki:` section and the checks across keys because it is what the file source reads.
 
@@ -45,6 +45,10 @@ pub struct InputConfig {
     /// This input's tenant, instead of `loki.tenant` (empty: `loki.tenant`).
     #[serde(default, deserialize_with = "tenant_id")]
     pub tenant: String,
+    /// What happens to the records between the file and Loki, in order (after the
+    /// runtime's own partial-line join and stream labels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<super::StageConfig>,
 }
 
 fn deserialize_format<'de, D: Deserializer<'de>>(d: D) -> Result<Format, D::Error> {

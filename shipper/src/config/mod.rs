@@ -16,6 +16,8 @@ mod diagnose;
 pub mod expand;
 mod input;
 mod loki;
+mod pattern;
+pub mod stages;
 mod units;
 
 use std::net::SocketAddr;
@@ -29,6 +31,8 @@ pub use input::{Format, InputConfig, StartAt, UnknownFormat};
 pub use loki::{
     BackoffConfig, BasicAuthConfig, BatchConfig, Encoding, LokiConfig, MAX_BATCH_BYTES, TlsConfig,
 };
+pub use pattern::Pattern;
+pub use stages::StageConfig;
 pub use units::{ByteSize, HumanDuration};
 
 /// The whole configuration file.
@@ -335,6 +339,21 @@ impl Config {
                 return Err(invalid(
                     &format!("inputs[{i}].paths"),
                     "at least one glob is needed".into(),
+                ));
+            }
+            if let Err(unknown) = stages::check_fields(&input.stages) {
+                let stage = &input.stages[unknown.stage];
+                return Err(invalid(
+                    &format!(
+                        "inputs[{i}].stages[{}].{}.{}",
+                        unknown.stage,
+                        stage.name(),
+                        unknown.key
+                    ),
+                    format!(
+                        "field `{}` is not extracted by any stage before this one (the regex, logfmt and json stages extract fields)",
+                        unknown.field
+                    ),
                 ));
             }
         }

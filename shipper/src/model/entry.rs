@@ -270,6 +270,15 @@ impl Text {
             _ => Text::Owned(value.into()),
         }
     }
+
+    /// The text, `line` being the line it was made from (a range that no longer fits it
+    /// reads as empty, never panics).
+    pub fn as_str<'a>(&'a self, line: &'a str) -> &'a str {
+        match self {
+            Text::InLine { start, end } => line.get(*start as usize..*end as usize).unwrap_or(""),
+            Text::Owned(text) => text,
+        }
+    }
 }
 
 /// Names of the shipper's own metadata. The trace and span ids keep the names of the line
@@ -303,6 +312,17 @@ impl Metadata {
 
     pub fn set_truncated(&mut self) {
         self.truncated = true;
+    }
+
+    /// Adds a pair of the configuration's choosing (the `structured_metadata` stage); a
+    /// name already there gets the new value.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let mut others = self.other.take().map(Vec::from).unwrap_or_default();
+        match others.iter_mut().find(|(n, _)| n == name) {
+            Some((_, v)) => value.clone_into(v),
+            None => others.push((name.to_owned(), value.to_owned())),
+        }
+        self.other = Some(others.into_boxed_slice());
     }
 
     pub fn is_empty(&self) -> bool {

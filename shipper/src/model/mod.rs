@@ -7,6 +7,7 @@
 //!   truncated).
 //! - [`Entry`] and [`Stream`]: a line as it goes to a sink, and the entries of one label
 //!   set; [`LabelSet`]: stream labels, always valid for Loki.
+//! - [`Fields`]: what the stages extracted from a record's line, by name.
 //! - [`FileKey`] and [`FileId`]: the cursor of the file source (which file; the offset
 //!   beside it says how far).
 //! - [`rfc3339`], [`json_scan`] and [`text`]: the timestamp and JSON scanners and the
@@ -14,6 +15,7 @@
 
 pub mod cursor;
 pub mod entry;
+pub mod fields;
 pub mod json_scan;
 pub mod labels;
 pub mod record;
@@ -22,6 +24,7 @@ pub mod text;
 
 pub use cursor::{FileId, FileKey};
 pub use entry::{Entry, Line, Metadata, Stream, Text};
+pub use fields::Fields;
 pub use labels::LabelSet;
 pub use record::{Record, Split, Stdio};
 

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Entry, LabelSet, Metadata};
+use super::{Entry, Fields, LabelSet, Metadata};
 
 /// Which output of the container a record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,6 +57,9 @@ pub struct Record {
     pub labels: Option<Arc<LabelSet>>,
     /// Structured metadata (trace and span ids, the file name), once a stage gave it.
     pub metadata: Metadata,
+    /// What the extracting stages found in the line, for the stages after them; never
+    /// sent as such (a stage makes labels or metadata of them).
+    pub fields: Fields,
 }
 
 /// A container runtime cuts long lines into several records (Docker's json-file driver at

@@ -122,10 +122,12 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
-/// The `reason` label of `tailrace_dropped_entries_total`.
+/// The `reason` label of `tailrace_dropped_entries_total`: a [`DropReason`] for what Loki
+/// refused or the shipper gave up on, or a stage's own reason (`drop_regex`, `limit`, or a
+/// `drop` stage's configured `reason`) for what was dropped on purpose.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DropLabels {
-    pub reason: DropReason,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 /// The labels of `tailrace_push_request_duration_seconds`.
@@ -244,7 +246,9 @@ impl Metrics {
         let dropped_entries = Family::<DropLabels, Counter>::default();
         // Pre-created so dashboards and alerts see every reason at 0 instead of no series.
         for reason in DropReason::ALL {
-            let _ = dropped_entries.get_or_create(&DropLabels { reason });
+            let _ = dropped_entries.get_or_create(&DropLabels {
+                reason: reason.as_str().into(),
+            });
         }
         registry.register(
             "dropped_entries",
@@ -395,8 +399,20 @@ impl Metrics {
     /// Counts `n` entries dropped for `reason`.
     pub fn dropped(&self, reason: DropReason, n: u64) {
         self.dropped_entries
-            .get_or_create(&DropLabels { reason })
+            .get_or_create(&DropLabels {
+                reason: reason.as_str().into(),
+            })
             .inc_by(n);
+    }
+
+    /// The counter of records a stage dropped on purpose for `reason`, to keep and count
+    /// on without a lookup per record.
+    pub fn stage_drops(&self, reason: &str) -> Counter {
+        self.dropped_entries
+            .get_or_create(&DropLabels {
+                reason: reason.to_owned().into(),
+            })
+            .clone()
     }
 
     /// Counts entries and line bytes Loki accepted for `tenant`.

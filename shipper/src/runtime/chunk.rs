@@ -99,6 +99,9 @@ pub struct Emitter<'a> {
     /// The chunk being filled: entries of one file. Sent when full, when another file's
     /// entry comes, and at the end of each poll.
     pub chunk: Option<Chunk>,
+    /// Shutdown was asked for and these are the last entries (what stages hand on at the
+    /// end): a send waits for room until the grace period ends, not only until shutdown.
+    pub draining: bool,
 }
 
 impl Emitter<'_> {
@@ -206,11 +209,17 @@ impl Emitter<'_> {
             .fetch_max(in_use as u64, Ordering::Relaxed);
         // A reader blocked on a full channel during an outage must still let the process
         // stop: the wait ends at shutdown.
-        let (tx, shutdown) = (self.tx, self.shutdown);
+        let (tx, shutdown, draining) = (self.tx, self.shutdown, self.draining);
         let sent = self.runtime.block_on(async {
+            let stop = async {
+                match draining {
+                    true => shutdown.expired().await,
+                    false => shutdown.requested().await,
+                }
+            };
             tokio::select! {
                 sent = tx.send(chunk) => sent.is_ok(),
-                () = shutdown.requested() => false,
+                () = stop => false,
             }
         });
         if !sent {

@@ -12,7 +12,7 @@
 //! alone (a budget of 0) until its sink takes some of its lines, so a throttled tenant
 //! cannot stop the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,6 +54,10 @@ struct PathStages {
     /// The file and end of the last line read: where a record the stages hand on later (a
     /// timeout) is placed.
     last: Option<(FileKey, u64)>,
+    /// How far in that file entries and drops were placed: when the stages hand on nothing
+    /// and hold nothing after a flush (a held record a later stage dropped), the lines up to
+    /// `last` are acknowledged as dropped.
+    placed: u64,
 }
 
 /// What the stages handed on for one line, before it is emitted (the stages are borrowed
@@ -66,15 +70,51 @@ impl<S: Source> Reader<S> {
         self.source.resume(saved);
         let mut paths: HashMap<PathBuf, PathStages> = HashMap::new();
         let mut ready = Ready::new();
+        let mut paused = HashSet::new();
         while !self.shutdown.is_requested() {
-            let polled = self.poll(&mut paths, &mut ready);
+            let polled = self.poll(&mut paths, &mut ready, &mut paused);
             self.source.wait(&polled);
+        }
+        self.finish(&mut paths, &mut ready);
+    }
+
+    /// At shutdown: what the stages still hold and should send (a record multiline holds)
+    /// goes out, placed after the last line read of its file. Sent until the grace period
+    /// ends; what is not sent stays unacknowledged and is read again at the next start.
+    fn finish(&mut self, paths: &mut HashMap<PathBuf, PathStages>, ready: &mut Ready) {
+        let mut out = self.emitter();
+        out.draining = true;
+        for state in paths.values_mut() {
+            state.stages.finish(&mut |record, _| ready.push(record));
+            if let Some((file, end)) = state.last.clone() {
+                emit(&mut out, state, &file, end, ready);
+            }
+            ready.clear();
+        }
+        out.send();
+    }
+
+    fn emitter(&self) -> Emitter<'_> {
+        Emitter {
+            tx: &self.tx,
+            memory: &self.memory,
+            telemetry: &self.telemetry,
+            shutdown: &self.shutdown,
+            runtime: &self.runtime,
+            chunk: None,
+            draining: false,
         }
     }
 
     /// Reads what is new everywhere, except the files of a tenant holding its share of the
-    /// memory bound.
-    fn poll(&mut self, paths: &mut HashMap<PathBuf, PathStages>, ready: &mut Ready) -> Polled {
+    /// memory bound and the files whose stages want nothing more for now (`paused`, from
+    /// the poll before).
+    fn poll(
+        &mut self,
+        paths: &mut HashMap<PathBuf, PathStages>,
+        ready: &mut Ready,
+        paused: &mut HashSet<PathBuf>,
+    ) -> Polled {
         let mut out = Emitter {
             tx: &self.tx,
             memory: &self.memory,
@@ -82,15 +122,22 @@ impl<S: Source> Reader<S> {
             shutdown: &self.shutdown,
             runtime: &self.runtime,
             chunk: None,
+            draining: false,
         };
         let (tenants, memory) = (&self.tenants, &self.memory);
         let shared = memory.shared();
         // The budget is in file bytes and the share in charged bytes, which are more (an
         // entry costs its line and its slot): a quarter of the room keeps a tenant near its
         // share, the bound itself catching the rest.
-        let mut budget = |input: usize| match shared {
-            false => READ_BUDGET, // one tenant: no share to look up
-            true => (memory.tenant_room(&tenants[input]) / 4).min(READ_BUDGET),
+        let paused_now = &*paused;
+        let mut budget = |input: usize, path: &std::path::Path| {
+            if !paused_now.is_empty() && paused_now.contains(path) {
+                return 0;
+            }
+            match shared {
+                false => READ_BUDGET, // one tenant: no share to look up
+                true => (memory.tenant_room(&tenants[input]) / 4).min(READ_BUDGET),
+            }
         };
         let make_stages = &self.make_stages;
         // The stages of the path whose lines are coming, out of `paths` while they come
@@ -110,6 +157,7 @@ impl<S: Source> Reader<S> {
                         tenant: Arc::clone(&tenants[read.input]),
                         stages: make_stages(read.input, path, read.labels),
                         last: None,
+                        placed: 0,
                     };
                     (path.clone(), state)
                 }));
@@ -119,7 +167,10 @@ impl<S: Source> Reader<S> {
                 // The same file as the line before: no copy of its key. (The state is the
                 // path's, so the identity alone tells the file.)
                 Some((k, end)) if k.id == read.key.id => *end = read.end,
-                last => *last = Some((read.key.clone(), read.end)),
+                last => {
+                    *last = Some((read.key.clone(), read.end));
+                    state.placed = read.start;
+                }
             }
             state
                 .stages
@@ -127,6 +178,7 @@ impl<S: Source> Reader<S> {
             if ready.is_empty() && state.stages.holds_from().is_none() {
                 // Neither handed on nor held: a stage dropped it on purpose.
                 out.dropped(&state.tenant, read.key, read.end);
+                state.placed = read.end;
             }
             emit(&mut out, state, read.key, read.end, ready);
         });
@@ -136,12 +188,21 @@ impl<S: Source> Reader<S> {
         // What the stages held long enough (a split line whose last part never came) goes
         // out now, placed after the last line read of its file.
         let mut held = 0;
-        for state in paths.values_mut() {
+        paused.clear();
+        for (path, state) in paths.iter_mut() {
             state.stages.flush(now, &mut |record, _| ready.push(record));
             if let Some((file, end)) = state.last.clone() {
+                if ready.is_empty() && state.placed < end && state.stages.holds_from().is_none() {
+                    // What was held is gone (dropped by a later stage): its lines are done.
+                    out.dropped(&state.tenant, &file, end);
+                    state.placed = end;
+                }
                 emit(&mut out, state, &file, end, ready);
             }
             held += state.stages.held_bytes();
+            if state.stages.paused() {
+                paused.insert(path.clone());
+            }
         }
         out.send();
         self.memory.set_buffers(polled.buffer_bytes + held);
@@ -184,11 +245,18 @@ impl<S: Source> Reader<S> {
 
 /// Emits what the stages of `state` handed on, after `file`'s line ending at `end`: a
 /// position never passes the first line of a record a stage still holds.
-fn emit(out: &mut Emitter<'_>, state: &PathStages, file: &FileKey, end: u64, ready: &mut Ready) {
+fn emit(
+    out: &mut Emitter<'_>,
+    state: &mut PathStages,
+    file: &FileKey,
+    end: u64,
+    ready: &mut Ready,
+) {
     if ready.is_empty() {
         return;
     }
     let end = state.stages.holds_from().map_or(end, |from| from.min(end));
+    state.placed = state.placed.max(end);
     for record in ready.drain(..) {
         if record.truncated {
             out.telemetry.metrics.truncated_lines.inc();
@@ -218,7 +286,7 @@ mod tests {
         fn poll(
             &mut self,
             _now: Instant,
-            _budget: &mut dyn FnMut(usize) -> usize,
+            _budget: &mut dyn FnMut(usize, &std::path::Path) -> usize,
             out: &mut dyn FnMut(Read<'_>),
         ) -> Polled {
             while let Some((start, end, record)) = self.lines.pop_front() {
@@ -311,7 +379,7 @@ mod tests {
             shutdown: Shutdown::new(),
             runtime: runtime.handle().clone(),
         };
-        reader.poll(&mut HashMap::new(), &mut Ready::new());
+        reader.poll(&mut HashMap::new(), &mut Ready::new(), &mut HashSet::new());
         let chunk = rx.try_recv().expect("one chunk");
         let got: Vec<(&str, u64, bool)> = chunk
             .entries

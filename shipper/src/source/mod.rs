@@ -81,12 +81,12 @@ pub trait Source: Send {
     /// before anything new is read.
     fn resume(&mut self, saved: &[(FileKey, u64)]);
 
-    /// Reads what is new, handing each record to `out`, at most `budget(input)` bytes per
-    /// file of that input (0: the file is not looked at).
+    /// Reads what is new, handing each record to `out`, at most `budget(input, path)` bytes
+    /// from the file at `path` of that input (0: the file is not looked at).
     fn poll(
         &mut self,
         now: Instant,
-        budget: &mut dyn FnMut(usize) -> usize,
+        budget: &mut dyn FnMut(usize, &std::path::Path) -> usize,
         out: &mut dyn FnMut(Read<'_>),
     ) -> Polled;
 

@@ -16,22 +16,62 @@
 //! stage drops on purpose hands nothing on: its position is acknowledged like a delivered
 //! one.
 //!
-//! The stages today, in the order the runtime chains them:
+//! Every input's chain ([`plan`]) starts with the runtime's own stages, then runs the
+//! input's configured `stages:` in the order written:
 //! - [`partial_join`]: the parts of a line the container runtime split (Docker's 16 KiB
 //!   records, CRI `P` ... `F`) back into one record.
 //! - [`stream_labels`]: the line's own fields (a JSON line's timestamp, trace and span
 //!   ids, label values, see [`json_fields`]) and the stream's labels.
+//! - configured, with Promtail's names where a stage does the same job: [`multiline`],
+//!   [`drop`], the extracting [`regex`], [`logfmt`] and [`json`] (their values go to the
+//!   record's [`Fields`](crate::model::Fields)), [`timestamp`], [`labels`],
+//!   [`structured_metadata`], [`label_rules`] and [`limit`].
 
+pub mod drop;
+pub mod json;
 pub mod json_fields;
+pub mod label_rules;
+pub mod labels;
+pub mod limit;
+pub mod logfmt;
+pub mod multiline;
 pub mod partial_join;
+pub mod plan;
+pub mod regex;
 pub mod stream_labels;
+pub mod structured_metadata;
+pub mod timestamp;
 
+use std::path::Path;
 use std::time::Instant;
 
 use crate::model::Record;
 
 pub use partial_join::PartialJoin;
+pub use plan::Plan;
 pub use stream_labels::StreamLabels;
+
+/// Counts the records a stage dropped on purpose: one series of
+/// `tailrace_dropped_entries_total{reason}`, looked up once when the stage is made.
+pub type DropCounter = prometheus_client::metrics::counter::Counter;
+
+/// What every configured stage may need besides its own configuration, once per input.
+pub struct PlanContext<'a> {
+    /// `limits.max_line_bytes`: a stage that joins lines cuts them there too.
+    pub max_line_bytes: usize,
+    /// The counter of a drop reason.
+    pub dropped: &'a dyn Fn(&str) -> DropCounter,
+}
+
+/// What a stage may need of the file it is made for.
+pub struct FileContext<'a> {
+    pub path: &'a Path,
+}
+
+/// Makes a configured stage's instance for one file: stages keep their state per file
+/// (what one file holds must not wait for another's lines); what must be shared across the
+/// files of an input (a `limit`'s buckets) is shared by the maker.
+pub type MakeStage = Box<dyn Fn(&FileContext<'_>) -> Box<dyn Stage> + Send + Sync>;
 
 /// Where a record hands on: the record and the position where it starts in its source.
 pub type Out<'a> = dyn FnMut(Record, u64) + 'a;
@@ -56,6 +96,18 @@ pub trait Stage: Send {
     /// Bytes held, for the memory bound.
     fn held_bytes(&self) -> usize {
         0
+    }
+
+    /// At shutdown: hands on what should still be sent (a record multiline holds). What a
+    /// stage keeps instead stays unacknowledged, and is read again at the next start.
+    fn finish(&mut self, out: &mut Out<'_>) {
+        let _ = out;
+    }
+
+    /// Whether the stage wants no more records for now (a `limit` stage that waits): the
+    /// runtime then leaves the file unread until it wants them again.
+    fn paused(&self) -> bool {
+        false
     }
 }
 
@@ -92,6 +144,19 @@ impl Stages {
     /// Bytes held by every stage.
     pub fn held_bytes(&self) -> usize {
         self.stages.iter().map(|s| s.held_bytes()).sum()
+    }
+
+    /// Finishes every stage in order, what one hands on going through the ones after it.
+    pub fn finish(&mut self, out: &mut Out<'_>) {
+        for i in 0..self.stages.len() {
+            let (head, rest) = self.stages.split_at_mut(i + 1);
+            head[i].finish(&mut |record, start| run(rest, record, start, out));
+        }
+    }
+
+    /// Whether any stage wants no more records for now.
+    pub fn paused(&self) -> bool {
+        self.stages.iter().any(|s| s.paused())
     }
 }
 

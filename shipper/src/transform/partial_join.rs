@@ -143,7 +143,7 @@ impl PartialJoin {
         if !pending.overflowed && pending.bytes.last() == Some(&b'\r') {
             pending.bytes.pop();
         }
-        self.finish(pending)
+        self.complete(pending)
     }
 
     /// Hands on every pending line as it is, the oldest first.
@@ -156,7 +156,7 @@ impl PartialJoin {
             .min()
         {
             let pending = self.pending[oldest.1].take().expect("found above");
-            let (record, start) = self.finish(pending);
+            let (record, start) = self.complete(pending);
             out(record, start);
         }
         self.since = None;
@@ -168,7 +168,7 @@ impl PartialJoin {
         }
     }
 
-    fn finish(&self, pending: Pending) -> (Record, u64) {
+    fn complete(&self, pending: Pending) -> (Record, u64) {
         let (line, cut) = to_line(Cow::Owned(pending.bytes), self.max_line_bytes);
         let record = Record {
             line,

@@ -266,14 +266,14 @@ impl Source for FileSource {
     fn poll(
         &mut self,
         now: Instant,
-        budget: &mut dyn FnMut(usize) -> usize,
+        budget: &mut dyn FnMut(usize, &Path) -> usize,
         out: &mut dyn FnMut(Read<'_>),
     ) -> Polled {
         self.watch_dirs();
         let scanned = self.scan_is_due().then(|| self.scan());
         self.last_poll = Instant::now();
         let input_of = &self.input_of;
-        let mut budget_of = |path: &Path| input_of.get(path).map_or(0, |i| budget(*i));
+        let mut budget_of = |path: &Path| input_of.get(path).map_or(0, |i| budget(*i, path));
         let paths = &mut self.paths;
         let mut malformed = 0u64;
         let seen_before = self.malformed;

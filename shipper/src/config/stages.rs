@@ -1,0 +1,108 @@
+//! The `stages:` of an input: what happens to its records between the file and Loki.
+//!
+//! In: the YAML list, each item a mapping with one key, the stage's name (Promtail's
+//! `pipeline_stages` shape and names). Out: [`StageConfig`]s in the order written, each
+//! with its own checked configuration (a bad regex, an unknown time zone or stage is a
+//! parse error at its line and column), and [`check_fields`]: every field a stage reads is
+//! extracted by a stage before it. Each stage's configuration type lives beside the stage,
+//! in `transform/`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::transform::drop::DropConfig;
+use crate::transform::json::JsonConfig;
+use crate::transform::label_rules::LabelRule;
+use crate::transform::labels::LabelsConfig;
+use crate::transform::limit::LimitConfig;
+use crate::transform::logfmt::LogfmtConfig;
+use crate::transform::multiline::MultilineConfig;
+use crate::transform::regex::RegexConfig;
+use crate::transform::structured_metadata::StructuredMetadataConfig;
+use crate::transform::timestamp::TimestampConfig;
+
+/// One configured stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageConfig {
+    Multiline(MultilineConfig),
+    Drop(DropConfig),
+    Regex(RegexConfig),
+    Logfmt(LogfmtConfig),
+    Json(JsonConfig),
+    Timestamp(TimestampConfig),
+    Labels(LabelsConfig),
+    StructuredMetadata(StructuredMetadataConfig),
+    LabelRules(Vec<LabelRule>),
+    Limit(LimitConfig),
+}
+
+impl StageConfig {
+    /// The name it is written with.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StageConfig::Multiline(_) => "multiline",
+            StageConfig::Drop(_) => "drop",
+            StageConfig::Regex(_) => "regex",
+            StageConfig::Logfmt(_) => "logfmt",
+            StageConfig::Json(_) => "json",
+            StageConfig::Timestamp(_) => "timestamp",
+            StageConfig::Labels(_) => "labels",
+            StageConfig::StructuredMetadata(_) => "structured_metadata",
+            StageConfig::LabelRules(_) => "label_rules",
+            StageConfig::Limit(_) => "limit",
+        }
+    }
+
+    /// The fields this stage extracts, for the stages after it.
+    pub fn extracts(&self) -> Vec<String> {
+        match self {
+            StageConfig::Regex(c) => c.extracts(),
+            StageConfig::Logfmt(c) => c.extracts(),
+            StageConfig::Json(c) => c.extracts(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The fields this stage reads, each with the key under the stage that names it (for
+    /// the error's location).
+    pub fn reads(&self) -> Vec<(String, String)> {
+        match self {
+            StageConfig::Drop(c) => c.reads(),
+            StageConfig::Regex(c) => c.reads(),
+            StageConfig::Logfmt(c) => c.reads(),
+            StageConfig::Json(c) => c.reads(),
+            StageConfig::Timestamp(c) => c.reads(),
+            StageConfig::Labels(c) => crate::transform::labels::reads(c),
+            StageConfig::StructuredMetadata(c) => c.reads(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A field a stage reads that no stage before it extracts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnknownField {
+    /// Which stage, counted from 0.
+    pub stage: usize,
+    /// The key under the stage that names the field.
+    pub key: String,
+    pub field: String,
+}
+
+/// Checks that every field a stage reads is extracted by a stage before it.
+pub fn check_fields(stages: &[StageConfig]) -> Result<(), UnknownField> {
+    let mut known: Vec<String> = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        for (key, field) in stage.reads() {
+            if !known.contains(&field) {
+                return Err(UnknownField {
+                    stage: i,
+                    key,
+                    field,
+                });
+            }
+        }
+        known.extend(stage.extracts());
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! PLACEHOLDER: extracts JSON keys (being built).
+
+use serde::{Deserialize, Serialize};
+
+use super::{MakeStage, Out, PlanContext, Stage};
+use crate::model::Record;
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonConfig {
+    pub expressions: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl JsonConfig {
+    pub fn extracts(&self) -> Vec<String> {
+        self.expressions.keys().cloned().collect()
+    }
+    pub fn reads(&self) -> Vec<(String, String)> {
+        self.source
+            .iter()
+            .map(|s| ("source".to_owned(), s.clone()))
+            .collect()
+    }
+}
+
+pub fn maker(_config: &JsonConfig, _ctx: &PlanContext<'_>) -> MakeStage {
+    Box::new(|_| Box::new(Unbuilt))
+}
+
+struct Unbuilt;
+
+impl Stage for Unbuilt {
+    fn push(&mut self, record: Record, start: u64, out: &mut Out<'_>) {
+        out(record, start);
+    }
+}

@@ -1,0 +1,69 @@
+//! The chain of stages of one input, made once from its configuration and then per file.
+//!
+//! In: one input's configuration (its format, labels, JSON label keys and `stages:`) and
+//! what every stage may need ([`PlanContext`]). Out: a [`Plan`] that makes the [`Stages`]
+//! of each file the input finds: the partial-line join where the format splits lines, the
+//! stream labels, then the configured stages in the order written. Each configured stage
+//! is made by its own file (`maker`), so a new stage adds a file and a line here.
+
+use std::path::Path;
+
+use super::{FileContext, MakeStage, PartialJoin, PlanContext, Stage, Stages, StreamLabels};
+use crate::config::{Format, InputConfig, StageConfig};
+
+/// How to make the stages of each file of one input.
+pub struct Plan {
+    /// `Some(max_line_bytes)` when the format may split lines (not `plain`).
+    partial_join: Option<usize>,
+    static_labels: Vec<(String, String)>,
+    json_labels: Vec<String>,
+    configured: Vec<MakeStage>,
+}
+
+impl Plan {
+    pub fn new(input: &InputConfig, ctx: &PlanContext<'_>) -> Self {
+        Plan {
+            partial_join: (input.format != Format::Plain).then_some(ctx.max_line_bytes),
+            static_labels: input
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            json_labels: input.json_labels.clone(),
+            configured: input.stages.iter().map(|s| maker(s, ctx)).collect(),
+        }
+    }
+
+    /// The stages of the file at `path`, whose source tells `source_labels`.
+    pub fn stages(&self, path: &Path, source_labels: &[(String, String)]) -> Stages {
+        let mut stages: Vec<Box<dyn Stage>> = Vec::with_capacity(self.configured.len() + 2);
+        if let Some(max_line_bytes) = self.partial_join {
+            stages.push(Box::new(PartialJoin::new(max_line_bytes)));
+        }
+        stages.push(Box::new(StreamLabels::new(
+            &self.static_labels,
+            source_labels.to_vec(),
+            &self.json_labels,
+            path.display().to_string(),
+        )));
+        let file = FileContext { path };
+        stages.extend(self.configured.iter().map(|make| make(&file)));
+        Stages::new(stages)
+    }
+}
+
+/// The maker of one configured stage.
+fn maker(stage: &StageConfig, ctx: &PlanContext<'_>) -> MakeStage {
+    match stage {
+        StageConfig::Multiline(c) => super::multiline::maker(c, ctx),
+        StageConfig::Drop(c) => super::drop::maker(c, ctx),
+        StageConfig::Regex(c) => super::regex::maker(c, ctx),
+        StageConfig::Logfmt(c) => super::logfmt::maker(c, ctx),
+        StageConfig::Json(c) => super::json::maker(c, ctx),
+        StageConfig::Timestamp(c) => super::timestamp::maker(c, ctx),
+        StageConfig::Labels(c) => super::labels::maker(c, ctx),
+        StageConfig::StructuredMetadata(c) => super::structured_metadata::maker(c, ctx),
+        StageConfig::LabelRules(c) => super::label_rules::maker(c, ctx),
+        StageConfig::Limit(c) => super::limit::maker(c, ctx),
+    }
+}
