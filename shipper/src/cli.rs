@@ -3,7 +3,8 @@
 //!
 //! `tailrace --config FILE` (or `tailrace run`) runs; SIGHUP reloads the file (a bad new
 //! file is reported and the running configuration goes on); SIGTERM or SIGINT stop.
-//! `check` validates and prints the effective configuration, `positions` lists what the
+//! `check` validates and prints the effective configuration (`check --explain FILE` shows
+//! what each stage does to a file's first lines), `positions` lists what the
 //! positions file knows, `probe URL` is a health check for images without a shell.
 
 use std::io::{Read, Write};
@@ -58,7 +59,15 @@ enum Command {
         dry_run: bool,
     },
     /// Check the configuration, print it with every default filled in, and exit.
-    Check,
+    Check {
+        /// Instead of the configuration, show what each stage does to the first lines of
+        /// this log file (read with the input whose paths match it).
+        #[arg(long, value_name = "FILE.log")]
+        explain: Option<PathBuf>,
+        /// How many lines of the file `--explain` looks at.
+        #[arg(long, default_value_t = 20, requires = "explain")]
+        lines: usize,
+    },
     /// List the files the positions file knows: offset, size now, and unread bytes.
     Positions,
     /// GET a URL and exit 0 on a 2xx answer (a container health check with no shell).
@@ -127,7 +136,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let options = cli.options;
     let config = load(&options)?;
     match command {
-        Command::Check => {
+        Command::Check {
+            explain: Some(file),
+            lines,
+        } => {
+            let stdout = std::io::stdout();
+            crate::explain::explain(&config, &file, lines, &mut stdout.lock())?;
+        }
+        Command::Check { explain: None, .. } => {
             let path = options.config.unwrap_or_default();
             println!(
                 "# {}: the configuration is valid. As it runs, defaults filled in:",

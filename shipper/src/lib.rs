@@ -18,7 +18,8 @@
 //! - [`source`]: where records come from. [`source::file`]: container log files
 //!   (discovery, tailing across rotation and restarts, Docker json-file, CRI, plain).
 //! - [`transform`]: stages between source and sink: the partial-line join, the stream
-//!   labels and the line's own fields.
+//!   labels and the line's own fields, then each input's configured stages (multiline,
+//!   drop, extract, timestamp, labels, label rules, limit).
 //! - [`sink`]: where entries go. [`sink::loki`]: Grafana Loki's push API (client, answers,
 //!   retry policy, encoders); [`sink::stdout`]: the dry run.
 //! - [`runtime`]: the reader thread, chunks, batching per tenant, one lane per tenant, the
@@ -28,10 +29,12 @@
 //!   `/status`).
 //! - [`config`]: the YAML configuration, checked before anything runs.
 //! - [`pipeline`]: wires one run: which source, which stages, which sink.
+//! - [`explain`]: `tailrace check --explain FILE`, each stage's effect on a file's lines.
 //! - [`cli`]: the command line (`run`, `check`, `positions`, `probe`).
 
 pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod model;
 pub mod observe;
 pub mod pipeline;

@@ -7,7 +7,9 @@
 //! extracted by a stage before it. Each stage's configuration type lives beside the stage,
 //! in `transform/`.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::transform::drop::DropConfig;
 use crate::transform::json::JsonConfig;
@@ -20,9 +22,9 @@ use crate::transform::regex::RegexConfig;
 use crate::transform::structured_metadata::StructuredMetadataConfig;
 use crate::transform::timestamp::TimestampConfig;
 
-/// One configured stage.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// One configured stage: in YAML a mapping with one key, the stage's name (read and
+/// written by hand: the YAML crate would otherwise want a `!tag`).
+#[derive(Debug, Clone)]
 pub enum StageConfig {
     Multiline(MultilineConfig),
     Drop(DropConfig),
@@ -34,6 +36,79 @@ pub enum StageConfig {
     StructuredMetadata(StructuredMetadataConfig),
     LabelRules(Vec<LabelRule>),
     Limit(LimitConfig),
+}
+
+/// Every stage's name, as serde lists expected variants (for "did you mean").
+const NAMES: &[&str] = &[
+    "multiline",
+    "drop",
+    "regex",
+    "logfmt",
+    "json",
+    "timestamp",
+    "labels",
+    "structured_metadata",
+    "label_rules",
+    "limit",
+];
+
+impl<'de> Deserialize<'de> for StageConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OneKey;
+        impl<'de> Visitor<'de> for OneKey {
+            type Value = StageConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a stage: a mapping with one key, the stage's name")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StageConfig, A::Error> {
+                let Some(name) = map.next_key::<String>()? else {
+                    return Err(de::Error::custom(
+                        "an empty stage: write its name as the key (multiline, drop, regex, ...)",
+                    ));
+                };
+                let stage = match name.as_str() {
+                    "multiline" => StageConfig::Multiline(map.next_value()?),
+                    "drop" => StageConfig::Drop(map.next_value()?),
+                    "regex" => StageConfig::Regex(map.next_value()?),
+                    "logfmt" => StageConfig::Logfmt(map.next_value()?),
+                    "json" => StageConfig::Json(map.next_value()?),
+                    "timestamp" => StageConfig::Timestamp(map.next_value()?),
+                    "labels" => StageConfig::Labels(map.next_value()?),
+                    "structured_metadata" => StageConfig::StructuredMetadata(map.next_value()?),
+                    "label_rules" => StageConfig::LabelRules(map.next_value()?),
+                    "limit" => StageConfig::Limit(map.next_value()?),
+                    other => return Err(de::Error::unknown_variant(other, NAMES)),
+                };
+                if let Some(second) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format!(
+                        "`{second}` after `{name}`: a stage is a mapping with one key (start each stage with its own `- `)"
+                    )));
+                }
+                Ok(stage)
+            }
+        }
+        d.deserialize_map(OneKey)
+    }
+}
+
+impl Serialize for StageConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        let name = self.name();
+        match self {
+            StageConfig::Multiline(c) => map.serialize_entry(name, c)?,
+            StageConfig::Drop(c) => map.serialize_entry(name, c)?,
+            StageConfig::Regex(c) => map.serialize_entry(name, c)?,
+            StageConfig::Logfmt(c) => map.serialize_entry(name, c)?,
+            StageConfig::Json(c) => map.serialize_entry(name, c)?,
+            StageConfig::Timestamp(c) => map.serialize_entry(name, c)?,
+            StageConfig::Labels(c) => map.serialize_entry(name, c)?,
+            StageConfig::StructuredMetadata(c) => map.serialize_entry(name, c)?,
+            StageConfig::LabelRules(c) => map.serialize_entry(name, c)?,
+            StageConfig::Limit(c) => map.serialize_entry(name, c)?,
+        }
+        map.end()
+    }
 }
 
 impl StageConfig {

@@ -17,7 +17,8 @@ pub struct Plan {
     partial_join: Option<usize>,
     static_labels: Vec<(String, String)>,
     json_labels: Vec<String>,
-    configured: Vec<MakeStage>,
+    /// Each configured stage's name and maker, in order.
+    configured: Vec<(&'static str, MakeStage)>,
 }
 
 impl Plan {
@@ -30,25 +31,51 @@ impl Plan {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             json_labels: input.json_labels.clone(),
-            configured: input.stages.iter().map(|s| maker(s, ctx)).collect(),
+            configured: input
+                .stages
+                .iter()
+                .map(|s| (s.name(), maker(s, ctx)))
+                .collect(),
         }
     }
 
     /// The stages of the file at `path`, whose source tells `source_labels`.
     pub fn stages(&self, path: &Path, source_labels: &[(String, String)]) -> Stages {
-        let mut stages: Vec<Box<dyn Stage>> = Vec::with_capacity(self.configured.len() + 2);
+        Stages::new(
+            self.named_stages(path, source_labels)
+                .into_iter()
+                .map(|(_, stage)| stage)
+                .collect(),
+        )
+    }
+
+    /// The same stages, each with its name (for `tailrace check --explain`).
+    pub fn named_stages(
+        &self,
+        path: &Path,
+        source_labels: &[(String, String)],
+    ) -> Vec<(&'static str, Box<dyn Stage>)> {
+        let mut stages: Vec<(&'static str, Box<dyn Stage>)> =
+            Vec::with_capacity(self.configured.len() + 2);
         if let Some(max_line_bytes) = self.partial_join {
-            stages.push(Box::new(PartialJoin::new(max_line_bytes)));
+            stages.push(("partial_join", Box::new(PartialJoin::new(max_line_bytes))));
         }
-        stages.push(Box::new(StreamLabels::new(
-            &self.static_labels,
-            source_labels.to_vec(),
-            &self.json_labels,
-            path.display().to_string(),
-        )));
+        stages.push((
+            "stream_labels",
+            Box::new(StreamLabels::new(
+                &self.static_labels,
+                source_labels.to_vec(),
+                &self.json_labels,
+                path.display().to_string(),
+            )),
+        ));
         let file = FileContext { path };
-        stages.extend(self.configured.iter().map(|make| make(&file)));
-        Stages::new(stages)
+        stages.extend(
+            self.configured
+                .iter()
+                .map(|(name, make)| (*name, make(&file))),
+        );
+        stages
     }
 }
 
