@@ -3,7 +3,7 @@
 //! In: candidate labels (an input's static labels, the ones a source tells, such as a
 //! container's from its log file's path, values picked from JSON lines). Out: a sorted, valid [`LabelSet`]: label names
 //! match `[a-zA-Z_][a-zA-Z0-9_]*`, names are at most 1024 bytes and values 2048, at most 15
-//! names. A push must never be rejected for a label the shipper made, so anything invalid
+//! names, at least one. A push must never be rejected for a label the shipper made, so anything invalid
 //! is repaired here and reported once per stream by the caller.
 
 /// Loki's defaults (`max_label_names_per_series`, `max_label_name_length`,
@@ -69,9 +69,19 @@ where
         }
         out.push((fixed, value));
     }
+    if out.is_empty() {
+        // Loki refuses a stream without labels ("at least one label pair is required").
+        let (name, value) = UNLABELLED;
+        repairs.push(format!("no labels left: {name}={value:?} added"));
+        out.push((name.to_owned(), value.to_owned()));
+    }
     out.sort();
     (LabelSet(out), repairs)
 }
+
+/// The label of a stream that would have none (no static labels, none from the path, all
+/// removed by label rules).
+pub const UNLABELLED: (&str, &str) = ("job", "tailrace");
 
 /// Maps a name onto Loki's label name pattern: invalid characters become `_`, a leading
 /// digit gets a `_` in front, and the result is cut to the length limit.

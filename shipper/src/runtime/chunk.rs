@@ -76,7 +76,7 @@ fn memory_charge(metadata: &Metadata, line_len: usize) -> usize {
 /// The label set of a record no stage labelled (the stream labels stage ends every chain,
 /// so only a chain built without it has one).
 fn unlabelled() -> Arc<LabelSet> {
-    let (set, _) = crate::model::labels::build_label_set([("job".into(), "tailrace".into())]);
+    let (set, _) = crate::model::labels::build_label_set([]);
     Arc::new(set)
 }
 

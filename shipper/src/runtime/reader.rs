@@ -266,6 +266,10 @@ fn emit(
 }
 
 #[cfg(test)]
+#[path = "stages_prop_tests.rs"]
+mod stages_prop_tests;
+
+#[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
     use std::time::Duration;
