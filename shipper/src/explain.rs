@@ -372,3 +372,80 @@ fn quote(text: &str) -> String {
         None => format!("{text:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn explained(stages: &str, lines: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        std::fs::write(&log, lines).unwrap();
+        let yaml = format!(
+            "loki: {{ url: http://127.0.0.1:1/loki/api/v1/push }}\ninputs:\n  - paths: [\"{}/*.log\"]\n    stages:\n{stages}",
+            dir.path().display()
+        );
+        let config = Config::from_yaml(&yaml, Path::new("t.yaml")).unwrap();
+        let mut out = Vec::new();
+        explain(&config, &log, 20, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn each_stage_says_what_it_did_to_each_line() {
+        let text = explained(
+            "      - multiline: { mode: auto }\n      - drop: { regex: healthz }\n",
+            "2026-12-04T10:15:03.000Z stdout F request failed\n\
+             2026-12-04T10:15:03.001Z stdout F java.lang.IllegalStateException: boom\n\
+             2026-12-04T10:15:03.002Z stdout P \tat com.shop.Checkout.pay\n\
+             2026-12-04T10:15:03.003Z stdout F (Checkout.java:42)\n\
+             2026-12-04T10:15:03.004Z stdout F GET /healthz 200\n\
+             2026-12-04T10:15:03.005Z stdout F done\n",
+        );
+        let expect = [
+            "line 3: ",
+            "partial_join: holds it (its record may continue)",
+            "line 4: ",
+            "partial_join: hands on the record held from line 3 (1 line(s))",
+            "multiline: joins it to the record held from line 2",
+            "line 5: ",
+            "multiline: hands on the record held from line 2 (2 line(s))",
+            "=> entry from line 2: ",
+            "\\tat com.shop.Checkout.pay(Checkout.java:42)",
+            "multiline: holds it (its record may continue)",
+            "line 6: ",
+            "drop: drops it",
+            "end of the sample",
+            "=> entry from line 6: ",
+        ];
+        let mut rest = text.as_str();
+        for want in expect {
+            let at = rest
+                .find(want)
+                .unwrap_or_else(|| panic!("`{want}` missing after what came before in:\n{text}"));
+            rest = &rest[at + want.len()..];
+        }
+    }
+
+    #[test]
+    fn a_file_no_input_matches_is_read_with_the_first_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("other.txt");
+        std::fs::write(&log, "plain line\n").unwrap();
+        let config = Config::from_yaml(
+            "loki: { url: http://127.0.0.1:1/loki/api/v1/push }\ninputs:\n  - paths: [/nowhere/*.log]\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        explain(&config, &log, 5, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("input 0 (/nowhere/*.log)"), "{text}");
+        assert!(text.contains("=> entry from line 1: "), "{text}");
+        assert!(
+            explain(&config, &dir.path().join("missing.log"), 5, &mut Vec::new())
+                .is_err_and(|e| e.to_string().contains("missing.log")),
+            "a file that cannot be read is named"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 /// Adds "(did you mean `timeout`?)" to a parser message about an unknown field or variant
 /// when one of the expected names is close to what was written.
 pub fn did_you_mean(message: &str) -> String {
-    for marker in ["unknown field `", "unknown variant `"] {
+    for marker in ["unknown field `", "unknown variant `", "unknown stage `"] {
         let Some(start) = message.find(marker) else {
             continue;
         };

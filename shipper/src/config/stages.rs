@@ -38,7 +38,7 @@ pub enum StageConfig {
     Limit(LimitConfig),
 }
 
-/// Every stage's name, as serde lists expected variants (for "did you mean").
+/// Every stage's name, listed in the error for an unknown one (and its "did you mean").
 const NAMES: &[&str] = &[
     "multiline",
     "drop",
@@ -77,7 +77,16 @@ impl<'de> Deserialize<'de> for StageConfig {
                     "structured_metadata" => StageConfig::StructuredMetadata(map.next_value()?),
                     "label_rules" => StageConfig::LabelRules(map.next_value()?),
                     "limit" => StageConfig::Limit(map.next_value()?),
-                    other => return Err(de::Error::unknown_variant(other, NAMES)),
+                    other => {
+                        return Err(de::Error::custom(format!(
+                            "unknown stage `{other}`, expected one of {}",
+                            NAMES
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )));
+                    }
                 };
                 if let Some(second) = map.next_key::<String>()? {
                     return Err(de::Error::custom(format!(
