@@ -288,7 +288,10 @@ const LEVEL_WORD_WINDOW: usize = 128;
 /// [`LEVEL_WORD_WINDOW`] bytes. Borrowed from the record (a JSON value with escapes, the
 /// rare exception, is decoded).
 pub fn record_level(record: &Record) -> Option<Cow<'_, str>> {
-    if let Some(level) = record.fields.get(tailrace_log::contract::LEVEL, &record.line) {
+    if let Some(level) = record
+        .fields
+        .get(tailrace_log::contract::LEVEL, &record.line)
+    {
         return Some(Cow::Borrowed(level));
     }
     let line = record.line.as_str();
@@ -485,7 +488,12 @@ mod tests {
         // `DPANIC` is no level word, so only a field, JSON or logfmt tells it.
         assert_eq!(
             kept,
-            ["DPANIC x", "INFO debug later", r#"{"level":"info"}"#, "no level here"]
+            [
+                "DPANIC x",
+                "INFO debug later",
+                r#"{"level":"info"}"#,
+                "no level here"
+            ]
         );
         assert_eq!(count(&counters, "drop_level"), 5);
     }
@@ -495,7 +503,11 @@ mod tests {
         let (mut s, counters) = stage("{ regex: 'GET /healthz' }");
         let kept_lines = kept(
             &mut *s,
-            vec![line("GET /healthz 200"), line("GET /api 200"), line("x GET /healthz")],
+            vec![
+                line("GET /healthz 200"),
+                line("GET /api 200"),
+                line("x GET /healthz"),
+            ],
         );
         assert_eq!(kept_lines, ["GET /api 200"]);
         assert_eq!(count(&counters, "drop_regex"), 2);
@@ -518,7 +530,11 @@ mod tests {
         let (mut s, counters) = stage("{ source: user, value: bot }");
         let kept_lines = kept(
             &mut *s,
-            vec![with_field("a", "user", "bot"), with_field("b", "user", "bots"), line("bot")],
+            vec![
+                with_field("a", "user", "bot"),
+                with_field("b", "user", "bots"),
+                line("bot"),
+            ],
         );
         assert_eq!(kept_lines, ["b", "bot"]);
         assert_eq!(count(&counters, "drop_value"), 1);
@@ -557,7 +573,11 @@ mod tests {
             stage("{ regex: '^GET', longer_than: 10, drop_counter_reason: noisy }");
         let kept_lines = kept(
             &mut *s,
-            vec![line("GET /a"), line("GET /a/long/path"), line("POST /a/long/path")],
+            vec![
+                line("GET /a"),
+                line("GET /a/long/path"),
+                line("POST /a/long/path"),
+            ],
         );
         assert_eq!(kept_lines, ["GET /a", "POST /a/long/path"]);
         assert_eq!(count(&counters, "noisy"), 1);
@@ -570,20 +590,41 @@ mod tests {
 
     #[test]
     fn a_stage_without_a_condition_is_refused() {
-        for yaml in ["{}", "{ reason: x }", "{ regex: a, value: a }", "{ level: [] }", "{ regex: a, reason: '' }"] {
+        for yaml in [
+            "{}",
+            "{ reason: x }",
+            "{ regex: a, value: a }",
+            "{ level: [] }",
+            "{ regex: a, reason: '' }",
+        ] {
             let err = serde_yaml_ng::from_str::<DropConfig>(yaml).unwrap_err();
-            assert!(err.to_string().contains("drop stage") || err.to_string().contains("reason"), "{yaml}: {err}");
+            assert!(
+                err.to_string().contains("drop stage") || err.to_string().contains("reason"),
+                "{yaml}: {err}"
+            );
         }
         assert!(serde_yaml_ng::from_str::<DropConfig>("{ regex: a, colour: red }").is_err());
-        let c: DropConfig = serde_yaml_ng::from_str("{ expression: a, drop_counter_reason: r }").unwrap();
+        let c: DropConfig =
+            serde_yaml_ng::from_str("{ expression: a, drop_counter_reason: r }").unwrap();
         let back = serde_yaml_ng::to_string(&c).unwrap();
-        assert!(back.contains("regex: a") && back.contains("reason: r"), "{back}");
+        assert!(
+            back.contains("regex: a") && back.contains("reason: r"),
+            "{back}"
+        );
     }
 
     #[test]
     fn the_level_of_odd_lines_never_panics() {
         let (mut s, _) = stage("{ level: [debug] }");
-        for text in ["{", "{\"level\":", "level=", "level=\"", "é level=ü", "\u{0}{\"level\":\"\\ud800\"}", "ÉRROR ěrror"] {
+        for text in [
+            "{",
+            "{\"level\":",
+            "level=",
+            "level=\"",
+            "é level=ü",
+            "\u{0}{\"level\":\"\\ud800\"}",
+            "ÉRROR ěrror",
+        ] {
             kept(&mut *s, vec![line(text)]);
         }
         let long = "é".repeat(LEVEL_WORD_WINDOW);

@@ -348,11 +348,8 @@ mod tests {
                 dropped: &by_reason,
             };
             let clock_time = Arc::clone(&time);
-            let make = maker_with_clock(
-                &config,
-                &ctx,
-                Arc::new(move || *clock_time.lock().unwrap()),
-            );
+            let make =
+                maker_with_clock(&config, &ctx, Arc::new(move || *clock_time.lock().unwrap()));
             Setup {
                 make,
                 time,
@@ -376,9 +373,7 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Arc<LabelSet> {
-        Arc::new(
-            build_label_set(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string()))).0,
-        )
+        Arc::new(build_label_set(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string()))).0)
     }
 
     fn record(line: &str, labels: &Arc<LabelSet>) -> Record {
@@ -389,10 +384,16 @@ mod tests {
         }
     }
 
-    fn push(stage: &mut dyn Stage, records: &[(&str, u64)], set: &Arc<LabelSet>) -> Vec<(String, u64)> {
+    fn push(
+        stage: &mut dyn Stage,
+        records: &[(&str, u64)],
+        set: &Arc<LabelSet>,
+    ) -> Vec<(String, u64)> {
         let mut seen = Vec::new();
         for (line, start) in records {
-            stage.push(record(line, set), *start, &mut |r, s| seen.push((r.line, s)));
+            stage.push(record(line, set), *start, &mut |r, s| {
+                seen.push((r.line, s))
+            });
         }
         seen
     }
@@ -412,7 +413,11 @@ mod tests {
         let s = Setup::new("{ rate: 2, burst: 2, action: drop }");
         let mut stage = s.stage();
         let set = labels(&[("app", "a")]);
-        let seen = push(&mut *stage, &[("1", 0), ("2", 10), ("3", 20), ("4", 30)], &set);
+        let seen = push(
+            &mut *stage,
+            &[("1", 0), ("2", 10), ("3", 20), ("4", 30)],
+            &set,
+        );
         assert_eq!(lines(&seen), ["1", "2"]);
         assert_eq!(s.dropped.get(), 2);
         assert_eq!(stage.holds_from(), None, "a dropped record is not held");
@@ -490,8 +495,16 @@ mod tests {
         let no_pod = labels(&[("app", "x")]);
         let other_no_pod = labels(&[("app", "y")]);
         assert_eq!(push(&mut *file_a, &[("a1", 0)], &pod_a).len(), 1);
-        assert_eq!(push(&mut *file_a, &[("a2", 10)], &pod_a_err).len(), 0, "same pod");
-        assert_eq!(push(&mut *file_b, &[("a3", 0)], &pod_a).len(), 0, "another file, same pod");
+        assert_eq!(
+            push(&mut *file_a, &[("a2", 10)], &pod_a_err).len(),
+            0,
+            "same pod"
+        );
+        assert_eq!(
+            push(&mut *file_b, &[("a3", 0)], &pod_a).len(),
+            0,
+            "another file, same pod"
+        );
         assert_eq!(push(&mut *file_b, &[("b1", 10)], &pod_b).len(), 1);
         // Without the label, the whole label set is the stream.
         assert_eq!(push(&mut *file_b, &[("x1", 20)], &no_pod).len(), 1);
@@ -502,20 +515,34 @@ mod tests {
 
     #[test]
     fn streams_beyond_the_maximum_share_one_bucket() {
-        let s = Setup::new("{ rate: 1, burst: 1, by_label: pod, max_distinct_labels: 2, action: drop }");
+        let s = Setup::new(
+            "{ rate: 1, burst: 1, by_label: pod, max_distinct_labels: 2, action: drop }",
+        );
         let mut stage = s.stage();
         let pod = |p: &str| labels(&[("pod", p)]);
         assert_eq!(push(&mut *stage, &[("a", 0)], &pod("a")).len(), 1);
         assert_eq!(push(&mut *stage, &[("b", 1)], &pod("b")).len(), 1);
-        assert_eq!(push(&mut *stage, &[("c", 2)], &pod("c")).len(), 1, "the shared one");
-        assert_eq!(push(&mut *stage, &[("d", 3)], &pod("d")).len(), 0, "shares c's bucket");
+        assert_eq!(
+            push(&mut *stage, &[("c", 2)], &pod("c")).len(),
+            1,
+            "the shared one"
+        );
+        assert_eq!(
+            push(&mut *stage, &[("d", 3)], &pod("d")).len(),
+            0,
+            "shares c's bucket"
+        );
         assert_eq!(push(&mut *stage, &[("e", 4)], &pod("e")).len(), 0);
     }
 
     #[test]
     fn the_configuration_is_checked_and_reads_promtails_spelling() {
         let c: LimitConfig = serde_yaml_ng::from_str("{ rate: 10, burst: 20 }").unwrap();
-        assert_eq!(c.action, LimitAction::Wait, "Promtail's default: nothing lost");
+        assert_eq!(
+            c.action,
+            LimitAction::Wait,
+            "Promtail's default: nothing lost"
+        );
         assert_eq!(c.max_distinct_labels, 10_000);
         let c: LimitConfig =
             serde_yaml_ng::from_str("{ rate: 10, burst: 20, drop: true }").unwrap();
@@ -533,7 +560,10 @@ mod tests {
             "{ rate: 1, burst: 1, action: drop, drop: false }",
             "{ rate: 1, burst: 1, action: later }",
         ] {
-            assert!(serde_yaml_ng::from_str::<LimitConfig>(bad).is_err(), "{bad}");
+            assert!(
+                serde_yaml_ng::from_str::<LimitConfig>(bad).is_err(),
+                "{bad}"
+            );
         }
     }
 }
