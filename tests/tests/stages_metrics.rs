@@ -2,9 +2,7 @@
 //! `/metrics` under its reason, its lines count as done (the file's saved position passes
 //! them), and exactly the lines kept reach Loki, once each. A `limit` that waits loses
 //! nothing and keeps the order. And, in process: the two stages allocate nothing per line.
-//!
-//! The stages are written with YAML tags (`- !drop {...}`): the configuration reader's
-//! `StageConfig` does not read Promtail's one-key mappings (`- drop: {...}`) yet.
+
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -165,7 +163,7 @@ fn drops_are_counted_by_reason_acknowledged_and_only_kept_lines_reach_loki() {
 
     // The limit's rate is so low that no token comes back during the test: the burst of 15
     // passes, the rest of the kept lines are dropped.
-    let stages = "      - !drop { level: [debug, trace] }\n      - !drop { regex: 'GET /healthz' }\n      - !drop { older_than: 24h }\n      - !limit { rate: 0.0001, burst: 15, by_label: job, action: drop }\n";
+    let stages = "      - drop: { level: [debug, trace] }\n      - drop: { regex: 'GET /healthz' }\n      - drop: { older_than: 24h }\n      - limit: { rate: 0.0001, burst: 15, by_label: job, action: drop }\n";
     let program = Program::start(&loki, dir.path(), stages);
     let want = [
         ("drop_level", 11),
@@ -212,7 +210,7 @@ fn a_limit_that_waits_loses_nothing_and_keeps_the_order() {
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     std::fs::write(logs.join("app.log"), &text).unwrap();
 
-    let stages = "      - !limit { rate: 40, burst: 10, action: wait }\n";
+    let stages = "      - limit: { rate: 40, burst: 10, action: wait }\n";
     let program = Program::start(&loki, dir.path(), stages);
     assert!(
         loki.wait_for_entries(lines.len() as u64, Duration::from_secs(60)),
@@ -238,7 +236,7 @@ fn drop_and_limit_allocate_nothing_per_line() {
     use tailrace::transform::{DropCounter, FileContext, PlanContext, Stage};
 
     let stages: Vec<StageConfig> = serde_yaml_ng::from_str(
-        "- !drop { level: [debug], regex: 'GET /healthz', older_than: 24h }\n- !drop { longer_than: 100KiB }\n- !limit { rate: 1000000, burst: 1000000, by_label: pod, action: drop }\n",
+        "- drop: { level: [debug], regex: 'GET /healthz', older_than: 24h }\n- drop: { longer_than: 100KiB }\n- limit: { rate: 1000000, burst: 1000000, by_label: pod, action: drop }\n",
     )
     .unwrap();
     let dropped = |_: &str| DropCounter::default();
