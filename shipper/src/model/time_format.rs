@@ -410,11 +410,7 @@ fn go_layout(layout: &str) -> Option<Strtime> {
                 "02" | "2" | "_2" => day = true,
                 "15" | "03" | "3" => hour = true,
                 "04" | "4" => minute = true,
-                "05" | "5" => {
-                    if fraction(after).is_none() {
-                        format.push_str("%.f");
-                    }
-                }
+                "05" | "5" if fraction(after).is_none() => format.push_str("%.f"),
                 _ => {}
             }
             rest = after;

@@ -117,6 +117,18 @@ pub(super) fn with_source(
     }
 }
 
+/// For the extracting stages' tests: what `stage` hands on for a record of `text`.
+#[cfg(test)]
+pub(super) fn run_line(stage: &mut dyn Stage, text: &str) -> Record {
+    let mut seen = None;
+    let record = Record {
+        line: text.to_owned(),
+        ..Record::default()
+    };
+    stage.push(record, 0, &mut |r, _| seen = Some(r));
+    seen.expect("an extracting stage never drops a record")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
