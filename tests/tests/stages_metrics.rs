@@ -3,7 +3,6 @@
 //! them), and exactly the lines kept reach Loki, once each. A `limit` that waits loses
 //! nothing and keeps the order. And, in process: the two stages allocate nothing per line.
 
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::TcpListener;

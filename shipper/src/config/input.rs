@@ -49,11 +49,7 @@ pub struct InputConfig {
     /// runtime's own partial-line join and stream labels).
     /// Each item a one-key map, `- regex: {...}` as Promtail writes it (serde_yaml_ng reads
     /// and writes enums as `!regex` tags otherwise).
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        with = "serde_yaml_ng::with::singleton_map_recursive"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<super::StageConfig>,
 }
 

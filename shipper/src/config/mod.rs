@@ -141,18 +141,18 @@ fn default_shutdown_timeout() -> HumanDuration {
 
 /// Deserializes a string and checks it inside the parser's visitor, so that an error
 /// carries the key's path, line and column like any type error.
-fn checked_str<'de, D: Deserializer<'de>, T>(
+pub(crate) fn checked_str<'de, D: Deserializer<'de>, T, E: std::fmt::Display>(
     d: D,
-    check: fn(&str) -> Result<T, String>,
+    check: fn(&str) -> Result<T, E>,
 ) -> Result<T, D::Error> {
-    struct Checked<T>(fn(&str) -> Result<T, String>);
-    impl<T> de::Visitor<'_> for Checked<T> {
+    struct Checked<T, E>(fn(&str) -> Result<T, E>);
+    impl<T, E: std::fmt::Display> de::Visitor<'_> for Checked<T, E> {
         type Value = T;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a string")
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-            (self.0)(v).map_err(E::custom)
+        fn visit_str<Er: de::Error>(self, v: &str) -> Result<T, Er> {
+            (self.0)(v).map_err(Er::custom)
         }
     }
     d.deserialize_str(Checked(check))

@@ -373,7 +373,7 @@ fn stage_mistakes_name_the_line_and_column() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("unknown variant `regexp` (did you mean `regex`?)"),
+        err.contains("unknown stage `regexp` (did you mean `regex`?)"),
         "{err}"
     );
     assert!(err.contains("line 7 column "), "{err}");

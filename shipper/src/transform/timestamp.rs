@@ -64,28 +64,9 @@ impl TimestampConfig {
     }
 }
 
-/// Deserializes a string and checks it inside the parser's visitor, so that an error
-/// carries the key's line and column.
-fn checked<'de, D: Deserializer<'de>, T>(
-    d: D,
-    check: fn(&str) -> Result<T, TimeFormatError>,
-) -> Result<T, D::Error> {
-    struct Visit<T>(fn(&str) -> Result<T, TimeFormatError>);
-    impl<T> serde::de::Visitor<'_> for Visit<T> {
-        type Value = T;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
-            (self.0)(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_str(Visit(check))
-}
-
 impl<'de> Deserialize<'de> for TimeFormat {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, TimeFormat::new)
+        crate::config::checked_str(d, TimeFormat::new)
     }
 }
 
@@ -97,7 +78,7 @@ impl Serialize for TimeFormat {
 
 impl<'de> Deserialize<'de> for Location {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |name| {
+        crate::config::checked_str(d, |name| -> Result<Location, TimeFormatError> {
             Ok(Location {
                 name: name.to_owned(),
                 zone: zone(name)?,
