@@ -163,6 +163,16 @@ impl StageConfig {
     }
 }
 
+/// The field a `name: field` pair of a stage reads (`labels`, `structured_metadata`, a
+/// `json` or `logfmt` mapping): the one written, or the name itself when the value is left
+/// empty (`level:` or Promtail's `level: ''`).
+pub fn field_of(name: &str, field: Option<&str>) -> String {
+    match field {
+        Some(f) if !f.is_empty() => f.to_owned(),
+        _ => name.to_owned(),
+    }
+}
+
 /// A field a stage reads that no stage before it extracts.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UnknownField {

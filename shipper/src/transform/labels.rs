@@ -30,7 +30,7 @@ pub fn reads(config: &LabelsConfig) -> Vec<(String, String)> {
         .map(|(label, field)| {
             (
                 label.clone(),
-                field.clone().unwrap_or_else(|| label.clone()),
+                crate::config::stages::field_of(label, field.as_deref()),
             )
         })
         .collect()
@@ -45,7 +45,7 @@ pub fn maker(config: &LabelsConfig, _ctx: &PlanContext<'_>) -> MakeStage {
         .map(|(label, field)| Wanted {
             name: sanitize_name(label),
             written: label.clone(),
-            field: field.clone().unwrap_or_else(|| label.clone()),
+            field: crate::config::stages::field_of(label, field.as_deref()),
         })
         .collect();
     Box::new(move |file| {

@@ -35,7 +35,7 @@ impl StructuredMetadataConfig {
             Self::Fields(f) => f.iter().map(|f| (f.clone(), f.clone())).collect(),
             Self::Mapping(m) => m
                 .iter()
-                .map(|(n, f)| (n.clone(), f.clone().unwrap_or_else(|| n.clone())))
+                .map(|(n, f)| (n.clone(), crate::config::stages::field_of(n, f.as_deref())))
                 .collect(),
         }
     }
