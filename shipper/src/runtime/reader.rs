@@ -270,7 +270,7 @@ fn emit(
 mod stages_prop_tests;
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::VecDeque;
     use std::time::Duration;
 
@@ -278,10 +278,12 @@ mod tests {
     use crate::model::{FileId, Split, Stdio};
     use crate::transform::{Out, PartialJoin, Stage, StreamLabels};
 
-    /// Hands out scripted records of one file.
-    struct Scripted {
-        key: FileKey,
-        lines: VecDeque<(u64, u64, Record)>,
+    /// Hands out scripted records (start, end, record) of one file, at most `per_poll` per
+    /// poll, none when the file's budget is 0.
+    pub(super) struct Scripted {
+        pub(super) key: FileKey,
+        pub(super) lines: VecDeque<(u64, u64, Record)>,
+        pub(super) per_poll: usize,
     }
 
     impl Source for Scripted {
@@ -290,10 +292,19 @@ mod tests {
         fn poll(
             &mut self,
             _now: Instant,
-            _budget: &mut dyn FnMut(usize, &std::path::Path) -> usize,
+            budget: &mut dyn FnMut(usize, &std::path::Path) -> usize,
             out: &mut dyn FnMut(Read<'_>),
         ) -> Polled {
-            while let Some((start, end, record)) = self.lines.pop_front() {
+            if budget(0, &self.key.path) == 0 {
+                return Polled {
+                    skipped: true,
+                    ..Polled::default()
+                };
+            }
+            for _ in 0..self.per_poll {
+                let Some((start, end, record)) = self.lines.pop_front() else {
+                    break;
+                };
                 out(Read {
                     key: &self.key,
                     input: 0,
@@ -363,6 +374,7 @@ mod tests {
             source: Scripted {
                 key: key.clone(),
                 lines,
+                per_poll: usize::MAX,
             },
             make_stages: Box::new(|_, path, labels| {
                 Stages::new(vec![

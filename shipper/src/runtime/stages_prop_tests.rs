@@ -20,6 +20,7 @@ use proptest::prelude::*;
 use prost::Message as _;
 use tokio::sync::mpsc;
 
+use super::tests::Scripted;
 use super::*;
 use crate::config::{Config, Encoding};
 use crate::model::{Entry, FileId, Split, Stdio, Stream};
@@ -135,43 +136,6 @@ fn config_with(stages: &[&str]) -> Config {
     }
 }
 
-/// Hands out one record per poll, when its file's budget allows.
-struct OneAtATime {
-    key: FileKey,
-    lines: VecDeque<(u64, u64, Record)>,
-}
-
-impl Source for OneAtATime {
-    fn resume(&mut self, _saved: &[(FileKey, u64)]) {}
-
-    fn poll(
-        &mut self,
-        _now: Instant,
-        budget: &mut dyn FnMut(usize, &std::path::Path) -> usize,
-        out: &mut dyn FnMut(Read<'_>),
-    ) -> Polled {
-        if budget(0, &self.key.path) == 0 {
-            return Polled {
-                skipped: true,
-                ..Polled::default()
-            };
-        }
-        if let Some((start, end, record)) = self.lines.pop_front() {
-            out(Read {
-                key: &self.key,
-                input: 0,
-                labels: &[],
-                start,
-                end,
-                record,
-            });
-        }
-        Polled::default()
-    }
-
-    fn wait(&mut self, _last: &Polled) {}
-}
-
 fn records(inputs: &[Input]) -> (VecDeque<(u64, u64, Record)>, u64) {
     let mut offset = 0u64;
     let lines = inputs
@@ -232,9 +196,10 @@ fn run(stages: &[&str], inputs: &[Input]) -> Result<(), TestCaseError> {
     let (lines, last_end) = records(inputs);
     let (tx, mut rx) = mpsc::channel(1 << 16);
     let mut reader = Reader {
-        source: OneAtATime {
+        source: Scripted {
             key: key.clone(),
             lines,
+            per_poll: 1,
         },
         make_stages: Box::new(move |_, path, labels| plan.stages(path, labels)),
         tenants: vec![Arc::from("")],
