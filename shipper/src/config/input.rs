@@ -47,7 +47,13 @@ pub struct InputConfig {
     pub tenant: String,
     /// What happens to the records between the file and Loki, in order (after the
     /// runtime's own partial-line join and stream labels).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Each item a one-key map, `- regex: {...}` as Promtail writes it (serde_yaml_ng reads
+    /// and writes enums as `!regex` tags otherwise).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "serde_yaml_ng::with::singleton_map_recursive"
+    )]
     pub stages: Vec<super::StageConfig>,
 }
 

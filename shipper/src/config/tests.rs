@@ -319,3 +319,115 @@ proptest::proptest! {
         }
     }
 }
+
+/// An input whose `stages:` are `stages` (each line indented as a list item under it).
+fn with_stages(stages: &str) -> String {
+    format!(
+        "loki:\n  url: http://loki:3100/loki/api/v1/push\ninputs:\n  - paths: ['/x/*.log']\n    stages:\n{stages}"
+    )
+}
+
+const ISSUE_STAGES: &str = r"      - regex: { expression: '^(?P<ts>\S+ \S+) (?P<level>\w+) (?P<msg>.*)$' }
+      - logfmt: { fields: [level, user, duration], mapping: { who: user } }
+      - json: { expressions: { status: http.status }, source: msg }
+      - timestamp: { source: ts, format: '%Y-%m-%d %H:%M:%S,%3f', fallback_formats: [RFC3339, 'Jan _2 15:04:05'], location: Europe/Berlin }
+      - labels: { level: null }
+";
+
+#[test]
+fn the_issues_stages_parse_and_print_back() {
+    let c = parse(&with_stages(ISSUE_STAGES)).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = c.inputs[0].stages.iter().map(|s| s.name()).collect();
+    assert_eq!(names, ["regex", "logfmt", "json", "timestamp", "labels"]);
+    assert_eq!(c.inputs[0].stages[0].extracts(), ["ts", "level", "msg"]);
+    let printed = c.effective_yaml();
+    for written in [
+        r"expression: ^(?P<ts>\S+ \S+) (?P<level>\w+) (?P<msg>.*)$",
+        "format: '%Y-%m-%d %H:%M:%S,%3f'",
+        "location: Europe/Berlin",
+        "- Jan _2 15:04:05",
+        "action_on_failure: skip",
+        "status: http.status",
+    ] {
+        assert!(printed.contains(written), "{written} not in\n{printed}");
+    }
+    let again = parse(&printed).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+    assert_eq!(again.effective_yaml(), printed, "reads back the same");
+}
+
+#[test]
+fn stage_mistakes_name_the_line_and_column() {
+    // The stage list starts on line 6; each case damages one stage.
+    let err = parse(&with_stages("      - regex: { expression: '(?P<ts>' }\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a valid regex") && err.contains("unclosed group"),
+        "the regex crate's message: {err}"
+    );
+    assert!(err.contains("line 6 column "), "{err}");
+
+    let err = parse(&with_stages(
+        "      - logfmt: { fields: [a] }\n      - regexp: { expression: a }\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("unknown variant `regexp` (did you mean `regex`?)"),
+        "{err}"
+    );
+    assert!(err.contains("line 7 column "), "{err}");
+
+    let err = parse(&with_stages(
+        "      - regex: { expression: '(?P<ts>.*)' }\n      - timestamp: { source: ts, format: RFC3339, location: Europe/Berln }\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown time zone `Europe/Berln`"), "{err}");
+    assert!(err.contains("line 7 column "), "{err}");
+
+    let err = parse(&with_stages(
+        "      - regex: { expression: '(?P<ts>.*)' }\n      - timestamp: { source: ts, format: RFC3399 }\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("unknown time format `RFC3399`") && err.contains("line 7 column "),
+        "{err}"
+    );
+
+    let err = parse(&with_stages(
+        "      - regex: { expression: '(?P<lvl>\\w+)' }\n      - labels:\n          level:\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("inputs[0].stages[1].labels.level")
+            && err.contains("field `level` is not extracted"),
+        "{err}"
+    );
+    assert!(err.contains("at line 8 column 11"), "{err}");
+
+    let err = parse(&with_stages(
+        "      - logfmt: { fields: [time] }\n      - timestamp: { source: ts, format: Unix }\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("stages[1].timestamp.source") && err.contains("field `ts`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_config_file_with_stages_is_printed_back_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tailrace.yaml");
+    std::fs::write(&path, with_stages(ISSUE_STAGES)).unwrap();
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let printed = c.effective_yaml();
+    assert!(
+        printed.contains("stages:") && printed.contains("- timestamp:"),
+        "{printed}"
+    );
+}

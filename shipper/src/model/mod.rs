@@ -11,7 +11,9 @@
 //! - [`FileKey`] and [`FileId`]: the cursor of the file source (which file; the offset
 //!   beside it says how far).
 //! - [`rfc3339`], [`json_scan`] and [`text`]: the timestamp and JSON scanners and the
-//!   bytes-to-text rules that the file formats and the stages both use.
+//!   bytes-to-text rules that the file formats and the stages both use; [`time_format`]:
+//!   the configured time formats and zones that the configuration checks and the
+//!   `timestamp` stage reads with.
 
 pub mod cursor;
 pub mod entry;
@@ -21,6 +23,7 @@ pub mod labels;
 pub mod record;
 pub mod rfc3339;
 pub mod text;
+pub mod time_format;
 
 pub use cursor::{FileId, FileKey};
 pub use entry::{Entry, Line, Metadata, Stream, Text};
