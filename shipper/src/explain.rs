@@ -359,7 +359,10 @@ fn pairs(pairs: &[(String, String)]) -> String {
 
 fn time(ns: Option<i64>) -> String {
     match ns {
-        Some(ns) => format!("{ns} ns"),
+        Some(ns) => match jiff::Timestamp::from_nanosecond(i128::from(ns)) {
+            Ok(at) => at.to_string(),
+            Err(_) => format!("{ns} ns since 1970"),
+        },
         None => "the time it is read".to_owned(),
     }
 }
@@ -403,6 +406,9 @@ mod tests {
              2026-12-04T10:15:03.005Z stdout F done\n",
         );
         let expect = [
+            "line 2: ",
+            "multiline: hands on the record held from line 1 (1 line(s))",
+            "=> entry from line 1: ",
             "line 3: ",
             "partial_join: holds it (its record may continue)",
             "line 4: ",
@@ -410,10 +416,11 @@ mod tests {
             "multiline: joins it to the record held from line 2",
             "line 5: ",
             "multiline: hands on the record held from line 2 (2 line(s))",
+            "multiline: holds it (its record may continue)",
             "=> entry from line 2: ",
             "\\tat com.shop.Checkout.pay(Checkout.java:42)",
-            "multiline: holds it (its record may continue)",
             "line 6: ",
+            "multiline: hands on the record held from line 5 (1 line(s))",
             "drop: drops it",
             "end of the sample",
             "=> entry from line 6: ",

@@ -86,10 +86,7 @@ impl<S: Source> Reader<S> {
         out.draining = true;
         for state in paths.values_mut() {
             state.stages.finish(&mut |record, _| ready.push(record));
-            if let Some((file, end)) = state.last.clone() {
-                emit(&mut out, state, &file, end, ready);
-            }
-            ready.clear();
+            settle(&mut out, state, ready);
         }
         out.send();
     }
@@ -168,7 +165,15 @@ impl<S: Source> Reader<S> {
                 // path's, so the identity alone tells the file.)
                 Some((k, end)) if k.id == read.key.id => *end = read.end,
                 last => {
-                    *last = Some((read.key.clone(), read.end));
+                    if last.is_some() {
+                        // Another file at this path (rotated): what the stages hold of the
+                        // one before goes out, placed in that file, before this one's lines.
+                        state
+                            .stages
+                            .end_of_file(&mut |record, _| ready.push(record));
+                        settle(&mut out, state, ready);
+                    }
+                    state.last = Some((read.key.clone(), read.end));
                     state.placed = read.start;
                 }
             }
@@ -191,14 +196,7 @@ impl<S: Source> Reader<S> {
         paused.clear();
         for (path, state) in paths.iter_mut() {
             state.stages.flush(now, &mut |record, _| ready.push(record));
-            if let Some((file, end)) = state.last.clone() {
-                if ready.is_empty() && state.placed < end && state.stages.holds_from().is_none() {
-                    // What was held is gone (dropped by a later stage): its lines are done.
-                    out.dropped(&state.tenant, &file, end);
-                    state.placed = end;
-                }
-                emit(&mut out, state, &file, end, ready);
-            }
+            settle(&mut out, state, ready);
             held += state.stages.held_bytes();
             if state.stages.paused() {
                 paused.insert(path.clone());
@@ -241,6 +239,21 @@ impl<S: Source> Reader<S> {
         self.telemetry.health.set_files(files);
         self.telemetry.health.set_discovery_done();
     }
+}
+
+/// Emits what the stages of `state` handed on outside a line's push (a flush, the end), after
+/// the last line read of its file; when they handed on nothing and hold nothing, what they
+/// held is gone (a later stage dropped it) and the lines up to there are done.
+fn settle(out: &mut Emitter<'_>, state: &mut PathStages, ready: &mut Ready) {
+    let Some((file, end)) = state.last.clone() else {
+        ready.clear();
+        return;
+    };
+    if ready.is_empty() && state.placed < end && state.stages.holds_from().is_none() {
+        out.dropped(&state.tenant, &file, end);
+        state.placed = end;
+    }
+    emit(out, state, &file, end, ready);
 }
 
 /// Emits what the stages of `state` handed on, after `file`'s line ending at `end`: a
@@ -414,5 +427,69 @@ pub(super) mod tests {
              line is held is placed before that part"
         );
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn what_the_stages_hold_of_a_rotated_file_goes_out_in_that_file() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let file = |ino| FileKey {
+            path: "/var/log/app.log".into(),
+            id: FileId {
+                dev: 1,
+                ino,
+                fingerprint: ino,
+            },
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut reader = Reader {
+            source: Scripted {
+                key: file(1),
+                lines: VecDeque::from([
+                    (0, 10, record("", Stdio::Stdout, Split::Last(b"a".to_vec()))),
+                    (
+                        10,
+                        20,
+                        record("", Stdio::Stdout, Split::Part(b"b1".to_vec())),
+                    ),
+                ]),
+                per_poll: usize::MAX,
+            },
+            make_stages: Box::new(|_, _, _| Stages::new(vec![Box::new(PartialJoin::new(1024))])),
+            tenants: vec![Arc::from("")],
+            tx,
+            memory: Arc::new(MemoryBudget::new(1 << 20, Default::default())),
+            telemetry: Arc::new(Telemetry::new(Duration::from_secs(300))),
+            shutdown: Shutdown::new(),
+            runtime: runtime.handle().clone(),
+        };
+        let (mut paths, mut ready, mut paused) = (HashMap::new(), Ready::new(), HashSet::new());
+        reader.poll(&mut paths, &mut ready, &mut paused);
+        // The path now holds another file, whose first line ends at 5.
+        reader.source.key = file(2);
+        reader.source.lines =
+            VecDeque::from([(0, 5, record("", Stdio::Stdout, Split::Last(b"c".to_vec())))]);
+        reader.poll(&mut paths, &mut ready, &mut paused);
+        let mut got = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            for e in &chunk.entries {
+                got.push((
+                    chunk.file.id.ino,
+                    chunk.text[e.range.clone()].to_owned(),
+                    e.end,
+                ));
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                (1, "a".to_owned(), 10),
+                (1, "b1".to_owned(), 20),
+                (2, "c".to_owned(), 5)
+            ],
+            "the split line of the old file goes out in the old file, not joined to the new \
+             file's line nor placed at its offsets"
+        );
     }
 }

@@ -104,6 +104,13 @@ pub trait Stage: Send {
         let _ = out;
     }
 
+    /// The file this stage reads was replaced at its path (rotated): hands on what it holds of
+    /// that file, whose records can no longer continue. As [`finish`](Self::finish) unless
+    /// a stage keeps at shutdown what it would give up here.
+    fn end_of_file(&mut self, out: &mut Out<'_>) {
+        self.finish(out);
+    }
+
     /// Whether the stage wants no more records for now (a `limit` stage that waits): the
     /// runtime then leaves the file unread until it wants them again.
     fn paused(&self) -> bool {
@@ -151,6 +158,14 @@ impl Stages {
         for i in 0..self.stages.len() {
             let (head, rest) = self.stages.split_at_mut(i + 1);
             head[i].finish(&mut |record, start| run(rest, record, start, out));
+        }
+    }
+
+    /// Tells every stage in order that its file was replaced (see [`Stage::end_of_file`]).
+    pub fn end_of_file(&mut self, out: &mut Out<'_>) {
+        for i in 0..self.stages.len() {
+            let (head, rest) = self.stages.split_at_mut(i + 1);
+            head[i].end_of_file(&mut |record, start| run(rest, record, start, out));
         }
     }
 

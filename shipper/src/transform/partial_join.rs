@@ -93,6 +93,12 @@ impl Stage for PartialJoin {
     fn held_bytes(&self) -> usize {
         self.pending.iter().flatten().map(|p| p.bytes.len()).sum()
     }
+
+    /// The rest of a line split across a rotation is in no file this stage reads: the parts
+    /// go out as they are, as after [`PARTIAL_TIMEOUT`].
+    fn end_of_file(&mut self, out: &mut Out<'_>) {
+        self.flush_all(out);
+    }
 }
 
 impl PartialJoin {
