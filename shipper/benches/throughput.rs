@@ -1,42 +1,78 @@
-//! End-to-end throughput, memory and idle cost of the release-built `tailrace` binary.
+//! End-to-end throughput, memory and idle cost of the release-built `tailrace` binary, and
+//! its cost with processing stages beside Fluent Bit doing the same work.
 //!
 //! ```sh
 //! cargo bench -p tailrace --bench throughput
 //! ```
 //!
-//! 1. Writes 1,000,000 `tailrace-log`-shaped JSON lines (~300 bytes each, ~300 MiB) into 4
-//!    files in a temp dir.
-//! 2. Starts a count-only Loki double in this process (rate limits raised so it never
-//!    answers 429: this measures the shipper, not Loki's limits).
-//! 3. Runs `tailrace --config FILE` as a child process (`start_at: beginning`,
-//!    `format: plain`) until the double has counted every line, then sends SIGTERM.
-//!    Reports wall time, the child's CPU time (user + sys), its peak RSS, and
-//!    lines/s, MiB/s and MiB per CPU second.
-//! 4. Idle check: 1,000 small files; once their lines arrived, the child's CPU time over
-//!    10 s of idleness, as % of one core.
+//! Cases (`TAILRACE_BENCH_CASES`, a comma list, default `plain,stages,traces`):
+//! - `plain`: writes 1,000,000 `tailrace-log`-shaped JSON lines (~300 bytes each, ~300 MiB)
+//!   into 4 files in a temp dir; starts a count-only Loki double in this process (rate
+//!   limits raised so it never answers 429: this measures the shipper, not Loki's limits);
+//!   runs `tailrace --config FILE` as a child process (`start_at: beginning`,
+//!   `format: plain`, no stages) until the double has counted every line, then sends
+//!   SIGTERM. Reports wall time, the child's CPU time (user + sys), its peak RSS, and
+//!   lines/s, MiB/s and MiB per CPU second. Then the idle check: 1,000 small files; once
+//!   their lines arrived, the child's CPU time over 10 s of idleness, as % of one core.
+//! - `stages`: the same JSON lines, except that every 10th line of each file is a health
+//!   check (`"message":"GET /healthz"`); tailrace with `multiline: { mode: auto }`, a `drop`
+//!   of `GET /healthz` and a `regex` extracting `level`; Fluent Bit with `tail`'s
+//!   `multiline.parser java,python,go`, a `grep` filter `Exclude log GET /healthz` and a
+//!   `parser` filter with the same regex (`Reserve_Data`, `Preserve_Key`). A correct
+//!   pipeline sends 90% of the lines.
+//! - `traces`: ~1,000,000 lines of text logs with Java and Python stack traces (see
+//!   `throughput/lines.rs`); tailrace with `multiline: { mode: auto }`, Fluent Bit with
+//!   `multiline.parser java,python`. A correct pipeline sends one entry per trace and per
+//!   other line.
+//!
+//! The `stages` and `traces` cases run `TAILRACE_BENCH_ROUNDS` rounds (default 2) of
+//! tailrace then the peer (A B A B) on the same files, each run with a fresh double and fresh
+//! positions (Fluent Bit: a fresh `DB`), both measured alike from `/proc`. A run ends when
+//! the double has counted the expected entries, or when the count has not grown for 5 s
+//! after some entries arrived (then it is reported "incomplete", with the count reached).
+//! Each run is printed, then a table per case (MiB/s, MiB per CPU second, CPU s, peak RSS,
+//! entries) and the ratio tailrace / Fluent Bit in MiB per CPU second for each round.
+//! Fluent Bit pushes JSON (`line_format json`, `drop_single_key raw`: the line as read, with
+//! the trailing `\n` its multiline parsers keep), uncompressed, one stream; tailrace its
+//! default (protobuf, snappy) unless `TAILRACE_BENCH_ENCODING`.
+//! Before its runs, a case runs `tailrace check --explain` on the first 300 lines of a file:
+//! if this build's stages do not yet send what a correct pipeline sends there (placeholder
+//! stages), a warning says so and tailrace's counts are not checked.
 //!
 //! `cargo bench` builds the package's binaries before its benches and passes their paths
 //! as `CARGO_BIN_EXE_<name>`; the bench never builds anything itself. It exits non-zero
-//! only when the run itself fails (entries missing, the shipper crashed or did not stop),
-//! never because a target is missed. Both the shipper and the double run on the same 2
-//! cores; the double's CPU time is printed too.
+//! only when a run itself fails (tailrace's entries missing or, with working stages, wrong;
+//! tailrace crashed or did not stop), never because a target is missed nor for a peer's
+//! run. Both the shipper and the double run on the same 2 cores; the double's CPU time is
+//! printed too.
 //!
-//! Knobs (environment): `TAILRACE_BENCH_LINES` (default 1000000),
+//! Knobs (environment): `TAILRACE_BENCH_LINES` (default 1000000, every case),
 //! `TAILRACE_BENCH_BATCH` (loki.batch.max_bytes, default `1MiB`),
-//! `TAILRACE_BENCH_IDLE_SECS` (default 10), `TAILRACE_BENCH_KEEP=1` keeps the temp dirs.
+//! `TAILRACE_BENCH_IDLE_SECS` (default 10), `TAILRACE_BENCH_KEEP=1` keeps the temp dirs,
+//! `TAILRACE_BENCH_CASES` (default `plain,stages,traces`), `TAILRACE_BENCH_PEERS`
+//! (`fluent-bit`, the default when its binary is found, or `none`), `TAILRACE_BENCH_ROUNDS`
+//! (default 2), `TAILRACE_BENCH_ENCODING` (`json` or `protobuf`: tailrace's
+//! `loki.encoding`; unset: its default), `FLUENT_BIT_BIN` (default
+//! `target/real-bin/fluent-bit` under the workspace root).
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+#[path = "throughput/child.rs"]
+mod child;
+#[path = "throughput/lines.rs"]
+mod lines;
+#[path = "throughput/peers.rs"]
+mod peers;
+
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use loki_double::{Limits, LokiDouble};
 
-const FILES: usize = 4;
-const IDLE_FILES: usize = 1000;
-const IDLE_LINES_PER_FILE: usize = 5;
-const MIB: f64 = 1024.0 * 1024.0;
+use child::{End, Wait, Watched, describe_status, tail_of, watch};
+use lines::{FILES, IDLE_FILES, generate_json, generate_small};
+
+pub const MIB: f64 = 1024.0 * 1024.0;
+const CASES: &str = "plain,stages,traces";
 
 fn main() {
     // `cargo test --all-targets` runs bench targets without `--bench`: skip the heavy run.
@@ -65,10 +101,85 @@ fn run() -> Result<(), String> {
     let batch: String = env_or("TAILRACE_BENCH_BATCH", "1MiB".to_owned());
     let idle_secs: u64 = env_or("TAILRACE_BENCH_IDLE_SECS", 10);
     let keep = std::env::var_os("TAILRACE_BENCH_KEEP").is_some();
+    let cases: String = env_or("TAILRACE_BENCH_CASES", CASES.to_owned());
+    let rounds: usize = env_or("TAILRACE_BENCH_ROUNDS", 2);
+    let encoding = std::env::var("TAILRACE_BENCH_ENCODING").ok();
+    let cases: Vec<&str> = cases.split(',').map(str::trim).collect();
+    if let Some(unknown) = cases
+        .iter()
+        .find(|c| **c != "plain" && !peers::CASES.iter().any(|p| p.name == **c))
+    {
+        return Err(format!(
+            "TAILRACE_BENCH_CASES: unknown case `{unknown}` (known: {CASES})"
+        ));
+    }
 
     let bin = tailrace_binary()?;
     println!("tailrace binary: {}", bin.display());
+    let config = TailraceConfig {
+        batch: &batch,
+        encoding: encoding.as_deref(),
+        stages: "",
+    };
+    if cases.contains(&"plain") {
+        run_plain(&bin, lines, &config, idle_secs, keep)?;
+    }
+    let staged: Vec<&peers::Case> = peers::CASES
+        .iter()
+        .filter(|c| cases.contains(&c.name))
+        .collect();
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let settings = peers::Settings {
+        tailrace: &bin,
+        fluent_bit: peer()?,
+        lines,
+        rounds: rounds.max(1),
+        config,
+        keep,
+    };
+    for case in staged {
+        peers::run_case(case, &settings)?;
+    }
+    Ok(())
+}
 
+/// The peer of the stages cases: `TAILRACE_BENCH_PEERS` `fluent-bit` (an error if it is not
+/// found) or `none`; unset: Fluent Bit if found, else none with a note.
+fn peer() -> Result<Option<(PathBuf, String)>, String> {
+    let asked = std::env::var("TAILRACE_BENCH_PEERS").ok();
+    let found = match asked.as_deref().map(str::trim) {
+        Some("none") => return Ok(None),
+        Some("fluent-bit") | None => peers::fluent_bit_binary(),
+        Some(other) => {
+            return Err(format!(
+                "TAILRACE_BENCH_PEERS: unknown peer `{other}` (fluent-bit or none)"
+            ));
+        }
+    };
+    match (found, asked) {
+        (Ok((bin, version)), _) => {
+            println!("peer: {version} at {}", bin.display());
+            Ok(Some((bin, version)))
+        }
+        (Err(e), Some(_)) => Err(format!("TAILRACE_BENCH_PEERS=fluent-bit: {e}")),
+        (Err(e), None) => {
+            println!("note: Fluent Bit skipped: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// The plain case: throughput, then the idle check.
+fn run_plain(
+    bin: &Path,
+    lines: u64,
+    tailrace_config: &TailraceConfig<'_>,
+    idle_secs: u64,
+    keep: bool,
+) -> Result<(), String> {
+    let batch = tailrace_config.batch;
     // ---- 1. the log files ----
     let dir = tempfile::Builder::new()
         .prefix("tailrace-bench-")
@@ -77,7 +188,7 @@ fn run() -> Result<(), String> {
     let logs = dir.path().join("logs");
     fs::create_dir_all(&logs).map_err(|e| e.to_string())?;
     let t = Instant::now();
-    let bytes = generate(&logs, lines)?;
+    let bytes = generate_json(&logs, lines, None)?.bytes;
     println!(
         "generated {lines} lines, {:.1} MiB ({:.0} bytes/line) in {FILES} files in {:.2?}",
         bytes as f64 / MIB,
@@ -86,23 +197,19 @@ fn run() -> Result<(), String> {
     );
 
     // ---- 2. + 3. the throughput run ----
-    let loki = start_double();
-    let config = dir.path().join("tailrace.yaml");
-    write_config(&config, &loki, dir.path(), &logs.join("*.log"), &batch)?;
-    let self_cpu_before = self_cpu_secs();
+    let (loki, config_path) = double_and_config(dir.path(), &logs, tailrace_config)?;
     let result = run_shipper(
-        &bin,
-        &config,
+        bin,
+        &config_path,
         dir.path(),
         &loki,
         lines,
         Duration::from_secs(900),
     );
-    let double_cpu = self_cpu_secs() - self_cpu_before;
     let requests = loki.requests();
     drop(loki);
     let r = result?;
-
+    let double_cpu = r.double_cpu;
     let wall = r.wall_to_last_entry.as_secs_f64();
     let mib = bytes as f64 / MIB;
     println!("\n== throughput: {lines} lines, {mib:.1} MiB, batch max_bytes {batch} ==");
@@ -174,17 +281,9 @@ fn run() -> Result<(), String> {
     let idle_logs = idle_dir.path().join("logs");
     fs::create_dir_all(&idle_logs).map_err(|e| e.to_string())?;
     let idle_lines = generate_small(&idle_logs)?;
-    let loki = start_double();
-    let config = idle_dir.path().join("tailrace.yaml");
-    write_config(
-        &config,
-        &loki,
-        idle_dir.path(),
-        &idle_logs.join("*.log"),
-        &batch,
-    )?;
+    let (loki, config) = double_and_config(idle_dir.path(), &idle_logs, tailrace_config)?;
     let idle = run_idle(
-        &bin,
+        bin,
         &config,
         idle_dir.path(),
         &loki,
@@ -244,7 +343,7 @@ fn tailrace_binary() -> Result<PathBuf, String> {
     ))
 }
 
-fn start_double() -> LokiDouble {
+pub fn start_double() -> LokiDouble {
     const HUGE: u64 = 1 << 40;
     LokiDouble::builder()
         .count_only(true)
@@ -258,266 +357,56 @@ fn start_double() -> LokiDouble {
         .start()
 }
 
-fn write_config(
+/// A fresh double, and tailrace's configuration in `dir` for `logs/*.log`, pushing to it.
+fn double_and_config(
+    dir: &Path,
+    logs: &Path,
+    c: &TailraceConfig<'_>,
+) -> Result<(LokiDouble, PathBuf), String> {
+    let loki = start_double();
+    let config = dir.join("tailrace.yaml");
+    write_config(&config, &loki.url(), dir, &logs.join("*.log"), c)?;
+    Ok((loki, config))
+}
+
+/// What a tailrace configuration varies by.
+#[derive(Clone, Copy)]
+pub struct TailraceConfig<'a> {
+    /// `loki.batch.max_bytes`.
+    pub batch: &'a str,
+    /// `loki.encoding`; `None`: not written (the default, protobuf).
+    pub encoding: Option<&'a str>,
+    /// The input's `stages:` (YAML indented for the input's mapping), `""` for none.
+    pub stages: &'a str,
+}
+
+/// Writes tailrace's configuration: one input of `glob`, positions in `dir`.
+pub fn write_config(
     path: &Path,
-    loki: &LokiDouble,
+    loki_url: &str,
     dir: &Path,
     glob: &Path,
-    batch: &str,
+    c: &TailraceConfig<'_>,
 ) -> Result<(), String> {
+    let encoding = c
+        .encoding
+        .map(|e| format!("  encoding: {e}\n"))
+        .unwrap_or_default();
     let yaml = format!(
-        "loki:\n  url: {}\n  batch: {{ max_bytes: {batch}, max_wait: 1s }}\n\
+        "loki:\n  url: {loki_url}\n  batch: {{ max_bytes: {}, max_wait: 1s }}\n{encoding}\
          server: {{ listen: 127.0.0.1:0 }}\n\
          positions:\n  path: {}\n  sync_interval: 5s\n\
-         inputs:\n  - paths: [\"{}\"]\n    format: plain\n    start_at: beginning\n    labels: {{ job: bench }}\n",
-        loki.url(),
+         inputs:\n  - paths: [\"{}\"]\n    format: plain\n    start_at: beginning\n    labels: {{ job: bench }}\n{}",
+        c.batch,
         dir.join("positions.json").display(),
-        glob.display()
+        glob.display(),
+        c.stages
     );
     fs::write(path, yaml).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------
-// Log lines
-
-/// Writes `lines` lines round-robin into `FILES` files. Line `i` is stamped
-/// `now - 45 min + i * step` (distinct, increasing, all within the last hour, and any two
-/// files stay within Loki's 1 h out-of-order window of each other). Returns the bytes
-/// written.
-fn generate(dir: &Path, lines: u64) -> Result<u64, String> {
-    let now = unix_nanos_now();
-    let span: i128 = 45 * 60 * 1_000_000_000;
-    let start = now - span;
-    let step = (span / lines.max(1) as i128).max(1);
-    let mut writers = (0..FILES)
-        .map(|f| {
-            let path = dir.join(format!("app-{f}.log"));
-            File::create(&path)
-                .map(|file| BufWriter::with_capacity(1 << 20, file))
-                .map_err(|e| format!("{}: {e}", path.display()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut line = Vec::with_capacity(512);
-    let mut total = 0u64;
-    for i in 0..lines {
-        line.clear();
-        write_line(&mut line, start + i as i128 * step, i);
-        writers[(i % FILES as u64) as usize]
-            .write_all(&line)
-            .map_err(|e| e.to_string())?;
-        total += line.len() as u64;
-    }
-    for w in writers {
-        w.into_inner()
-            .map_err(|e| e.to_string())?
-            .sync_all()
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(total)
-}
-
-/// `IDLE_FILES` files of `IDLE_LINES_PER_FILE` lines; returns the number of lines.
-fn generate_small(dir: &Path) -> Result<u64, String> {
-    let now = unix_nanos_now();
-    let n = (IDLE_FILES * IDLE_LINES_PER_FILE) as i128;
-    let mut line = Vec::with_capacity(512);
-    let mut i = 0u64;
-    for f in 0..IDLE_FILES {
-        let path = dir.join(format!("pod-{f:04}.log"));
-        let mut w =
-            BufWriter::new(File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?);
-        for _ in 0..IDLE_LINES_PER_FILE {
-            line.clear();
-            write_line(&mut line, now - (n - i as i128) * 1_000_000, i);
-            w.write_all(&line).map_err(|e| e.to_string())?;
-            i += 1;
-        }
-        w.flush().map_err(|e| e.to_string())?;
-    }
-    Ok(i)
-}
-
-fn write_line(out: &mut Vec<u8>, ts_ns: i128, i: u64) {
-    let h1 = splitmix(i);
-    let h2 = splitmix(h1);
-    let h3 = splitmix(h2);
-    out.extend_from_slice(b"{\"timestamp\":\"");
-    write_rfc3339(out, ts_ns);
-    out.extend_from_slice(
-        b"\",\"level\":\"info\",\"message\":\"order placed\",\"target\":\"checkout::api\",\
-          \"service\":\"checkout\",\"trace_id\":\"",
-    );
-    write_hex(out, h1);
-    write_hex(out, h2);
-    out.extend_from_slice(b"\",\"span_id\":\"");
-    write_hex(out, h3);
-    out.extend_from_slice(
-        b"\",\"trace_flags\":\"01\",\"span\":\"http_request\",\"http.method\":\"POST\",\"order_id\":",
-    );
-    let _ = writeln!(out, "{i},\"duration_ms\":{}.{:03}}}", h3 % 500, h2 % 1000);
-}
-
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn write_hex(out: &mut Vec<u8>, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..16).rev() {
-        out.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);
-    }
-}
-
-/// `2026-11-22T10:00:01.250000000Z` (UTC, 9 fraction digits): `tailrace-log`'s own writer.
-fn write_rfc3339(out: &mut Vec<u8>, ns: i128) {
-    let time = UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
-    let mut ts = [0u8; tailrace_log::timestamp::RFC3339_LEN];
-    tailrace_log::timestamp::write_rfc3339(time, &mut ts);
-    out.extend_from_slice(&ts);
-}
-
-fn unix_nanos_now() -> i128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos() as i128
-}
-
-// ---------------------------------------------------------------------------------------
-// The child process
-
-struct Child {
-    pid: libc::pid_t,
-    reaped: bool,
-}
-
-impl Child {
-    fn spawn(bin: &Path, config: &Path, stderr: &Path) -> Result<Child, String> {
-        let err = File::create(stderr).map_err(|e| e.to_string())?;
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .env_remove("RUST_LOG")
-            .env_remove("LOG_LEVEL")
-            .spawn()
-            .map_err(|e| format!("spawning {}: {e}", bin.display()))?;
-        // Reaped with wait4 below (for its rusage), never through std's handle.
-        let pid = child.id() as libc::pid_t;
-        std::mem::forget(child);
-        Ok(Child { pid, reaped: false })
-    }
-
-    /// `Some((status, rusage))` once it has exited.
-    fn try_wait(&mut self) -> Option<(libc::c_int, libc::rusage)> {
-        self.wait4(libc::WNOHANG)
-    }
-
-    fn wait4(&mut self, flags: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
-        if self.reaped {
-            return None;
-        }
-        let mut status = 0;
-        // SAFETY: plain syscall on our own child with valid out-pointers.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(self.pid, &mut status, flags, &mut usage) };
-        if r == self.pid {
-            self.reaped = true;
-            Some((status, usage))
-        } else {
-            None
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        if !self.reaped {
-            // SAFETY: signalling our own un-reaped child.
-            unsafe { libc::kill(self.pid, sig) };
-        }
-    }
-
-    /// SIGTERM, then wait up to `grace` (SIGKILL after that).
-    fn terminate(
-        &mut self,
-        grace: Duration,
-    ) -> Result<(libc::c_int, libc::rusage, Duration), String> {
-        let t = Instant::now();
-        self.signal(libc::SIGTERM);
-        loop {
-            if let Some((status, usage)) = self.try_wait() {
-                return Ok((status, usage, t.elapsed()));
-            }
-            if t.elapsed() > grace {
-                self.signal(libc::SIGKILL);
-                let _ = self.wait4(0);
-                return Err(format!("tailrace did not stop within {grace:?} of SIGTERM"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// (utime, stime) in seconds, from `/proc/<pid>/stat`.
-    fn cpu(&self) -> Option<(f64, f64)> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // Fields after the `(comm)`: state is field 3; utime 14, stime 15.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let tick = clock_ticks();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime / tick, stime / tick))
-    }
-
-    /// A `kB` field of `/proc/<pid>/status` (`VmHWM`, `VmRSS`) or `Threads`.
-    fn status_field(&self, name: &str) -> Option<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            self.signal(libc::SIGKILL);
-            let _ = self.wait4(0);
-        }
-    }
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
-}
-
-fn tv_secs(tv: libc::timeval) -> f64 {
-    tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6
-}
-
-fn self_cpu_secs() -> f64 {
-    // SAFETY: getrusage with a valid out-pointer.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    tv_secs(usage.ru_utime) + tv_secs(usage.ru_stime)
-}
-
-fn describe_status(status: libc::c_int) -> String {
-    if libc::WIFEXITED(status) {
-        format!("exit code {}", libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        format!("killed by signal {}", libc::WTERMSIG(status))
-    } else {
-        format!("status {status:#x}")
-    }
-}
+// The plain case's runs
 
 fn check_clean_exit(status: libc::c_int, stderr: &Path) -> Result<(), String> {
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
@@ -531,6 +420,22 @@ fn check_clean_exit(status: libc::c_int, stderr: &Path) -> Result<(), String> {
     }
 }
 
+/// The run ended before `lines` entries arrived: why, as an error.
+fn missing(w: &Watched, lines: u64, what: &str, loki: &LokiDouble, stderr: &Path) -> String {
+    let why = match w.end {
+        End::Exited(status) => format!("tailrace exited ({})", describe_status(status)),
+        End::Stalled | End::TimedOut | End::Reached => {
+            format!("no progress for {:.0?}", w.quiet)
+        }
+    };
+    format!(
+        "{why}: only {} of {lines} {what} arrived; double: {:?}; tailrace's stderr:\n{}",
+        w.count,
+        loki.requests(),
+        tail_of(stderr, 20)
+    )
+}
+
 struct Throughput {
     wall_to_last_entry: Duration,
     cpu_at_last_entry: f64,
@@ -540,6 +445,7 @@ struct Throughput {
     rusage_cpu: f64,
     rusage_maxrss_kib: i64,
     shutdown: Duration,
+    double_cpu: f64,
     stderr_path: PathBuf,
 }
 
@@ -552,67 +458,33 @@ fn run_shipper(
     timeout: Duration,
 ) -> Result<Throughput, String> {
     let stderr_path = dir.join("tailrace.stderr");
-    let start = Instant::now();
-    let mut child = Child::spawn(bin, config, &stderr_path)?;
-    let mut last_count = 0;
-    let mut last_progress = Instant::now();
-    let mut next_report = Instant::now() + Duration::from_secs(10);
-    loop {
-        if loki.wait_for_entries(lines, Duration::from_millis(20)) {
-            break;
-        }
-        if let Some((status, _)) = child.try_wait() {
-            return Err(format!(
-                "tailrace exited ({}) before all entries arrived ({} of {lines}); its stderr:\n{}",
-                describe_status(status),
-                loki.entry_count(),
-                tail_of(&stderr_path, 20)
-            ));
-        }
-        let count = loki.entry_count();
-        if count != last_count {
-            last_count = count;
-            last_progress = Instant::now();
-        }
-        if Instant::now() >= next_report {
-            next_report += Duration::from_secs(10);
-            let rss = child.status_field("VmRSS").unwrap_or(0);
-            println!(
-                "  .. {:>5.1} s: {count} entries, RSS {:.1} MiB",
-                start.elapsed().as_secs_f64(),
-                rss as f64 / 1024.0
-            );
-        }
-        if start.elapsed() > timeout || last_progress.elapsed() > Duration::from_secs(60) {
-            return Err(format!(
-                "only {} of {lines} entries arrived after {:.0?} (no progress for {:.0?}); double: {:?}; \
-                 tailrace's stderr:\n{}",
-                loki.entry_count(),
-                start.elapsed(),
-                last_progress.elapsed(),
-                loki.requests(),
-                tail_of(&stderr_path, 20)
-            ));
-        }
+    let wait = Wait {
+        expected: lines,
+        stall: child::STARTUP,
+        timeout,
+    };
+    let args = [Path::new("--config"), config];
+    let m = child::measure("tailrace", bin, args, &stderr_path, loki, wait)?;
+    if !matches!(m.watched.end, End::Reached) {
+        return Err(missing(&m.watched, lines, "entries", loki, &stderr_path));
     }
-    let wall = start.elapsed();
-    let (user, sys) = child.cpu().ok_or("cannot read /proc/<pid>/stat")?;
-    let hwm = child.status_field("VmHWM").ok_or("cannot read VmHWM")?;
-    let (status, usage, shutdown) = child.terminate(Duration::from_secs(30))?;
+    let (status, usage, shutdown) = m.exit?;
     check_clean_exit(status, &stderr_path)?;
     let extra = loki.entry_count().saturating_sub(lines);
     if extra > 0 {
         println!("note: the double counted {extra} entries more than were written");
     }
+    let w = m.watched;
     Ok(Throughput {
-        wall_to_last_entry: wall,
-        cpu_at_last_entry: user + sys,
-        user_at_last_entry: user,
-        sys_at_last_entry: sys,
-        hwm_kib: hwm,
-        rusage_cpu: tv_secs(usage.ru_utime) + tv_secs(usage.ru_stime),
+        wall_to_last_entry: w.wall,
+        cpu_at_last_entry: w.user + w.sys,
+        user_at_last_entry: w.user,
+        sys_at_last_entry: w.sys,
+        hwm_kib: m.hwm_kib,
+        rusage_cpu: child::tv_secs(usage.ru_utime) + child::tv_secs(usage.ru_stime),
         rusage_maxrss_kib: usage.ru_maxrss,
         shutdown,
+        double_cpu: m.double_cpu,
         stderr_path,
     })
 }
@@ -635,29 +507,24 @@ fn run_idle(
     idle: Duration,
 ) -> Result<Idle, String> {
     let stderr_path = dir.join("tailrace.stderr");
-    let start = Instant::now();
-    let mut child = Child::spawn(bin, config, &stderr_path)?;
-    loop {
-        if loki.wait_for_entries(lines, Duration::from_millis(20)) {
-            break;
-        }
-        if let Some((status, _)) = child.try_wait() {
-            return Err(format!(
-                "tailrace exited ({}) before the idle files' lines arrived ({} of {lines}); its stderr:\n{}",
-                describe_status(status),
-                loki.entry_count(),
-                tail_of(&stderr_path, 20)
-            ));
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            return Err(format!(
-                "only {} of {lines} idle-file entries arrived after 120 s; tailrace's stderr:\n{}",
-                loki.entry_count(),
-                tail_of(&stderr_path, 20)
-            ));
-        }
+    let args = [Path::new("--config"), config];
+    let mut child = child::Child::spawn("tailrace", bin, args, &stderr_path)?;
+    let wait = Wait {
+        expected: lines,
+        stall: Duration::from_secs(120),
+        timeout: Duration::from_secs(120),
+    };
+    let watched = watch(&mut child, loki, wait);
+    if !matches!(watched.end, End::Reached) {
+        return Err(missing(
+            &watched,
+            lines,
+            "idle-file entries",
+            loki,
+            &stderr_path,
+        ));
     }
-    let arrived_after = start.elapsed();
+    let arrived_after = watched.wall;
     // Let the last push's acknowledgement and a positions sync settle.
     std::thread::sleep(Duration::from_secs(6));
     let (u0, s0) = child.cpu().ok_or("cannot read /proc/<pid>/stat")?;
@@ -681,12 +548,6 @@ fn run_idle(
 
 // ---------------------------------------------------------------------------------------
 // The shipper's own log
-
-fn tail_of(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
 
 /// Counts the shipper's log lines by level and shows its warnings and errors (a few).
 fn report_log(path: &Path) {
