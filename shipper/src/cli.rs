@@ -21,8 +21,9 @@ use crate::config::Config;
 use crate::model::FileId;
 use crate::observe::telemetry::Telemetry;
 use crate::pipeline::{self, Mode};
-use crate::runtime::checkpoint::Positions;
+use crate::runtime::checkpoint::{Positions, TakeoverNote};
 use crate::runtime::shutdown::Shutdown;
+use crate::runtime::takeover;
 
 /// Tails container log files and ships them to Grafana Loki without losing or duplicating
 /// a line.
@@ -68,12 +69,31 @@ enum Command {
         #[arg(long, default_value_t = 20, requires = "explain")]
         lines: usize,
     },
-    /// List the files the positions file knows: offset, size now, and unread bytes.
-    Positions,
+    /// List the files the positions file knows: offset, size now, and unread bytes (and what
+    /// was taken over from Promtail).
+    Positions {
+        #[command(subcommand)]
+        action: Option<PositionsAction>,
+    },
     /// GET a URL and exit 0 on a 2xx answer (a container health check with no shell).
     Probe {
         /// For example http://127.0.0.1:9080/ready
         url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PositionsAction {
+    /// Take over Promtail's positions file now, as `positions.takeover_from` does at the first
+    /// start, and print what was taken over and what was refused. Run it while tailrace is
+    /// stopped; it refuses when a takeover was made already.
+    Import {
+        /// Promtail's positions file (its `positions.filename`).
+        #[arg(value_name = "PROMTAIL_FILE")]
+        file: PathBuf,
+        /// Print what would be taken over; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -151,7 +171,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
             print!("{}", config.effective_yaml());
         }
-        Command::Positions => print_positions(&config.positions.path)?,
+        Command::Positions { action: None } => print_positions(&config.positions.path)?,
+        Command::Positions {
+            action: Some(PositionsAction::Import { file, dry_run }),
+        } => import_positions(&config, &file, dry_run)?,
         Command::Run { dry_run } => {
             let mode = if dry_run { Mode::DryRun } else { Mode::Ship };
             serve(options, config, mode)?;
@@ -271,6 +294,67 @@ fn print_positions(path: &Path) -> anyhow::Result<()> {
             state,
             position.path.display()
         )?;
+    }
+    if let Some(note) = positions.takeover() {
+        print_takeover(&mut out, note)?;
+    }
+    Ok(())
+}
+
+/// What a takeover of Promtail's positions did.
+fn print_takeover(out: &mut impl Write, note: &TakeoverNote) -> std::io::Result<()> {
+    let at = jiff::Timestamp::from_second(note.at as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| note.at.to_string());
+    writeln!(
+        out,
+        "# taken over from Promtail's {} at {at}: {} files continued at its offset, {} entries refused",
+        note.from.display(),
+        note.taken.len(),
+        note.refused.len()
+    )?;
+    for taken in &note.taken {
+        writeln!(
+            out,
+            "taken over {:>12}  {}",
+            taken.offset,
+            taken.path.display()
+        )?;
+    }
+    for refused in &note.refused {
+        writeln!(
+            out,
+            "refused    {:>12}  {}: {}",
+            refused.value, refused.entry, refused.reason
+        )?;
+    }
+    Ok(())
+}
+
+/// `tailrace positions import FILE`: the takeover made offline.
+fn import_positions(config: &Config, from: &Path, dry_run: bool) -> anyhow::Result<()> {
+    let path = &config.positions.path;
+    let mut positions = Positions::read(path).map_err(anyhow::Error::msg)?;
+    if let Some(note) = positions.takeover() {
+        bail!(
+            "{}: positions were taken over from {} already; tailrace's own positions win from then on",
+            path.display(),
+            note.from.display()
+        );
+    }
+    if !from.exists() {
+        bail!("no Promtail positions file at {}", from.display());
+    }
+    takeover::take_over(&mut positions, from, config).map_err(anyhow::Error::msg)?;
+    let mut out = std::io::stdout().lock();
+    if let Some(note) = positions.takeover() {
+        print_takeover(&mut out, note)?;
+    }
+    if dry_run {
+        writeln!(out, "# --dry-run: {} not written", path.display())?;
+    } else {
+        positions.save(path)?;
+        writeln!(out, "# written to {}", path.display())?;
     }
     Ok(())
 }

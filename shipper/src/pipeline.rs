@@ -34,6 +34,7 @@ use crate::runtime::positions_sync::PositionsSync;
 use crate::runtime::reader::{MakeStages, Reader};
 use crate::runtime::recovery::Recovery;
 use crate::runtime::shutdown::Shutdown;
+use crate::runtime::takeover;
 use crate::sink::loki::{LokiSink, PushClient, PushObserver};
 use crate::sink::{Sink, StdoutSink};
 use crate::source::FileSource;
@@ -112,9 +113,24 @@ async fn run_to<S: Sink>(
 ) -> Result<(), PipelineError> {
     let shipping = client.is_some();
     let positions_path = config.positions.path.clone();
-    let (positions, problem) = Positions::load(&positions_path);
+    let (mut positions, problem) = Positions::load(&positions_path);
     if let Some(problem) = problem {
         tracing::error!(error = %problem, "positions file");
+    }
+    if let Some(from) = &config.positions.takeover_from {
+        // Before anything is read, and written at once: the takeover is made once.
+        let took = takeover::take_over(&mut positions, from, &config).map_err(|e| {
+            PipelineError::Positions(format!(
+                "{e}; fix it, or remove positions.takeover_from to start without Promtail's positions"
+            ))
+        })?;
+        if took && shipping {
+            // Not fatal, as no positions write is: until one succeeds, a restart makes the
+            // same takeover again (the files only grew meanwhile).
+            if let Err(e) = positions.save(&positions_path) {
+                tracing::error!(error = %e, "cannot record the takeover of Promtail's positions yet");
+            }
+        }
     }
     telemetry.health.set_positions_loaded();
     let sync = PositionsSync::new(positions);

@@ -60,6 +60,10 @@ pub struct PositionsConfig {
     pub path: PathBuf,
     #[serde(default = "default_sync_interval")]
     pub sync_interval: HumanDuration,
+    /// Promtail's positions file, taken over once at the first start (see
+    /// `runtime/takeover.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_from: Option<PathBuf>,
 }
 
 impl Default for PositionsConfig {
@@ -67,6 +71,7 @@ impl Default for PositionsConfig {
         Self {
             path: default_positions_path(),
             sync_interval: default_sync_interval(),
+            takeover_from: None,
         }
     }
 }

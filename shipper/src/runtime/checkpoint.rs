@@ -59,6 +59,41 @@ struct SavedPosition {
 struct PositionsFile {
     version: u32,
     files: Vec<SavedPosition>,
+    /// Written once, when positions were taken over from Promtail (see `takeover.rs`). A
+    /// top-level key older builds ignore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    takeover: Option<TakeoverNote>,
+}
+
+/// What a takeover of Promtail's positions did, kept in the positions file: it says the
+/// takeover is done (it is never made again) and `tailrace positions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeoverNote {
+    /// Promtail's positions file.
+    pub from: PathBuf,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
+    /// The files continued from Promtail's offset.
+    #[serde(default)]
+    pub taken: Vec<TakenOver>,
+    /// The entries not taken over, each with why.
+    #[serde(default)]
+    pub refused: Vec<RefusedEntry>,
+}
+
+/// A file continued from Promtail's offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakenOver {
+    pub path: PathBuf,
+    pub offset: u64,
+}
+
+/// A Promtail entry not taken over: its key and value as Promtail wrote them, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedEntry {
+    pub entry: String,
+    pub value: String,
+    pub reason: String,
 }
 
 /// What went wrong with a positions file; the shipper reports it and carries on.
@@ -90,6 +125,7 @@ pub enum PositionsError {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Positions {
     files: BTreeMap<FileId, FilePosition>,
+    takeover: Option<TakeoverNote>,
 }
 
 impl Positions {
@@ -166,7 +202,10 @@ impl Positions {
                 (id, position)
             })
             .collect();
-        Ok(Self { files })
+        Ok(Self {
+            files,
+            takeover: file.takeover,
+        })
     }
 
     /// Writes atomically: a crash at any moment leaves either the old or the new file.
@@ -189,6 +228,7 @@ impl Positions {
                     sent_to: (p.sent_to > p.offset).then_some(p.sent_to),
                 })
                 .collect(),
+            takeover: self.takeover.clone(),
         };
         let json = serde_json::to_vec_pretty(&file).expect("positions serialize");
         let dir = path
@@ -206,6 +246,16 @@ impl Positions {
         // The rename itself must reach the disk too.
         File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
         Ok(())
+    }
+
+    /// What the takeover of Promtail's positions did, if one was made.
+    pub fn takeover(&self) -> Option<&TakeoverNote> {
+        self.takeover.as_ref()
+    }
+
+    /// Records the takeover (once: see `takeover.rs`).
+    pub fn set_takeover(&mut self, note: TakeoverNote) {
+        self.takeover = Some(note);
     }
 
     pub fn get(&self, id: &FileId) -> Option<&FilePosition> {

@@ -14,6 +14,7 @@
 //! - [`checkpoint`] and [`positions_sync`]: positions that only move past delivered lines,
 //!   promised before a batch may be sent, written soon after it is delivered.
 //! - [`shutdown`]: the one shutdown signal.
+//! - [`takeover`]: Promtail's positions taken over once, at the first start after a switch.
 
 pub mod batch;
 pub mod batching;
@@ -25,3 +26,4 @@ pub mod positions_sync;
 pub mod reader;
 pub mod recovery;
 pub mod shutdown;
+pub mod takeover;
