@@ -95,6 +95,8 @@ mod recorded;
 mod server;
 
 pub use config::{Clock, Limits};
-pub use real::{HttpAnswer, RealLoki, RealLokiBuilder, TcpGate, http_request};
+pub use real::{
+    HttpAnswer, RealLoki, RealLokiBuilder, TcpGate, http_request, promtail_binary_or_skip,
+};
 pub use recorded::{RequestStats, StoredEntry, StoredStream, StreamEntry};
 pub use server::{DEFAULT_TENANT, LokiDouble, LokiDoubleBuilder, Reply};

@@ -209,6 +209,37 @@ fn skip_or_fail(test: &str) {
     });
 }
 
+/// The real Promtail (for the takeover test): `PROMTAIL_BIN`, else
+/// `<workspace>/target/real-bin/promtail`. The same policy as Loki's: without one, a test
+/// fails when `PROMTAIL_BIN` or `CI` is set, else says so in one line and returns `None`.
+pub fn promtail_binary_or_skip(test: &str) -> Option<PathBuf> {
+    let set = std::env::var_os("PROMTAIL_BIN").map(PathBuf::from);
+    let path = set.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/real-bin/promtail")
+    });
+    if path.is_file() {
+        return Some(path);
+    }
+    let hint = "run ../shared/bin/unpack target/real-bin or set PROMTAIL_BIN=/path/to/promtail";
+    if let Some(bin) = set {
+        panic!(
+            "real-Promtail test {test}: PROMTAIL_BIN={} is not an executable file",
+            bin.display()
+        );
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "real-Promtail test {test}: no Promtail binary at {}, and the real tier is mandatory in CI (CI is set); {hint}",
+            path.display()
+        );
+    }
+    let _ = writeln!(
+        io::stderr(),
+        "real-Promtail test {test} skipped: no Promtail binary; {hint}"
+    );
+    None
+}
+
 /// A running real Loki on `127.0.0.1`, in its own temporary directory. Dropping it kills
 /// the process and removes the directory.
 pub struct RealLoki {
