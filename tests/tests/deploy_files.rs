@@ -872,3 +872,194 @@ fn volumes_of(service: &Value) -> Vec<&str> {
         .map(|v| str_at(v, "volume"))
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------
+// The Helm chart (config/helm/tailrace)
+//
+// No `helm` binary can be installed from the registries this project reaches (crates.io,
+// PyPI, Debian's packages, npm), so the chart is not rendered here. What a test can check
+// on templates with their `{{ }}` still in them: the files parse, the values are what the
+// README documents, the values' defaults are the kustomize DaemonSet's and ConfigMap's, and
+// the DaemonSet template's literal parts (probes, security contexts, ports, mounts,
+// host paths) are the kustomize DaemonSet's. A mistake inside a `{{ }}` is not caught.
+
+fn chart_dir() -> PathBuf {
+    config_dir().join("helm/tailrace")
+}
+
+fn chart_values() -> Value {
+    yaml(&chart_dir().join("values.yaml"))
+}
+
+/// A template with every line holding a `{{ }}` left out, and every `if`, `with` and `range`
+/// block: the literal YAML around them, as the default values render it at the least.
+fn template_literal_parts(name: &str) -> Value {
+    let text = read(&chart_dir().join("templates").join(name));
+    let mut depth = 0usize;
+    let mut kept = String::new();
+    for line in text.lines() {
+        let opens = ["{{- if", "{{- with", "{{- range", "{{ if"]
+            .iter()
+            .any(|o| line.contains(o));
+        if opens {
+            depth += 1;
+        } else if line.contains("{{- end") {
+            depth = depth.saturating_sub(1);
+        } else if depth == 0 && !line.contains("{{") {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    serde_yaml_ng::from_str(&kept).unwrap_or_else(|e| panic!("{name} without its {{{{ }}}}: {e}"))
+}
+
+#[test]
+fn the_helm_chart_parses_and_its_values_are_the_documented_ones() {
+    let chart = yaml(&chart_dir().join("Chart.yaml"));
+    assert_eq!(chart["apiVersion"].as_str(), Some("v2"));
+    assert_eq!(chart["name"].as_str(), Some("tailrace"));
+    let values = chart_values();
+    let keys: BTreeSet<String> = values
+        .as_mapping()
+        .expect("values.yaml is a map")
+        .keys()
+        .map(|k| str_at(k, "a values key").to_owned())
+        .collect();
+    // The README's table of the chart's values: rows "| `key` | ...".
+    let readme = read(&repo().join("README.md"));
+    let section = readme
+        .split("### The Helm chart")
+        .nth(1)
+        .expect("README has a section \"### The Helm chart\"");
+    let section = section.split("\n#").next().unwrap_or(section);
+    // The first cell's backquoted keys (`a.b`, `.c` continuing the one before).
+    let documented: BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .flat_map(|l| {
+            let cell = format!("`{}", l.split(" |").next().unwrap_or_default());
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|k| !k.starts_with('.'))
+                .map(|k| k.split('.').next().unwrap_or(k).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        keys, documented,
+        "values.yaml's keys against the README's table"
+    );
+    for expected in [
+        "config",
+        "tolerations",
+        "resources",
+        "extraVolumes",
+        "extraVolumeMounts",
+        "serviceMonitor",
+        "image",
+        "podAnnotations",
+        "nodeSelector",
+        "affinity",
+        "priorityClassName",
+        "updateStrategy",
+    ] {
+        assert!(keys.contains(expected), "values.yaml has no `{expected}`");
+    }
+    for template in std::fs::read_dir(chart_dir().join("templates")).unwrap() {
+        let path = template.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.ends_with(".yaml") {
+            template_literal_parts(&name);
+        }
+    }
+}
+
+#[test]
+fn the_helm_charts_defaults_are_the_kustomize_manifests() {
+    let values = chart_values();
+    // The configuration: the ConfigMap's, and valid.
+    assert_eq!(
+        values["config"],
+        configmap_config_value(),
+        "values.config against the ConfigMap"
+    );
+    let config = serde_yaml_ng::to_string(&values["config"]).unwrap();
+    tailrace_check("the Helm chart's values.config", &config);
+    let ds = daemonset();
+    let pod = &ds["spec"]["template"]["spec"];
+    for (value, kustomize) in [
+        ("tolerations", &pod["tolerations"]),
+        ("priorityClassName", &pod["priorityClassName"]),
+        (
+            "terminationGracePeriodSeconds",
+            &pod["terminationGracePeriodSeconds"],
+        ),
+        ("updateStrategy", &ds["spec"]["updateStrategy"]),
+        ("resources", &container(&ds)["resources"]),
+        (
+            "podAnnotations",
+            &ds["spec"]["template"]["metadata"]["annotations"],
+        ),
+    ] {
+        assert_eq!(
+            &values[value], kustomize,
+            "values.{value} against daemonset.yaml"
+        );
+    }
+    assert_eq!(
+        values["positionsHostPath"],
+        pod["volumes"][4]["hostPath"]["path"]
+    );
+    // The template's literal parts.
+    let chart_ds = template_literal_parts("daemonset.yaml");
+    assert_eq!(chart_ds["kind"], ds["kind"]);
+    let chart_pod = &chart_ds["spec"]["template"]["spec"];
+    assert_eq!(chart_pod["securityContext"], pod["securityContext"]);
+    let ours = container(&chart_ds);
+    let theirs = container(&ds);
+    for key in [
+        "livenessProbe",
+        "readinessProbe",
+        "securityContext",
+        "ports",
+        "volumeMounts",
+    ] {
+        assert_eq!(ours[key], theirs[key], "container {key}");
+    }
+    let text = read(&chart_dir().join("templates/daemonset.yaml"));
+    let args = theirs["args"].as_sequence().expect("args");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| format!("{:?}", str_at(a, "arg")))
+        .collect();
+    assert!(
+        text.contains(&format!("args: [{}", args.join(", "))),
+        "the container's args {args:?}"
+    );
+    // Every kustomize volume, with its host path, is in the chart (the positions one's path
+    // is a value, checked above).
+    let volumes = |pod: &Value| -> Vec<(String, Value)> {
+        pod["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .map(|v| {
+                (
+                    str_at(&v["name"], "volume name").to_owned(),
+                    v["hostPath"].clone(),
+                )
+            })
+            .collect()
+    };
+    let chart_volumes = volumes(chart_pod);
+    for (name, host_path) in volumes(pod) {
+        if name == "config" || name == "positions" {
+            continue;
+        }
+        assert!(
+            chart_volumes.contains(&(name.clone(), host_path)),
+            "volume {name} in the chart: {chart_volumes:?}"
+        );
+    }
+}
