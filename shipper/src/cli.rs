@@ -345,7 +345,8 @@ fn import_positions(config: &Config, from: &Path, dry_run: bool) -> anyhow::Resu
     if !from.exists() {
         bail!("no Promtail positions file at {}", from.display());
     }
-    takeover::take_over(&mut positions, from, config).map_err(anyhow::Error::msg)?;
+    let from = std::path::absolute(from).unwrap_or_else(|_| from.to_owned());
+    takeover::take_over(&mut positions, &from, config).map_err(anyhow::Error::msg)?;
     let mut out = std::io::stdout().lock();
     if let Some(note) = positions.takeover() {
         print_takeover(&mut out, note)?;
