@@ -263,7 +263,11 @@ fn serve(options: Options, mut config: Config, mode: Mode) -> anyhow::Result<()>
 fn print_positions(path: &Path) -> anyhow::Result<()> {
     let positions = Positions::read(path).map_err(anyhow::Error::msg)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "# {} ({} files)", path.display(), positions.len())?;
+    let files = match positions.len() {
+        1 => "1 file".to_owned(),
+        n => format!("{n} files"),
+    };
+    writeln!(out, "# {} ({files})", path.display())?;
     // IN_FLIGHT: bytes past the offset that may have been sent; after a crash they are
     // looked up in Loki at the next start rather than sent again blindly.
     writeln!(
