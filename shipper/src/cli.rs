@@ -271,7 +271,10 @@ fn convert(file: &Path, strict: bool) -> anyhow::Result<std::process::ExitCode> 
     // The output as `check` would read it here: a secret file that exists only where
     // tailrace will run is worth a warning, not a failure.
     if let Err(e) = Config::from_yaml(&conversion.yaml, Path::new("(converted)")) {
-        writeln!(err, "warning: `tailrace check` does not accept the output on this machine: {e}")?;
+        writeln!(
+            err,
+            "warning: `tailrace check` does not accept the output on this machine: {e}"
+        )?;
     }
     if strict && !conversion.not_converted.is_empty() {
         writeln!(

@@ -46,7 +46,10 @@ fn golden(path: &Path, actual: &str) -> Result<(), String> {
     if expected == actual {
         return Ok(());
     }
-    let mut diff = format!("{} differs (UPDATE_GOLDEN=1 rewrites it):\n", path.display());
+    let mut diff = format!(
+        "{} differs (UPDATE_GOLDEN=1 rewrites it):\n",
+        path.display()
+    );
     let (old, new): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
     for i in 0..old.len().max(new.len()) {
         match (old.get(i), new.get(i)) {
@@ -83,20 +86,27 @@ fn each_promtail_configuration_converts_to_its_golden_and_check_accepts_it() {
             .map(|n| format!("{n}\n"))
             .collect();
         for (golden_path, actual) in [
-            (testdata().join(format!("{stem}.tailrace.yaml")), &conversion.yaml),
-            (testdata().join(format!("{stem}.not-converted.txt")), &listed),
+            (
+                testdata().join(format!("{stem}.tailrace.yaml")),
+                &conversion.yaml,
+            ),
+            (
+                testdata().join(format!("{stem}.not-converted.txt")),
+                &listed,
+            ),
         ] {
             if let Err(diff) = golden(&golden_path, actual) {
                 failures.push(diff);
             }
         }
-        let lookup = |var: &str| {
-            (var == "PROMTAIL_SECRETS").then(|| secrets.path().display().to_string())
-        };
+        let lookup =
+            |var: &str| (var == "PROMTAIL_SECRETS").then(|| secrets.path().display().to_string());
         let checked = Config::from_yaml_with_env(&conversion.yaml, file, lookup);
         if conversion.inputs == 0 {
             // Nothing to tail (the journal): the output says so and cannot run.
-            let e = checked.expect_err("an output without inputs is refused").to_string();
+            let e = checked
+                .expect_err("an output without inputs is refused")
+                .to_string();
             assert!(e.contains("at least one input"), "{name}: {e}");
             assert!(!conversion.not_converted.is_empty(), "{name}");
         } else if let Err(e) = checked {
@@ -114,7 +124,11 @@ fn the_helm_chart_keeps_its_files_and_path_labels_and_lists_its_api_labels() {
     assert_eq!(config.inputs[0].paths, ["/var/log/pods/*/*/*.log"]);
     assert_eq!(config.inputs[0].format.as_str(), "cri");
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:3101");
-    let listed: Vec<String> = conversion.not_converted.iter().map(|n| n.to_string()).collect();
+    let listed: Vec<String> = conversion
+        .not_converted
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     for label in ["`app`", "`instance`", "`component`", "`node_name`", "`job`"] {
         assert!(
             listed.iter().any(|n| n.contains(label)),
@@ -139,7 +153,10 @@ fn the_command_prints_the_configuration_and_lists_the_rest_on_stderr() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{out:?}");
-    assert!(stdout.starts_with("# tailrace configuration converted from "), "{stdout}");
+    assert!(
+        stdout.starts_with("# tailrace configuration converted from "),
+        "{stdout}"
+    );
     assert!(stdout.contains("# not converted: line 22: scrape_configs[0].relabel_configs[1]"));
     assert!(
         stderr.contains("not converted: line 22: scrape_configs[0].relabel_configs[1]: `app`"),

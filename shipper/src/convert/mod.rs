@@ -154,7 +154,10 @@ pub fn convert(text: &str, path: &Path) -> Result<Conversion, ConvertError> {
             }
             "client" => {
                 if out.loki.is_some() {
-                    ctx.not_converted(key, "tailrace pushes to one Loki: run a second tailrace for this client");
+                    ctx.not_converted(
+                        key,
+                        "tailrace pushes to one Loki: run a second tailrace for this client",
+                    );
                 } else {
                     out.loki = Some(self::client(&mut ctx, key, value, &mut out));
                 }
@@ -163,10 +166,9 @@ pub fn convert(text: &str, path: &Path) -> Result<Conversion, ConvertError> {
             "limits_config" => limits(&mut ctx, value, &mut out),
             "scrape_configs" => {}
             "tracing" => match get_map(value).and_then(|m| get(m, "enabled")) {
-                Some(Value::Bool(true)) => ctx.not_converted(
-                    "tracing.enabled",
-                    "tailrace sends no traces of its own",
-                ),
+                Some(Value::Bool(true)) => {
+                    ctx.not_converted("tracing.enabled", "tailrace sends no traces of its own")
+                }
                 _ => ctx.ignored(key, "tracing is off"),
             },
             "target_config" => ctx.ignored(
@@ -182,8 +184,19 @@ pub fn convert(text: &str, path: &Path) -> Result<Conversion, ConvertError> {
         }
     }
     let external = out.external_labels.clone();
-    for (i, scrape) in get(&root, "scrape_configs").map(seq).unwrap_or_default().iter().enumerate() {
-        relabel::scrape_config(&mut ctx, &format!("scrape_configs[{i}]"), scrape, &external, &mut out);
+    for (i, scrape) in get(&root, "scrape_configs")
+        .map(seq)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        relabel::scrape_config(
+            &mut ctx,
+            &format!("scrape_configs[{i}]"),
+            scrape,
+            &external,
+            &mut out,
+        );
     }
     if out.loki.is_none() {
         ctx.not_converted(
@@ -254,7 +267,9 @@ impl<'a> Ctx<'a> {
     /// Every key of `map` not in `known` is not converted, with `reason`.
     fn rest(&mut self, at: &str, map: &Mapping, known: &[&str], reason: &str) {
         for key in map.keys() {
-            let name = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
+            let name = key
+                .as_str()
+                .map_or_else(|| format!("{key:?}"), str::to_owned);
             if !known.contains(&name.as_str()) {
                 self.not_converted(&format!("{at}.{name}"), reason);
             }
@@ -384,7 +399,10 @@ fn server(ctx: &mut Ctx<'_>, value: &Value, out: &mut Output) {
         ),
         (Some(port), address) => {
             // Promtail listens on every interface unless told otherwise.
-            let address = address.as_deref().filter(|a| !a.is_empty()).unwrap_or("0.0.0.0");
+            let address = address
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .unwrap_or("0.0.0.0");
             let host = if address.contains(':') {
                 format!("[{address}]")
             } else {
@@ -428,10 +446,14 @@ fn server(ctx: &mut Ctx<'_>, value: &Value, out: &mut Output) {
                 &at,
                 "tailrace writes its own logs as JSON lines, whatever this says",
             ),
-            "http_server_read_timeout" | "http_server_write_timeout" | "http_server_idle_timeout"
-            | "graceful_shutdown_timeout" | "register_instrumentation" => {
-                ctx.ignored(&at, "tailrace's endpoints have fixed timeouts and always serve /metrics")
-            }
+            "http_server_read_timeout"
+            | "http_server_write_timeout"
+            | "http_server_idle_timeout"
+            | "graceful_shutdown_timeout"
+            | "register_instrumentation" => ctx.ignored(
+                &at,
+                "tailrace's endpoints have fixed timeouts and always serve /metrics",
+            ),
             "profiling_enabled" => ctx.ignored(&at, "tailrace has no profiling endpoint"),
             _ => ctx.not_converted(&at, "no tailrace setting does this"),
         }
@@ -456,7 +478,10 @@ fn client(ctx: &mut Ctx<'_>, at: &str, value: &Value, out: &mut Output) -> Secti
             loki.insert("url".into(), url.into());
         }
         None => {
-            ctx.not_converted(&format!("{at}.url"), "no url: set to ${LOKI_URL} in the output");
+            ctx.not_converted(
+                &format!("{at}.url"),
+                "no url: set to ${LOKI_URL} in the output",
+            );
             loki.insert("url".into(), "${LOKI_URL}".into());
         }
     }

@@ -95,7 +95,11 @@ pub(super) fn scrape_config(
             _ => ctx.not_converted(&here, "no tailrace input setting does this"),
         }
     }
-    let pipeline = pipeline(ctx, &format!("{at}.pipeline_stages"), get(map, "pipeline_stages"));
+    let pipeline = pipeline(
+        ctx,
+        &format!("{at}.pipeline_stages"),
+        get(map, "pipeline_stages"),
+    );
     let relabels = get(map, "relabel_configs").map(seq).unwrap_or_default();
     let relabel_at = format!("{at}.relabel_configs");
     match discovery {
@@ -103,9 +107,14 @@ pub(super) fn scrape_config(
             let statics = get(map, "static_configs").map(seq).unwrap_or_default();
             for (i, entry) in statics.iter().enumerate() {
                 let here = format!("{at}.static_configs[{i}]");
-                let Some(labels) = get_map(entry).and_then(|e| get(e, "labels")).and_then(get_map)
+                let Some(labels) = get_map(entry)
+                    .and_then(|e| get(e, "labels"))
+                    .and_then(get_map)
                 else {
-                    ctx.not_converted(&here, "no labels, so no __path__: Promtail tails nothing for it");
+                    ctx.not_converted(
+                        &here,
+                        "no labels, so no __path__: Promtail tails nothing for it",
+                    );
                     continue;
                 };
                 let Some(path) = get(labels, "__path__").and_then(scalar) else {
@@ -113,12 +122,17 @@ pub(super) fn scrape_config(
                     continue;
                 };
                 let mut input = Input::new(
-                    format!("{at} (job {job}, line {}), static_configs[{i}]", ctx.line_of(at)),
+                    format!(
+                        "{at} (job {job}, line {}), static_configs[{i}]",
+                        ctx.line_of(at)
+                    ),
                     vec![path],
                     external,
                 );
                 for (k, v) in labels {
-                    let (Some(k), Some(v)) = (k.as_str(), scalar(v)) else { continue };
+                    let (Some(k), Some(v)) = (k.as_str(), scalar(v)) else {
+                        continue;
+                    };
                     match k {
                         "__path__" => {}
                         "__path_exclude__" => input.exclude.push(v),
@@ -132,7 +146,12 @@ pub(super) fn scrape_config(
                     }
                 }
                 if let Some(entry) = get_map(entry) {
-                    ctx.rest(&here, entry, &["targets", "labels"], "no tailrace input setting does this");
+                    ctx.rest(
+                        &here,
+                        entry,
+                        &["targets", "labels"],
+                        "no tailrace input setting does this",
+                    );
                 }
                 input.relabel(ctx, &relabel_at, &relabels, &[]);
                 out.inputs.push(input.finish(ctx, &pipeline));
@@ -148,7 +167,14 @@ pub(super) fn scrape_config(
                 vec![KUBERNETES_GLOB.to_owned()],
                 external,
             );
-            input.relabel(ctx, &relabel_at, &relabels, &["namespace", "pod", "container"]);
+            // Set by a `__path__` rule: without one Promtail tails nothing.
+            input.has_path = false;
+            input.relabel(
+                ctx,
+                &relabel_at,
+                &relabels,
+                &["namespace", "pod", "container"],
+            );
             if !input.has_path {
                 ctx.not_converted(
                     at,
@@ -170,7 +196,12 @@ pub(super) fn scrape_config(
             );
             input.format = Some("docker".into());
             input.has_path = true;
-            input.relabel(ctx, &relabel_at, &relabels, &["container", "compose_project", "compose_service"]);
+            input.relabel(
+                ctx,
+                &relabel_at,
+                &relabels,
+                &["container", "compose_project", "compose_service"],
+            );
             out.inputs.push(input.finish(ctx, &pipeline));
         }
     }
@@ -296,14 +327,21 @@ impl Input {
                         rule.action, rule.regex
                     )
                 })?;
-                let verb = if rule.action == "labeldrop" { "drop" } else { "keep" };
+                let verb = if rule.action == "labeldrop" {
+                    "drop"
+                } else {
+                    "keep"
+                };
                 let mut one = Mapping::new();
                 one.insert(
                     verb.into(),
                     Value::Sequence(names.iter().map(|n| n.as_str().into()).collect()),
                 );
                 self.rules.push(Value::Mapping(one));
-                self.converted.push(format!("line {line}: {} -> label_rules {verb}", rule.action));
+                self.converted.push(format!(
+                    "line {line}: {} -> label_rules {verb}",
+                    rule.action
+                ));
                 Ok(())
             }
             "replace" => self.replace(line, rule, built_in),
@@ -338,11 +376,17 @@ impl Input {
                 return Err("a regex without source_labels".into());
             }
             if target.starts_with("__") {
-                return Err(format!("`{target}` is a hidden label: tailrace has no such label"));
+                return Err(format!(
+                    "`{target}` is a hidden label: tailrace has no such label"
+                ));
             }
-            self.labels.insert(target.to_owned(), rule.replacement.clone());
+            self.labels
+                .insert(target.to_owned(), rule.replacement.clone());
             self.known.insert(target.to_owned());
-            self.converted.push(format!("line {line}: {target}={} -> a static label", rule.replacement));
+            self.converted.push(format!(
+                "line {line}: {target}={} -> a static label",
+                rule.replacement
+            ));
             return Ok(());
         }
         if let [source] = sources.as_slice()
@@ -353,7 +397,9 @@ impl Input {
             one.insert("from_path".into(), regex.into());
             self.rules.push(Value::Mapping(one));
             self.known.insert(target.to_owned());
-            self.converted.push(format!("line {line}: {target} from __path__ -> label_rules from_path"));
+            self.converted.push(format!(
+                "line {line}: {target} from __path__ -> label_rules from_path"
+            ));
             return Ok(());
         }
         // A pod's meta label that tailrace reads from the path.
@@ -376,7 +422,8 @@ impl Input {
                 ));
             }
             if target == *label {
-                self.converted.push(format!("line {line}: {label} -> built in, from the path"));
+                self.converted
+                    .push(format!("line {line}: {label} -> built in, from the path"));
             } else {
                 let mut rename = Mapping::new();
                 rename.insert((*label).into(), target.into());
@@ -420,7 +467,8 @@ impl Input {
         one.insert("template".into(), Value::Mapping(template));
         self.rules.push(Value::Mapping(one));
         self.known.insert(target.to_owned());
-        self.converted.push(format!("line {line}: {target} -> label_rules template"));
+        self.converted
+            .push(format!("line {line}: {target} -> label_rules template"));
         Ok(())
     }
 
@@ -498,21 +546,32 @@ impl Rule {
                 name,
                 "action" | "source_labels" | "separator" | "regex" | "target_label" | "replacement"
             ) {
-                return Err(format!("`{name}` has no tailrace label rule (modulus, hashmod)"));
+                return Err(format!(
+                    "`{name}` has no tailrace label rule (modulus, hashmod)"
+                ));
             }
         }
         Ok(Self {
-            action: get(map, "action").and_then(scalar).unwrap_or_else(|| "replace".into()).to_lowercase(),
+            action: get(map, "action")
+                .and_then(scalar)
+                .unwrap_or_else(|| "replace".into())
+                .to_lowercase(),
             sources: get(map, "source_labels")
                 .map(seq)
                 .unwrap_or_default()
                 .iter()
                 .filter_map(scalar)
                 .collect(),
-            separator: get(map, "separator").and_then(scalar).unwrap_or_else(|| ";".into()),
-            regex: get(map, "regex").and_then(scalar).unwrap_or_else(|| "(.*)".into()),
+            separator: get(map, "separator")
+                .and_then(scalar)
+                .unwrap_or_else(|| ";".into()),
+            regex: get(map, "regex")
+                .and_then(scalar)
+                .unwrap_or_else(|| "(.*)".into()),
             target: get(map, "target_label").and_then(scalar),
-            replacement: get(map, "replacement").and_then(scalar).unwrap_or_else(|| "$1".into()),
+            replacement: get(map, "replacement")
+                .and_then(scalar)
+                .unwrap_or_else(|| "$1".into()),
         })
     }
 
@@ -523,17 +582,23 @@ impl Rule {
 
 /// `a|b|c` (or one name) as the names, when it is no more than that.
 fn plain_names(regex: &str) -> Option<Vec<String>> {
-    let inner = regex.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or(regex);
+    let inner = regex
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or(regex);
     let names: Vec<String> = inner.split('|').map(str::to_owned).collect();
-    let plain = |n: &String| {
-        !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
+    let plain =
+        |n: &String| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     names.iter().all(plain).then_some(names)
 }
 
 /// A `__path__` rule's regex, anchored as Prometheus anchors it, with the group its
 /// replacement (`$1`, `${2}`) names made a named group for `target`.
-pub(super) fn from_path_regex(regex: &str, replacement: &str, target: &str) -> Result<String, String> {
+pub(super) fn from_path_regex(
+    regex: &str,
+    replacement: &str,
+    target: &str,
+) -> Result<String, String> {
     let group: usize = replacement
         .strip_prefix('$')
         .map(|r| r.trim_start_matches('{').trim_end_matches('}'))
@@ -541,7 +606,11 @@ pub(super) fn from_path_regex(regex: &str, replacement: &str, target: &str) -> R
         .ok_or_else(|| {
             format!("replacement `{replacement}` is more than one group ($1): label_rules from_path takes named groups")
         })?;
-    if target.starts_with("__") || !target.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if target.starts_with("__")
+        || !target
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         return Err(format!("`{target}` cannot be a named group of a regex"));
     }
     // Find the opening parenthesis of capturing group `group`.

@@ -31,7 +31,10 @@ pub(super) struct Pipeline {
 
 /// A stage as tailrace would write it, or a `match` around some.
 enum Item {
-    Stage { at: String, value: Value },
+    Stage {
+        at: String,
+        value: Value,
+    },
     Match {
         at: String,
         selector: String,
@@ -43,10 +46,19 @@ enum Item {
 /// Why each Promtail stage tailrace lacks cannot be converted.
 const MISSING: &[(&str, &str)] = &[
     ("output", "no tailrace stage replaces the line with a field"),
-    ("template", "no tailrace stage rewrites fields with Go templates"),
-    ("replace", "no tailrace stage rewrites the line with a regex"),
+    (
+        "template",
+        "no tailrace stage rewrites fields with Go templates",
+    ),
+    (
+        "replace",
+        "no tailrace stage rewrites the line with a regex",
+    ),
     ("pack", "no tailrace stage packs labels into the line"),
-    ("metrics", "tailrace makes no metrics from log lines (its own are on /metrics)"),
+    (
+        "metrics",
+        "tailrace makes no metrics from log lines (its own are on /metrics)",
+    ),
     ("decolorize", "no tailrace stage removes ANSI colours"),
     ("sampling", "no tailrace stage samples lines"),
     ("geoip", "no tailrace stage looks up GeoIP"),
@@ -94,7 +106,9 @@ impl Pipeline {
         }
         loop {
             let list: Vec<StageConfig> = stages.iter().map(|(_, s)| s.clone()).collect();
-            let Err(unknown) = check_fields(&list) else { break };
+            let Err(unknown) = check_fields(&list) else {
+                break;
+            };
             let (at, _) = stages.remove(unknown.stage);
             ctx.not_converted(
                 &at,
@@ -194,7 +208,10 @@ fn read_items(
         match name.as_str() {
             "docker" | "cri" => {
                 let Some(head) = head.as_deref_mut() else {
-                    ctx.not_converted(&key, "a format inside a match: tailrace's format is the input's");
+                    ctx.not_converted(
+                        &key,
+                        "a format inside a match: tailrace's format is the input's",
+                    );
                     continue;
                 };
                 match head.format.as_deref() {
@@ -204,7 +221,8 @@ fn read_items(
                     }
                     _ => *head.format = Some(name.clone()),
                 }
-                head.converted.push(format!("line {line}: {name} -> format: {name}"));
+                head.converted
+                    .push(format!("line {line}: {name} -> format: {name}"));
                 for k in fields.keys() {
                     let k = k.as_str().unwrap_or_default();
                     ctx.ignored(
@@ -223,7 +241,8 @@ fn read_items(
                         head.labels.insert(k.to_owned(), v);
                     }
                 }
-                head.converted.push(format!("line {line}: static_labels -> the input's labels"));
+                head.converted
+                    .push(format!("line {line}: static_labels -> the input's labels"));
             }
             "tenant" => {
                 let head = head.as_deref_mut().expect("checked above");
@@ -243,14 +262,23 @@ fn read_items(
                 let verb = if name == "labeldrop" { "drop" } else { "keep" };
                 let mut rule = Mapping::new();
                 rule.insert(verb.into(), Value::Sequence(names));
-                items.push(one_key_item(&key, "label_rules", Value::Sequence(vec![Value::Mapping(rule)])));
+                items.push(one_key_item(
+                    &key,
+                    "label_rules",
+                    Value::Sequence(vec![Value::Mapping(rule)]),
+                ));
             }
             "match" => {
-                let selector = get(&fields, "selector").and_then(scalar).unwrap_or_default();
+                let selector = get(&fields, "selector")
+                    .and_then(scalar)
+                    .unwrap_or_default();
                 let drop = get(&fields, "action").and_then(scalar).as_deref() == Some("drop");
                 for k in fields.keys() {
                     let k = k.as_str().unwrap_or_default();
-                    if !matches!(k, "selector" | "stages" | "action" | "pipeline_name" | "drop_counter_reason") {
+                    if !matches!(
+                        k,
+                        "selector" | "stages" | "action" | "pipeline_name" | "drop_counter_reason"
+                    ) {
                         ctx.not_converted(&format!("{key}.{k}"), "not a match setting");
                     }
                 }
@@ -272,7 +300,10 @@ fn read_items(
                             "tailrace ships a line that is not JSON as it is (a drop stage with a regex can leave such lines out)",
                         );
                     } else {
-                        ctx.ignored(&format!("{key}.drop_malformed"), "false: tailrace keeps such lines too");
+                        ctx.ignored(
+                            &format!("{key}.drop_malformed"),
+                            "false: tailrace keeps such lines too",
+                        );
                     }
                 }
                 items.push(one_key_item(&key, "json", Value::Mapping(fields)));
@@ -285,7 +316,10 @@ fn read_items(
                             fields.insert("source".into(), one.clone());
                         }
                         _ => {
-                            ctx.not_converted(&key, "a drop on several sources joined: tailrace's drop reads one field");
+                            ctx.not_converted(
+                                &key,
+                                "a drop on several sources joined: tailrace's drop reads one field",
+                            );
                             continue;
                         }
                     }
@@ -295,7 +329,12 @@ fn read_items(
                 }
                 items.push(one_key_item(&key, "drop", Value::Mapping(fields)));
             }
-            "regex" | "logfmt" | "labels" | "structured_metadata" | "timestamp" | "multiline"
+            "regex"
+            | "logfmt"
+            | "labels"
+            | "structured_metadata"
+            | "timestamp"
+            | "multiline"
             | "limit" => items.push(one_key_item(&key, &name, value)),
             other => {
                 let reason = MISSING
