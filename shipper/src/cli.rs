@@ -5,7 +5,8 @@
 //! file is reported and the running configuration goes on); SIGTERM or SIGINT stop.
 //! `check` validates and prints the effective configuration (`check --explain FILE` shows
 //! what each stage does to a file's first lines), `positions` lists what the
-//! positions file knows, `probe URL` is a health check for images without a shell.
+//! positions file knows, `probe URL` is a health check for images without a shell,
+//! `convert promtail.yaml` prints a tailrace configuration made from a Promtail one.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -74,6 +75,16 @@ enum Command {
     Positions {
         #[command(subcommand)]
         action: Option<PositionsAction>,
+    },
+    /// Print a tailrace configuration made from a Promtail one, and what could not be
+    /// converted (on stderr, and as comments at the end).
+    Convert {
+        /// The Promtail configuration file.
+        #[arg(value_name = "promtail.yaml")]
+        file: PathBuf,
+        /// Exit 1 if anything could not be converted.
+        #[arg(long)]
+        strict: bool,
     },
     /// GET a URL and exit 0 on a 2xx answer (a container health check with no shell).
     Probe {
@@ -153,6 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         });
     }
+    if let Command::Convert { file, strict } = &command {
+        return convert(file, *strict);
+    }
     let options = cli.options;
     let config = load(&options)?;
     match command {
@@ -179,7 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let mode = if dry_run { Mode::DryRun } else { Mode::Ship };
             serve(options, config, mode)?;
         }
-        Command::Probe { .. } => unreachable!("handled above"),
+        Command::Probe { .. } | Command::Convert { .. } => unreachable!("handled above"),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -257,6 +271,44 @@ fn serve(options: Options, mut config: Config, mode: Mode) -> anyhow::Result<()>
             }
         }
     })
+}
+
+/// `tailrace convert FILE`: the configuration on stdout, the notes on stderr. Exit 1 when
+/// no input could be converted (the output cannot run), or with `--strict` when anything
+/// could not be.
+fn convert(file: &Path, strict: bool) -> anyhow::Result<std::process::ExitCode> {
+    let conversion = crate::convert::convert_file(file)?;
+    print!("{}", conversion.yaml);
+    let mut err = std::io::stderr().lock();
+    for note in &conversion.not_converted {
+        writeln!(err, "not converted: {note}")?;
+    }
+    if conversion.inputs == 0 {
+        writeln!(
+            err,
+            "{}: no scrape config could be converted: the output needs an input before it can run",
+            file.display()
+        )?;
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    // The output as `check` would read it here: a secret file that exists only where
+    // tailrace will run is worth a warning, not a failure.
+    if let Err(e) = Config::from_yaml(&conversion.yaml, Path::new("(converted)")) {
+        writeln!(
+            err,
+            "warning: `tailrace check` does not accept the output on this machine: {e}"
+        )?;
+    }
+    if strict && !conversion.not_converted.is_empty() {
+        writeln!(
+            err,
+            "{}: {} setting(s) not converted (--strict)",
+            file.display(),
+            conversion.not_converted.len()
+        )?;
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// `tailrace positions`: one line per known file.

@@ -34,6 +34,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod explain;
 pub mod model;
 pub mod observe;

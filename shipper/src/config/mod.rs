@@ -12,7 +12,7 @@
 //! [`ConfigError`]. The `loki:` section is in `loki.rs`, one entry of `inputs:` in
 //! `input.rs`; their types are re-exported here.
 
-mod diagnose;
+pub(crate) mod diagnose;
 pub mod expand;
 mod input;
 mod loki;
