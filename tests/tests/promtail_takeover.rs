@@ -3,7 +3,8 @@
 //! The real Promtail 3.4.6 (`PROMTAIL_BIN`, or `target/real-bin/promtail` from
 //! `../shared/bin/unpack target/real-bin`) ships the first lines of three files to a real
 //! Loki and is stopped; more lines are written to them, and a fourth file appears. tailrace
-//! starts with `positions.takeover_from` set to Promtail's positions file, with the same
+//! starts with the configuration `tailrace convert` makes of Promtail's (`check` must accept it):
+//! `positions.takeover_from` set to Promtail's positions file, with the same
 //! labels Promtail used (`job`, `filename`). Every line must then be stored exactly once:
 //! every copy counted with `count_over_time`, every line found by `query_range`, one stream
 //! per file (Promtail's and tailrace's entries on the same stream).
@@ -143,28 +144,28 @@ fn tailrace_continues_where_promtail_stopped_with_every_line_once() {
     let delta = logs.join("delta.log");
     append(&delta, "delta", 0, AFTER);
 
-    // 3. The configuration tailrace runs with.
-    // ---------------------------------------------------------------------------------
-    // CONVERT STEP GOES HERE: `tailrace convert <promtail_config>` gives the configuration
-    // (with `positions.takeover_from` set from Promtail's `positions.filename`), and
-    // `tailrace check` must accept it. Until `convert` lands, the configuration below is
-    // written by hand as convert would write it: the same path glob, the same labels
-    // (`job`, and `filename` as Promtail sets it).
-    // ---------------------------------------------------------------------------------
-    let positions = dir.path().join("positions.json");
-    let config = dir.path().join("tailrace.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "loki:\n  url: {}\n  batch: {{ max_bytes: 256KiB, max_wait: 200ms }}\n  backoff: {{ min: 100ms, max: 1s }}\nserver: {{ listen: 127.0.0.1:0 }}\npositions:\n  path: {}\n  takeover_from: {}\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n    start_at: beginning\n    labels: {{ job: {JOB} }}\n    stages:\n      - label_rules:\n          - {{ from_path: '^(?P<filename>.+)$' }}\n",
-            loki.push_url(),
-            positions.display(),
-            promtail_positions.display(),
-            logs.display()
-        ),
-    )
-    .unwrap();
+    // 3. The configuration tailrace runs with: `tailrace convert` of Promtail's, as a user
+    // switching does (it sets `positions.takeover_from` from Promtail's `positions.filename`,
+    // keeps its own positions beside it, and makes Promtail's `filename` label), accepted by
+    // `tailrace check`.
     let tailrace = env!("CARGO_BIN_EXE_tailrace-under-test");
+    let converted = Command::new(tailrace)
+        .arg("convert")
+        .arg(&promtail_config)
+        .output()
+        .unwrap();
+    assert!(
+        converted.status.success(),
+        "tailrace convert failed: {}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    let converted = String::from_utf8(converted.stdout).unwrap();
+    assert!(
+        converted.contains(&format!("takeover_from: {}", promtail_positions.display())),
+        "convert sets the takeover:\n{converted}"
+    );
+    let config = dir.path().join("tailrace.yaml");
+    std::fs::write(&config, &converted).unwrap();
     let check = Command::new(tailrace)
         .args(["check", "--config"])
         .arg(&config)

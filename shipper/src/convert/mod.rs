@@ -623,12 +623,14 @@ fn positions(ctx: &mut Ctx<'_>, value: &Value, out: &mut Output) {
                 let path = dir.join("tailrace-positions.json");
                 section.comment = format!(
                     "positions.filename (line {}) was {file}: tailrace keeps its own JSON file beside\n\
-                     it, so that Promtail's file is left as it is (and the two never overwrite each other)",
+                     it, so that Promtail's file is left as it is (and the two never overwrite each other),\n\
+                     and at its first start continues each file where Promtail's positions say (takeover_from)",
                     ctx.line_of(&at)
                 );
                 section
                     .map
                     .insert("path".into(), path.display().to_string().into());
+                section.map.insert("takeover_from".into(), file.into());
             }
             "sync_period" => {
                 if let Some(d) = duration(ctx, &at, Some(v)) {

@@ -293,6 +293,7 @@ impl Input {
     fn relabel(&mut self, ctx: &mut Ctx<'_>, at: &str, rules: &[Value], built_in: &[&str]) {
         self.known.extend(self.labels.keys().cloned());
         self.known.extend(built_in.iter().map(|l| (*l).to_owned()));
+        self.known.insert("filename".to_owned()); // see `filename_rule`
         for (i, rule) in rules.iter().enumerate() {
             let here = format!("{at}[{i}]");
             let Some(rule) = get_map(rule) else {
@@ -475,11 +476,14 @@ impl Input {
     /// The section, with the pipeline's format, labels, tenant and stages.
     fn finish(mut self, ctx: &mut Ctx<'_>, pipeline: &Pipeline) -> Section {
         let mut stages = Vec::new();
-        if !self.rules.is_empty() {
-            let mut one = Mapping::new();
-            one.insert("label_rules".into(), Value::Sequence(self.rules.clone()));
-            stages.push(Value::Mapping(one));
-        }
+        // Promtail labels every line of a file target with `filename`; tailrace keeps the
+        // file name as structured metadata unless a rule makes it a label. Made one here so
+        // that the streams are Promtail's (dashboards, and a takeover continuing them).
+        let mut rules = vec![filename_rule()];
+        rules.append(&mut self.rules);
+        let mut one = Mapping::new();
+        one.insert("label_rules".into(), Value::Sequence(rules));
+        stages.push(Value::Mapping(one));
         if let Some(format) = &pipeline.format {
             self.format = Some(format.clone());
         }
@@ -594,6 +598,13 @@ fn plain_names(regex: &str) -> Option<Vec<String>> {
 
 /// A `__path__` rule's regex, anchored as Prometheus anchors it, with the group its
 /// replacement (`$1`, `${2}`) names made a named group for `target`.
+/// `{ from_path: '^(?P<filename>.+)$' }`: Promtail's `filename` label.
+fn filename_rule() -> Value {
+    let mut rule = Mapping::new();
+    rule.insert("from_path".into(), "^(?P<filename>.+)$".into());
+    Value::Mapping(rule)
+}
+
 pub(super) fn from_path_regex(
     regex: &str,
     replacement: &str,

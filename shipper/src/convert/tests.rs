@@ -124,7 +124,10 @@ fn pipeline_stages_map_to_format_and_stages() {
     assert_eq!(input.format.as_str(), "cri");
     assert_eq!(input.tenant, "t2");
     assert_eq!(input.labels["team"], "x");
-    let names: Vec<&str> = input.stages.iter().map(StageConfig::name).collect();
+    let names: Vec<&str> = after_filename(&input.stages)
+        .iter()
+        .map(StageConfig::name)
+        .collect();
     assert_eq!(
         names,
         [
@@ -155,7 +158,7 @@ fn a_stage_tailrace_cannot_read_is_listed_with_the_parser_message() {
         "{CLIENT}scrape_configs:\n  - static_configs: [{{ labels: {{ __path__: /a.log }} }}]\n    pipeline_stages:\n      - regex:\n          expression: '^(?=lookahead)'\n"
     );
     let (c, config) = checked(&text);
-    assert!(config.inputs[0].stages.is_empty());
+    assert!(after_filename(&config.inputs[0].stages).is_empty());
     let l = listed(&c);
     assert_eq!(l.len(), 1);
     assert!(
@@ -178,7 +181,7 @@ fn match_is_converted_only_when_the_input_labels_decide_it() {
 "
     );
     let (c, config) = checked(&text);
-    assert_eq!(config.inputs[0].stages.len(), 1);
+    assert_eq!(after_filename(&config.inputs[0].stages).len(), 1);
     assert!(c.yaml.contains("regex: x") && !c.yaml.contains("regex: y"));
     assert_eq!(c.ignored.len(), 2);
     let l = listed(&c);
@@ -339,4 +342,15 @@ fn from_path_regex_names_the_replacement_group() {
     );
     assert!(from_path_regex("/x/(.*)", "$1-$2", "a").is_err());
     assert!(from_path_regex("/x/[(](.*)", "$2", "a").is_err());
+}
+
+/// The stages after the first, the `label_rules` every input starts with to make Promtail's
+/// `filename` label (checked here once).
+fn after_filename(stages: &[StageConfig]) -> &[StageConfig] {
+    let first = serde_yaml_ng::to_string(&stages[0]).unwrap();
+    assert!(
+        first.contains("from_path") && first.contains("(?P<filename>.+)"),
+        "every converted input starts with the filename rule: {first}"
+    );
+    &stages[1..]
 }
