@@ -52,7 +52,7 @@ pub mod otel;
 
 pub use config::{Config, DEFAULT_LEVEL, DEFAULT_VALUE_CAP, Filtered, Guard, Logger};
 pub use error::Error;
-pub use layer::JsonLayer;
+pub use layer::{JsonLayer, SpanEvents};
 pub use level::{LevelFilterLayer, LevelHandle};
 pub use output::rolling::{RollingPolicy, Rotation};
 pub use span_ext::{TraceSpanExt, current_trace_context};
