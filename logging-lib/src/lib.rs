@@ -31,6 +31,7 @@
 //! - [`output`]: the writer thread and the rotating file.
 //! - `http` (feature `http`): a tower layer for incoming and outgoing `traceparent`.
 //! - `otel` (feature `opentelemetry`): ids from `tracing-opentelemetry` when it runs.
+//! - `testing` (feature `testing`): capture a test's lines as parsed JSON.
 
 mod config;
 pub mod contract;
@@ -44,6 +45,9 @@ pub mod redact;
 pub mod span_ext;
 pub mod timestamp;
 pub mod trace_context;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(feature = "http")]
 pub mod http;
