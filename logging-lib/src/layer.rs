@@ -29,8 +29,8 @@ use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::contract::{
     BUSY_MS, CALLER, DURATION_MS, ENV, IDLE_MS, LEVEL, MESSAGE, PARENT_SPAN_ID, SERVICE, SPAN,
-    SPAN_EVENT, SPAN_ID, SPAN_LINE_KEYS, TARGET, TIMESTAMP, TRACE_FLAGS, TRACE_ID,
-    USER_KEY_PREFIX, VERSION,
+    SPAN_EVENT, SPAN_ID, SPAN_LINE_KEYS, TARGET, TIMESTAMP, TRACE_FLAGS, TRACE_ID, USER_KEY_PREFIX,
+    VERSION,
 };
 use crate::json::{self, const_bytes};
 use crate::output::non_blocking::NonBlocking;
@@ -573,8 +573,13 @@ where
         s.seen.clear();
         json::write_str(&mut s.message, meta.name(), self.format.value_cap);
         let line = &mut s.line;
-        self.format
-            .write_head(line, SystemTime::now(), meta.level(), &s.message, meta.target());
+        self.format.write_head(
+            line,
+            SystemTime::now(),
+            meta.level(),
+            &s.message,
+            meta.target(),
+        );
         let parent = match ids {
             Some((context, parent)) => {
                 write_trace_ids(line, &context);

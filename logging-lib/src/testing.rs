@@ -314,7 +314,10 @@ pub fn keys(line: &str) -> Result<Vec<String>, LineError> {
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Vec<String>, A::Error> {
             let mut keys = Vec::new();
             while let Some(k) = map.next_key::<String>()? {
                 map.next_value::<serde::de::IgnoredAny>()?;

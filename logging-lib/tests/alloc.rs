@@ -174,6 +174,9 @@ fn span_lines_add_no_allocation_per_span() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let off = allocations_per_10k_requests(SpanEvents::NONE);
     let on = allocations_per_10k_requests(SpanEvents::NEW | SpanEvents::CLOSE);
-    assert!(off > 0, "spans do allocate their data: the count must see it");
+    assert!(
+        off > 0,
+        "spans do allocate their data: the count must see it"
+    );
     assert_eq!(on, off, "span lines on: {on} allocations, off: {off}");
 }

@@ -53,7 +53,10 @@ fn lossy_mode_writes_one_line_with_the_dropped_count() {
     drop(guard);
     let lines = capture.lines();
     let kept = lines.iter().filter(|l| l["message"] == "line").count() as u64;
-    let reports: Vec<_> = lines.iter().filter(|l| l.get("dropped").is_some()).collect();
+    let reports: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("dropped").is_some())
+        .collect();
     assert!(!reports.is_empty(), "no report line");
     let dropped: u64 = reports.iter().map(|l| l["dropped"].as_u64().unwrap()).sum();
     assert_eq!(kept + dropped, 5000, "every line is written or counted");

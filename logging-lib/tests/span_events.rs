@@ -100,7 +100,10 @@ fn golden_new_and_close_lines_of_a_child() {
     let v = logs.lines();
     assert_eq!(v[1]["parent_span_id"], v[0]["span_id"]);
     assert_eq!(v[1]["trace_id"], v[0]["trace_id"]);
-    assert_eq!(v[2]["span_id"], v[1]["span_id"], "the event is in the child");
+    assert_eq!(
+        v[2]["span_id"], v[1]["span_id"],
+        "the event is in the child"
+    );
     assert_eq!(v[3]["span_id"], v[1]["span_id"]);
     assert_eq!(v[4]["span_id"], v[0]["span_id"]);
 }
@@ -129,7 +132,10 @@ fn span_lines_are_off_by_default_and_event_lines_do_not_change() {
     let event = on.find(|l| l["message"] == "m").unwrap();
     let keys = |l: &Value| top_level_keys(&l.to_string());
     assert_eq!(keys(&event), keys(&off_lines[0]));
-    assert_eq!(event["duration_ms"], 5, "a user field keeps its name in events");
+    assert_eq!(
+        event["duration_ms"], 5,
+        "a user field keeps its name in events"
+    );
     assert_eq!(on.lines().len(), 3);
 }
 
@@ -199,7 +205,8 @@ fn a_remote_parent_is_the_parent_span_id() {
 
 #[test]
 fn span_fields_named_like_span_line_keys_are_prefixed_and_redacted_stay_redacted() {
-    let logs = testing::capture_with(Config::new("s").span_events(SpanEvents::NEW | SpanEvents::CLOSE));
+    let logs =
+        testing::capture_with(Config::new("s").span_events(SpanEvents::NEW | SpanEvents::CLOSE));
     {
         let _span = info_span!(
             "s",
@@ -220,7 +227,10 @@ fn span_fields_named_like_span_line_keys_are_prefixed_and_redacted_stay_redacted
         assert_eq!(l["fields.level"], "l");
         assert_eq!(l["fields.duration_ms"], 1);
         assert_eq!(l["password"], "[REDACTED]");
-        assert!(l.get("parent_span_id").is_none(), "a root span has no parent");
+        assert!(
+            l.get("parent_span_id").is_none(),
+            "a root span has no parent"
+        );
     }
     assert_eq!(lines[0]["span_event"], "new");
     assert!(lines[1]["duration_ms"].is_f64());
@@ -309,8 +319,13 @@ mod dynamic {
 
     pub fn span_with_event(name: &'static str, fields: &[(&'static str, String)], message: &str) {
         let site: &'static Site = Box::leak(Box::new(Site(std::sync::OnceLock::new())));
-        let names: &'static [&'static str] =
-            Box::leak(fields.iter().map(|(k, _)| *k).collect::<Vec<_>>().into_boxed_slice());
+        let names: &'static [&'static str] = Box::leak(
+            fields
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
         let meta: &'static Metadata<'static> = Box::leak(Box::new(Metadata::new(
             name,
             "dynamic",

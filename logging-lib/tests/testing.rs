@@ -72,7 +72,10 @@ fn log_everywhere(logs: &testing::Capture, who: &'static str) {
 
 fn assert_only(logs: &testing::Capture, who: &str) {
     let lines = logs.lines();
-    assert!(lines.iter().all(|l| l["who"] == who), "another test's line in {who}'s");
+    assert!(
+        lines.iter().all(|l| l["who"] == who),
+        "another test's line in {who}'s"
+    );
     for place in ["test thread", "thread"] {
         let n = lines.iter().filter(|l| l["place"] == place).count();
         assert_eq!(n, 50, "{place}");
@@ -101,9 +104,7 @@ fn isolation_b() {
 #[test]
 fn a_thread_without_the_dispatcher_is_not_captured() {
     let logs = testing::capture();
-    std::thread::spawn(|| info!("lost"))
-        .join()
-        .unwrap();
+    std::thread::spawn(|| info!("lost")).join().unwrap();
     info!("kept");
     assert_eq!(logs.messages(), ["kept"]);
 }
@@ -129,7 +130,11 @@ fn helpers_find_filter_and_explain() {
     assert!(logs.contains_message("order placed"));
     assert!(!logs.contains_message("order"));
     assert_eq!(logs.with_field("order_id", 43).len(), 1);
-    assert_eq!(logs.with_field("route", "/a").len(), 3, "two events and the close line");
+    assert_eq!(
+        logs.with_field("route", "/a").len(),
+        3,
+        "two events and the close line"
+    );
     assert_eq!(logs.filter(|l| l["service"] == "checkout").len(), 3);
     let close = logs.find(|l| l["span_event"] == "close").unwrap();
     assert_eq!(close["message"], "req");
@@ -142,7 +147,10 @@ fn helpers_find_filter_and_explain() {
     }))
     .unwrap_err();
     let msg = miss.downcast_ref::<String>().unwrap();
-    assert!(msg.contains("{\"order_id\":44}") && msg.contains("\"order_id\":43"), "{msg}");
+    assert!(
+        msg.contains("{\"order_id\":44}") && msg.contains("\"order_id\":43"),
+        "{msg}"
+    );
 
     logs.clear();
     assert!(logs.lines().is_empty());
