@@ -23,6 +23,10 @@
 //! - Every line is valid JSON on one line; values over the cap (16 KiB) are cut with a
 //!   visible marker; secret-looking keys are written `"[REDACTED]"`.
 //!
+//! With [`Config::span_events`] (off by default) spans also give lines of their own: see
+//! [`contract::SPAN_LINE_KEYS`] for their keys (`span_event`, `parent_span_id`,
+//! `duration_ms`, `busy_ms`, `idle_ms`). Event lines are the same either way.
+//!
 //! # Modules
 //! - [`contract`]: the line's keys by name, one constant each, for readers of the lines.
 //! - [`layer`]: the `tracing` layer that formats events and gives spans their ids.
