@@ -619,6 +619,19 @@ where
         line.extend_from_slice(b"}\n");
     }
 
+    /// Applies `f` to the span's timing, when close lines are on (else: one branch).
+    fn update_timing(&self, id: &Id, ctx: &Context<'_, S>, f: fn(&mut Timing, Instant)) {
+        if !self.format.span_events.contains(SpanEvents::CLOSE) {
+            return;
+        }
+        if let Some(span) = ctx.span(id)
+            && let Some(data) = span.extensions_mut().get_mut::<SpanData>()
+            && let Some(t) = &mut data.timing
+        {
+            f(t, Instant::now());
+        }
+    }
+
     /// Formats a span line on this thread's buffers and hands it to the writer.
     fn write_span_line(
         &self,
@@ -762,27 +775,11 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if !self.format.span_events.contains(SpanEvents::CLOSE) {
-            return;
-        }
-        if let Some(span) = ctx.span(id)
-            && let Some(data) = span.extensions_mut().get_mut::<SpanData>()
-            && let Some(t) = &mut data.timing
-        {
-            t.enter(Instant::now());
-        }
+        self.update_timing(id, &ctx, Timing::enter);
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
-        if !self.format.span_events.contains(SpanEvents::CLOSE) {
-            return;
-        }
-        if let Some(span) = ctx.span(id)
-            && let Some(data) = span.extensions_mut().get_mut::<SpanData>()
-            && let Some(t) = &mut data.timing
-        {
-            t.exit(Instant::now());
-        }
+        self.update_timing(id, &ctx, Timing::exit);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{parse_line, top_level_keys};
+use common::{dynamic, parse_line, top_level_keys};
 use proptest::prelude::*;
 use serde_json::Value;
 use tailrace_log::{Config, SpanEvents, TraceContext, TraceSpanExt, testing};
@@ -298,66 +298,5 @@ proptest! {
         prop_assert_eq!(lines[1]["message"].as_str(), Some(message.as_str()));
         prop_assert_eq!(&lines[2]["span_event"], "close");
         prop_assert_eq!(lines[2]["message"].as_str(), Some(name));
-    }
-}
-
-/// A span with field names known only at run time, and one event inside it.
-mod dynamic {
-    use tracing::callsite::{Callsite, Identifier};
-    use tracing::field::{FieldSet, Value};
-    use tracing::metadata::{Kind, Level, Metadata};
-    use tracing::subscriber::Interest;
-    use tracing::{Span, info};
-
-    struct Site(std::sync::OnceLock<&'static Metadata<'static>>);
-    impl Callsite for Site {
-        fn set_interest(&self, _: Interest) {}
-        fn metadata(&self) -> &Metadata<'_> {
-            self.0.get().unwrap()
-        }
-    }
-
-    pub fn span_with_event(name: &'static str, fields: &[(&'static str, String)], message: &str) {
-        let site: &'static Site = Box::leak(Box::new(Site(std::sync::OnceLock::new())));
-        let names: &'static [&'static str] = Box::leak(
-            fields
-                .iter()
-                .map(|(k, _)| *k)
-                .collect::<Vec<_>>()
-                .into_boxed_slice(),
-        );
-        let meta: &'static Metadata<'static> = Box::leak(Box::new(Metadata::new(
-            name,
-            "dynamic",
-            Level::INFO,
-            None,
-            None,
-            None,
-            FieldSet::new(names, Identifier(site)),
-            Kind::SPAN,
-        )));
-        site.0.set(meta).ok();
-        tracing::callsite::register(site);
-        let values: Vec<(tracing::field::Field, Option<&dyn Value>)> = meta
-            .fields()
-            .iter()
-            .zip(fields)
-            .map(|(f, (_, v))| (f, Some(v as &dyn Value)))
-            .collect();
-        macro_rules! arms {
-            ($($n:literal),*) => {
-                match values.len() {
-                    $($n => {
-                        let arr: [(&tracing::field::Field, Option<&dyn Value>); $n] =
-                            std::array::from_fn(|i| (&values[i].0, values[i].1));
-                        Span::new(meta, &meta.fields().value_set(&arr))
-                    })*
-                    n => unreachable!("{n} fields"),
-                }
-            };
-        }
-        let span = arms!(0, 1, 2, 3, 4, 5, 6);
-        let _e = span.enter();
-        info!("{message}");
     }
 }

@@ -10,6 +10,8 @@ use serde_json::Value;
 use tailrace_log::Config;
 use tailrace_log::testing;
 
+pub mod dynamic;
+
 /// A `Write` that keeps everything in memory, cloneable so the test keeps a handle.
 #[derive(Clone, Default)]
 pub struct Buffer(Arc<Mutex<Vec<u8>>>);
