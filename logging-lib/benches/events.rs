@@ -3,7 +3,9 @@
 //! in the same run. Run: `cargo bench -p tailrace-log --bench events`.
 //!
 //! Cases: a message with 10 fields inside a span with 3 fields (tailrace-log also writes
-//! trace ids); a static message inside a span; a disabled level.
+//! trace ids); a static message inside a span; a disabled level; and, for tailrace-log
+//! alone, one request (a span with 3 fields, entered, one event with 10 fields, closed) with
+//! span close lines off and on (`SpanEvents::CLOSE`).
 
 use std::hint::black_box;
 use std::io;
@@ -97,11 +99,51 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// One request: a span created, entered, one event, closed.
+fn request(i: u64) {
+    let span = info_span!(
+        "http_request",
+        "http.method" = "POST",
+        route = "/checkout",
+        user_id = i
+    );
+    let _e = span.enter();
+    ten_fields(i);
+}
+
+fn bench_span_lines(c: &mut Criterion) {
+    let mut group = c.benchmark_group("request: span + event, span close lines");
+    for (name, events) in [
+        ("off", tailrace_log::SpanEvents::NONE),
+        ("on", tailrace_log::SpanEvents::CLOSE),
+    ] {
+        let (logger, guard) = tailrace_log::Config::new("checkout")
+            .version("1.4.2")
+            .ignore_env()
+            .level("info")
+            .span_events(events)
+            .writer(io::sink())
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(logger, || {
+            let mut i = 0u64;
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    i += 1;
+                    request(black_box(i))
+                })
+            });
+        });
+        guard.flush();
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_secs(1))
         .measurement_time(std::time::Duration::from_secs(3));
-    targets = bench
+    targets = bench, bench_span_lines
 }
 criterion_main!(benches);

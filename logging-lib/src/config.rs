@@ -12,7 +12,7 @@ use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
 use crate::error::Error;
-use crate::layer::{JsonLayer, LineFormat};
+use crate::layer::{JsonLayer, LineFormat, SpanEvents};
 use crate::level::{LevelFilterLayer, LevelHandle, parse_directives, parse_level_name};
 use crate::output::non_blocking::{
     Backpressure, BufferConfig, DropReport, NonBlocking, WriterGuard,
@@ -50,6 +50,7 @@ pub struct Config {
     output: Output,
     redact: Vec<String>,
     caller: bool,
+    span_events: SpanEvents,
     value_cap: usize,
     buffer: BufferConfig,
     panic_hook: bool,
@@ -70,6 +71,7 @@ impl Config {
             output: Output::Stdout,
             redact: Vec::new(),
             caller: false,
+            span_events: SpanEvents::NONE,
             value_cap: DEFAULT_VALUE_CAP,
             buffer: BufferConfig::default(),
             panic_hook: true,
@@ -150,6 +152,17 @@ impl Config {
     /// Adds `"caller":"src/api.rs:42"`.
     pub fn caller(mut self, on: bool) -> Self {
         self.caller = on;
+        self
+    }
+
+    /// Which span lifecycle events also give a line (default [`SpanEvents::NONE`]):
+    /// [`SpanEvents::CLOSE`] writes one line per closed span with `duration_ms`, `busy_ms`
+    /// and `idle_ms` as JSON numbers, [`SpanEvents::NEW`] one per created span; both carry
+    /// the span's own fields, its ids and `parent_span_id` (see
+    /// [`contract::SPAN_LINE_KEYS`](crate::contract::SPAN_LINE_KEYS)). Off, spans cost
+    /// what they did before and event lines are unchanged.
+    pub fn span_events(mut self, events: SpanEvents) -> Self {
+        self.span_events = events;
         self
     }
 
@@ -239,6 +252,7 @@ impl Config {
             Redactor::new(&self.redact),
             self.value_cap,
             self.caller,
+            self.span_events,
         );
         let out: Box<dyn Write + Send> = match self.output {
             Output::Stdout => Box::new(io::stdout()),
@@ -292,6 +306,7 @@ fn drop_report(service: &str, version: Option<&str>, env: Option<&str>) -> DropR
         Redactor::new(Vec::<String>::new()),
         DEFAULT_VALUE_CAP,
         false,
+        SpanEvents::NONE,
     );
     Box::new(move |dropped, out| {
         let mut message = Vec::new();

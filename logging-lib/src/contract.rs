@@ -36,6 +36,22 @@ pub const SPAN: &str = "span";
 /// [`Config::caller`](crate::Config::caller) is on.
 pub const CALLER: &str = "caller";
 
+/// Which span event a span line reports: `"new"` (the span was created) or `"close"` (the
+/// span closed). Only in span lines, which [`Config::span_events`](crate::Config::span_events)
+/// switches on; an event line never has it.
+pub const SPAN_EVENT: &str = "span_event";
+/// The id of the span's parent (16 lowercase hex digits), in span lines, when the span has
+/// a parent (local, or remote through `set_remote_parent`).
+pub const PARENT_SPAN_ID: &str = "parent_span_id";
+/// In a span close line: from the span's creation to its close, in milliseconds, as a JSON
+/// number with microsecond resolution (`12.345`).
+pub const DURATION_MS: &str = "duration_ms";
+/// In a span close line: the time the span was entered (on any thread), in milliseconds.
+pub const BUSY_MS: &str = "busy_ms";
+/// In a span close line: the rest of [`DURATION_MS`] (created or exited, not entered), in
+/// milliseconds. `busy_ms + idle_ms == duration_ms` up to the last digit's rounding.
+pub const IDLE_MS: &str = "idle_ms";
+
 /// Every fixed key, in the order they appear in a line. A user field with one of these
 /// names is written [`USER_KEY_PREFIX`]`<name>` so that no key ever appears twice.
 pub const FIXED_KEYS: &[&str] = &[
@@ -52,6 +68,17 @@ pub const FIXED_KEYS: &[&str] = &[
     SPAN,
     CALLER,
 ];
+
+/// The keys only span lines add. A span line is `timestamp`, `level` (the span's),
+/// `message` (the span's name), `target`, `service`, `version`, `env`, `trace_id`,
+/// `span_id` (the span's own), `trace_flags`, then [`PARENT_SPAN_ID`] when there is a
+/// parent, `span` (the span's name), `caller` when on, [`SPAN_EVENT`], then in close lines
+/// [`DURATION_MS`], [`BUSY_MS`], [`IDLE_MS`], then the span's own fields (not its parents').
+///
+/// In a span line, a span field with one of these names (or one of [`FIXED_KEYS`]) is
+/// written [`USER_KEY_PREFIX`]`<name>`. They are not in [`FIXED_KEYS`] so that event lines,
+/// the default contract, keep a user field such as `duration_ms` under its own name.
+pub const SPAN_LINE_KEYS: &[&str] = &[PARENT_SPAN_ID, SPAN_EVENT, DURATION_MS, BUSY_MS, IDLE_MS];
 
 /// Put before a user field's name when the name is one of [`FIXED_KEYS`]: a field
 /// `level = 3` is written `"fields.level":3`.

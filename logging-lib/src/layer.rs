@@ -4,6 +4,13 @@
 //! In: spans and events from `tracing` (and `log` records through `tracing-log`). Out: one
 //! complete line per event, handed to the [`NonBlocking`] writer.
 //!
+//! With [`SpanEvents`] switched on (off by default), spans also give lines: one when a span
+//! is created (`NEW`) and one when it closes (`CLOSE`, with `duration_ms`, `busy_ms`,
+//! `idle_ms`), each with the span's own fields and ids and its parent's id (keys in
+//! [`crate::contract::SPAN_LINE_KEYS`]). Their timings live in the span's extension data,
+//! allocated once with the span; with span events off, entering and leaving a span costs
+//! one branch and events are formatted exactly as before.
+//!
 //! Why it is fast where `tracing-subscriber`'s JSON format is slow: span fields are rendered
 //! to JSON once, when they are recorded, not re-parsed on every event; each event is written
 //! straight into a per-thread buffer that is reused, so steady state allocates nothing.
@@ -11,7 +18,7 @@
 use std::any::TypeId;
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
@@ -21,8 +28,9 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::contract::{
-    CALLER, ENV, LEVEL, MESSAGE, SERVICE, SPAN, SPAN_ID, TARGET, TIMESTAMP, TRACE_FLAGS, TRACE_ID,
-    USER_KEY_PREFIX, VERSION,
+    BUSY_MS, CALLER, DURATION_MS, ENV, IDLE_MS, LEVEL, MESSAGE, PARENT_SPAN_ID, SERVICE, SPAN,
+    SPAN_EVENT, SPAN_ID, SPAN_LINE_KEYS, TARGET, TIMESTAMP, TRACE_FLAGS, TRACE_ID, USER_KEY_PREFIX,
+    VERSION,
 };
 use crate::json::{self, const_bytes};
 use crate::output::non_blocking::NonBlocking;
@@ -34,6 +42,34 @@ use crate::trace_context::{SpanId, TraceContext, hex_byte};
 /// `fields.<name>` so that no key ever appears twice. (Defined in [`crate::contract`].)
 pub use crate::contract::FIXED_KEYS;
 
+/// Which span lifecycle events are written as lines of their own
+/// ([`Config::span_events`](crate::Config::span_events)); combine with `|`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpanEvents(u8);
+
+impl SpanEvents {
+    /// No span lines (the default).
+    pub const NONE: Self = Self(0);
+    /// One line when a span is created: `"span_event":"new"` and the fields it was created
+    /// with.
+    pub const NEW: Self = Self(1);
+    /// One line when a span closes: `"span_event":"close"`, `duration_ms`, `busy_ms`,
+    /// `idle_ms` and the span's fields as last recorded.
+    pub const CLOSE: Self = Self(2);
+
+    /// Whether every event in `other` is in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for SpanEvents {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
 /// Everything that is the same for every line of one logger.
 pub(crate) struct LineFormat {
     /// `,"service":"…"` and `,"version":"…"`, `,"env":"…"` when set, pre-rendered.
@@ -41,6 +77,7 @@ pub(crate) struct LineFormat {
     pub(crate) redactor: Redactor,
     pub(crate) value_cap: usize,
     pub(crate) caller: bool,
+    pub(crate) span_events: SpanEvents,
 }
 
 impl LineFormat {
@@ -51,6 +88,7 @@ impl LineFormat {
         redactor: Redactor,
         value_cap: usize,
         caller: bool,
+        span_events: SpanEvents,
     ) -> Self {
         let mut identity = Vec::new();
         for (key, value) in [(SERVICE, Some(service)), (VERSION, version), (ENV, env)] {
@@ -66,6 +104,7 @@ impl LineFormat {
             redactor,
             value_cap,
             caller,
+            span_events,
         }
     }
 
@@ -115,14 +154,101 @@ pub(crate) struct SpanData {
     ids_json: Vec<u8>,
     /// The span's fields, each value already rendered as JSON.
     fields: Vec<(OutKey, Vec<u8>)>,
+    /// The parent's span id: the local parent's, or the remote one set by
+    /// `set_remote_parent`. Written as `parent_span_id` in span lines.
+    parent_span_id: Option<SpanId>,
+    /// Busy and idle time, kept only when close lines are on.
+    timing: Option<Timing>,
+}
+
+/// A span's busy and idle time so far. `last` is when the span last changed between idle
+/// (created or exited by every thread) and busy (entered by at least one thread); each
+/// change adds the time since `last` to the state it leaves, so busy + idle is exactly the
+/// time since creation.
+#[derive(Clone, Copy)]
+struct Timing {
+    created: Instant,
+    last: Instant,
+    busy_ns: u64,
+    idle_ns: u64,
+    /// Threads inside the span right now (a span can be entered on several at once).
+    entered: u32,
+}
+
+fn nanos_between(from: Instant, to: Instant) -> u64 {
+    u64::try_from(to.saturating_duration_since(from).as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Timing {
+    fn new(now: Instant) -> Self {
+        Self {
+            created: now,
+            last: now,
+            busy_ns: 0,
+            idle_ns: 0,
+            entered: 0,
+        }
+    }
+
+    fn enter(&mut self, now: Instant) {
+        if self.entered == 0 {
+            self.idle_ns = self.idle_ns.saturating_add(nanos_between(self.last, now));
+            self.last = now;
+        }
+        self.entered += 1;
+    }
+
+    fn exit(&mut self, now: Instant) {
+        if self.entered == 0 {
+            return; // an exit without an enter seen by this layer
+        }
+        self.entered -= 1;
+        if self.entered == 0 {
+            self.busy_ns = self.busy_ns.saturating_add(nanos_between(self.last, now));
+            self.last = now;
+        }
+    }
+
+    /// `(duration, busy, idle)` in nanoseconds at close time `now`.
+    fn close(&self, now: Instant) -> (u64, u64, u64) {
+        let tail = nanos_between(self.last, now);
+        let (busy, idle) = if self.entered == 0 {
+            (self.busy_ns, self.idle_ns.saturating_add(tail))
+        } else {
+            (self.busy_ns.saturating_add(tail), self.idle_ns)
+        };
+        (nanos_between(self.created, now), busy, idle)
+    }
+}
+
+/// Which line a span gives.
+#[derive(Clone, Copy)]
+enum SpanLine {
+    New,
+    Close { duration: u64, busy: u64, idle: u64 },
+}
+
+/// Writes nanoseconds as milliseconds with microsecond resolution, a JSON number: `12.345`.
+fn write_ms(out: &mut Vec<u8>, nanos: u64) {
+    let micros = nanos / 1_000;
+    json::write_u64(out, micros / 1_000);
+    let frac = micros % 1_000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 impl SpanData {
-    fn new(context: TraceContext) -> Self {
+    fn new(context: TraceContext, parent_span_id: Option<SpanId>, timing: Option<Timing>) -> Self {
         let mut data = Self {
             context,
             ids_json: Vec::new(),
             fields: Vec::new(),
+            parent_span_id,
+            timing,
         };
         data.set_context(context);
         data
@@ -138,6 +264,17 @@ impl SpanData {
     fn write_fields(&self, line: &mut Vec<u8>, seen: &mut SeenKeys) {
         for (key, value) in &self.fields {
             if seen.insert(*key) {
+                key.write(line);
+                line.extend_from_slice(value);
+            }
+        }
+    }
+
+    /// Appends the fields to a span line, where the span line keys are taken too.
+    fn write_own_fields(&self, line: &mut Vec<u8>, seen: &mut SeenKeys) {
+        for (key, value) in &self.fields {
+            let key = key.in_span_line();
+            if seen.insert(key) {
                 key.write(line);
                 line.extend_from_slice(value);
             }
@@ -169,6 +306,8 @@ pub struct JsonLayer<S> {
 struct OutKey {
     name: &'static str,
     prefixed: bool,
+    /// Whether it is prefixed in a span line, where [`SPAN_LINE_KEYS`] are taken too.
+    prefixed_in_span_line: bool,
 }
 
 fn is_fixed_key(name: &str) -> bool {
@@ -177,9 +316,18 @@ fn is_fixed_key(name: &str) -> bool {
 
 impl OutKey {
     fn new(name: &'static str) -> Self {
+        let prefixed = is_fixed_key(name);
         Self {
             name,
-            prefixed: is_fixed_key(name),
+            prefixed,
+            prefixed_in_span_line: prefixed || SPAN_LINE_KEYS.contains(&name),
+        }
+    }
+
+    fn in_span_line(self) -> Self {
+        Self {
+            prefixed: self.prefixed_in_span_line,
+            ..self
         }
     }
 
@@ -363,6 +511,7 @@ where
                 span_id: data.context.span_id,
                 ..parent
             });
+            data.parent_span_id = Some(parent.span_id);
         }
     }
 
@@ -392,6 +541,117 @@ where
             json::write_u64(line, u64::from(n));
             line.push(b'"');
         }
+    }
+
+    /// The ids a span line shows: `(the span's context, its parent's span id)`, from
+    /// OpenTelemetry when its layer runs and knows the span, else ours in `data`. Call it
+    /// without holding the span's extensions.
+    fn span_line_ids(&self, span: &SpanRef<'_, S>) -> Option<(TraceContext, Option<SpanId>)> {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(c) = self.otel_context(span) {
+            let parent = span
+                .parent()
+                .and_then(|p| self.otel_context(&p))
+                .map(|p| p.span_id);
+            return Some((c, parent));
+        }
+        let _ = span;
+        None
+    }
+
+    /// Writes a span's own line (see [`SpanEvents`]) into `s.line`.
+    fn format_span_line(
+        &self,
+        s: &mut Scratch,
+        meta: &Metadata<'_>,
+        data: &SpanData,
+        ids: Option<(TraceContext, Option<SpanId>)>,
+        kind: SpanLine,
+    ) {
+        s.line.clear();
+        s.message.clear();
+        s.seen.clear();
+        json::write_str(&mut s.message, meta.name(), self.format.value_cap);
+        let line = &mut s.line;
+        self.format.write_head(
+            line,
+            SystemTime::now(),
+            meta.level(),
+            &s.message,
+            meta.target(),
+        );
+        let parent = match ids {
+            Some((context, parent)) => {
+                write_trace_ids(line, &context);
+                parent.or(data.parent_span_id)
+            }
+            None => {
+                line.extend_from_slice(&data.ids_json);
+                data.parent_span_id
+            }
+        };
+        if let Some(parent) = parent {
+            line.extend_from_slice(const_bytes!(",\"", PARENT_SPAN_ID, "\":\""));
+            line.extend_from_slice(&parent.to_hex());
+            line.push(b'"');
+        }
+        line.extend_from_slice(const_bytes!(",\"", SPAN, "\":"));
+        line.extend_from_slice(&s.message);
+        self.write_caller(line, meta);
+        line.extend_from_slice(const_bytes!(",\"", SPAN_EVENT, "\":"));
+        match kind {
+            SpanLine::New => line.extend_from_slice(b"\"new\""),
+            SpanLine::Close {
+                duration,
+                busy,
+                idle,
+            } => {
+                line.extend_from_slice(b"\"close\"");
+                line.extend_from_slice(const_bytes!(",\"", DURATION_MS, "\":"));
+                write_ms(line, duration);
+                line.extend_from_slice(const_bytes!(",\"", BUSY_MS, "\":"));
+                write_ms(line, busy);
+                line.extend_from_slice(const_bytes!(",\"", IDLE_MS, "\":"));
+                write_ms(line, idle);
+            }
+        }
+        data.write_own_fields(line, &mut s.seen);
+        line.extend_from_slice(b"}\n");
+    }
+
+    /// Applies `f` to the span's timing, when close lines are on (else: one branch).
+    fn update_timing(&self, id: &Id, ctx: &Context<'_, S>, f: fn(&mut Timing, Instant)) {
+        if !self.format.span_events.contains(SpanEvents::CLOSE) {
+            return;
+        }
+        if let Some(span) = ctx.span(id)
+            && let Some(data) = span.extensions_mut().get_mut::<SpanData>()
+            && let Some(t) = &mut data.timing
+        {
+            f(t, Instant::now());
+        }
+    }
+
+    /// Formats a span line on this thread's buffers and hands it to the writer.
+    fn write_span_line(
+        &self,
+        meta: &Metadata<'_>,
+        data: &SpanData,
+        ids: Option<(TraceContext, Option<SpanId>)>,
+        kind: SpanLine,
+    ) {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                self.format_span_line(&mut s, meta, data, ids, kind);
+                self.sink.write_line(&s.line);
+            }
+            // A span closed while formatting something else (a `Debug` impl): fresh buffers.
+            Err(_) => {
+                let mut s = Scratch::new();
+                self.format_span_line(&mut s, meta, data, ids, kind);
+                self.sink.write_line(&s.line);
+            }
+        });
     }
 
     fn format_event(&self, s: &mut Scratch, event: &Event<'_>, ctx: &Context<'_, S>) {
@@ -501,9 +761,51 @@ where
             },
             None => TraceContext::new_root(),
         };
-        let mut data = SpanData::new(context);
+        let events = self.format.span_events;
+        let timing = events
+            .contains(SpanEvents::CLOSE)
+            .then(|| Timing::new(Instant::now()));
+        let mut data = SpanData::new(context, parent.map(|p| p.span_id), timing);
         attrs.record(&mut span_visitor(&self.format, &mut data));
+        if events.contains(SpanEvents::NEW) {
+            let ids = self.span_line_ids(&span);
+            self.write_span_line(span.metadata(), &data, ids, SpanLine::New);
+        }
         span.extensions_mut().insert(data);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        self.update_timing(id, &ctx, Timing::enter);
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        self.update_timing(id, &ctx, Timing::exit);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if !self.format.span_events.contains(SpanEvents::CLOSE) {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let now = Instant::now();
+        // OpenTelemetry's ids need the span's extensions unlocked: ask first.
+        let ids = self.span_line_ids(&span);
+        let ext = span.extensions();
+        let Some(data) = ext.get::<SpanData>() else {
+            return;
+        };
+        let Some(timing) = data.timing else {
+            return; // always there while close lines are on
+        };
+        let (duration, busy, idle) = timing.close(now);
+        let kind = SpanLine::Close {
+            duration,
+            busy,
+            idle,
+        };
+        self.write_span_line(span.metadata(), data, ids, kind);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {

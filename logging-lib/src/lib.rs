@@ -23,6 +23,10 @@
 //! - Every line is valid JSON on one line; values over the cap (16 KiB) are cut with a
 //!   visible marker; secret-looking keys are written `"[REDACTED]"`.
 //!
+//! With [`Config::span_events`] (off by default) spans also give lines of their own: see
+//! [`contract::SPAN_LINE_KEYS`] for their keys (`span_event`, `parent_span_id`,
+//! `duration_ms`, `busy_ms`, `idle_ms`). Event lines are the same either way.
+//!
 //! # Modules
 //! - [`contract`]: the line's keys by name, one constant each, for readers of the lines.
 //! - [`layer`]: the `tracing` layer that formats events and gives spans their ids.
@@ -31,6 +35,7 @@
 //! - [`output`]: the writer thread and the rotating file.
 //! - `http` (feature `http`): a tower layer for incoming and outgoing `traceparent`.
 //! - `otel` (feature `opentelemetry`): ids from `tracing-opentelemetry` when it runs.
+//! - `testing` (feature `testing`): capture a test's lines as parsed JSON.
 
 mod config;
 pub mod contract;
@@ -45,6 +50,9 @@ pub mod span_ext;
 pub mod timestamp;
 pub mod trace_context;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "opentelemetry")]
@@ -52,7 +60,7 @@ pub mod otel;
 
 pub use config::{Config, DEFAULT_LEVEL, DEFAULT_VALUE_CAP, Filtered, Guard, Logger};
 pub use error::Error;
-pub use layer::JsonLayer;
+pub use layer::{JsonLayer, SpanEvents};
 pub use level::{LevelFilterLayer, LevelHandle};
 pub use output::rolling::{RollingPolicy, Rotation};
 pub use span_ext::{TraceSpanExt, current_trace_context};

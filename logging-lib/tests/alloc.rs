@@ -7,9 +7,10 @@
 //! of the process. Those are counted apart and bounded; everything else must be zero.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tailrace_log::Config;
+use tailrace_log::{Config, SpanEvents};
 use tracing::{info, info_span};
 
 struct Counting;
@@ -73,11 +74,25 @@ fn event(i: u64) {
     );
 }
 
+/// The counter is process-wide: one test counts at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn steady_state_events_do_not_allocate() {
+    events_do_not_allocate(SpanEvents::NONE);
+}
+
+#[test]
+fn steady_state_events_do_not_allocate_with_span_lines_on() {
+    events_do_not_allocate(SpanEvents::NEW | SpanEvents::CLOSE);
+}
+
+fn events_do_not_allocate(span_events: SpanEvents) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (logger, guard) = Config::new("checkout")
         .version("1.4.2")
         .ignore_env()
+        .span_events(span_events)
         .writer(std::io::sink())
         .build()
         .unwrap();
@@ -112,4 +127,56 @@ fn steady_state_events_do_not_allocate() {
         "{blocks} new 64 KiB blocks for 10,000 events: the pool must be bounded"
     );
     drop(guard);
+}
+
+/// One request: a span with three fields, entered, one event inside, closed.
+fn request(i: u64) {
+    let span = info_span!(
+        "http_request",
+        "http.method" = "POST",
+        route = "/checkout",
+        user = i
+    );
+    let _e = span.enter();
+    event(i);
+}
+
+/// Allocations (other than new pool blocks) for 10,000 requests in steady state.
+fn allocations_per_10k_requests(span_events: SpanEvents) -> u64 {
+    let (logger, guard) = Config::new("checkout")
+        .ignore_env()
+        .span_events(span_events)
+        .writer(std::io::sink())
+        .build()
+        .unwrap();
+    let n = tracing::subscriber::with_default(logger, || {
+        for i in 0..20_000 {
+            request(i);
+        }
+        guard.flush();
+        ALLOCATIONS.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for i in 0..10_000 {
+            request(i);
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        ALLOCATIONS.load(Ordering::SeqCst)
+    });
+    drop(guard);
+    n
+}
+
+/// A span's own data (its ids, rendered fields and, with span lines on, its timings) is
+/// allocated once when the span is created, as it always was; writing its new and close
+/// lines adds no allocation on top.
+#[test]
+fn span_lines_add_no_allocation_per_span() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let off = allocations_per_10k_requests(SpanEvents::NONE);
+    let on = allocations_per_10k_requests(SpanEvents::NEW | SpanEvents::CLOSE);
+    assert!(
+        off > 0,
+        "spans do allocate their data: the count must see it"
+    );
+    assert_eq!(on, off, "span lines on: {on} allocations, off: {off}");
 }

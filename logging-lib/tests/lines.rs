@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{capture, capture_with, parse_line, top_level_keys};
+use common::{capture, capture_with, dynamic, parse_line, top_level_keys};
 use proptest::prelude::*;
-use serde_json::{Value, json};
-use tailrace_log::Config;
+use serde_json::json;
+use tailrace_log::{Config, testing};
 use tracing::{debug, error, info, info_span, trace, warn};
 
 const FIXED: [&str; 5] = ["timestamp", "level", "message", "target", "service"];
@@ -23,26 +23,19 @@ fn golden_line_outside_a_span() {
         "timestamp": ts, "level": "info", "message": "order placed", "target": "checkout::api",
         "service": "checkout", "version": "1.4.2", "env": "prod", "order_id": 42
     });
-    assert_eq!(Value::Object(line.clone()), expected.take());
+    assert_eq!(line, &expected.take());
     assert_timestamp(ts);
 }
 
 #[test]
 fn golden_line_text_inside_a_span() {
-    let capture = common::Capture::default();
-    let (logger, guard) = Config::new("checkout")
-        .version("1.4.2")
-        .ignore_env()
-        .writer(capture.clone())
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(logger, || {
+    let logs = testing::capture_with(Config::new("checkout").version("1.4.2"));
+    {
         let span = info_span!("http_request", "http.method" = "POST");
         let _e = span.enter();
         info!(target: "checkout::api", order_id = 42, "order placed");
-    });
-    drop(guard);
-    let text = capture.text();
+    }
+    let text = logs.text();
     // Replace the values that change from run to run, then compare the exact bytes.
     let v = parse_line(text.trim_end());
     let text = text
@@ -179,19 +172,13 @@ fn error_values_carry_their_source_chain() {
 
 #[test]
 fn control_characters_and_newlines_never_break_the_line() {
-    let capture = common::Capture::default();
-    let (logger, guard) = Config::new("svc\n\"x")
-        .ignore_env()
-        .writer(capture.clone())
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(logger, || {
+    let logs = testing::capture_with(Config::new("svc\n\"x"));
+    {
         let span = info_span!("sp\nan", "k\"ey\n" = "v\u{0}\r\n");
         let _e = span.enter();
         info!(x = "a\nb\u{1b}[0m", "multi\nline \"quoted\" \u{7}");
-    });
-    drop(guard);
-    let text = capture.text();
+    }
+    let text = logs.text();
     assert_eq!(text.matches('\n').count(), 1, "{text}");
     let l = parse_line(text.trim_end());
     assert_eq!(l["message"], "multi\nline \"quoted\" \u{7}");
@@ -340,29 +327,16 @@ fn caller_can_be_switched_on() {
 
 #[test]
 fn level_directives_filter_and_can_change_at_run_time() {
-    let capture = common::Capture::default();
-    let (logger, guard) = Config::new("s")
-        .level("warn")
-        .ignore_env()
-        .writer(capture.clone())
-        .build()
-        .unwrap();
-    let handle = guard.level().unwrap().clone();
-    tracing::subscriber::with_default(logger, || {
-        info!("hidden");
-        warn!("shown 1");
-        handle.set("debug").unwrap();
-        debug!("shown 2");
-        assert!(handle.set("dbug").is_err(), "a misspelt level is refused");
-        debug!("shown 3: the old filter stays after a bad one");
-        trace!("hidden");
-    });
-    drop(guard);
-    let messages: Vec<_> = capture
-        .lines()
-        .iter()
-        .map(|l| l["message"].as_str().unwrap().to_owned())
-        .collect();
+    let logs = testing::capture_with(Config::new("s").level("warn"));
+    let handle = logs.level().unwrap().clone();
+    info!("hidden");
+    warn!("shown 1");
+    handle.set("debug").unwrap();
+    debug!("shown 2");
+    assert!(handle.set("dbug").is_err(), "a misspelt level is refused");
+    debug!("shown 3: the old filter stays after a bad one");
+    trace!("hidden");
+    let messages = logs.messages();
     assert_eq!(
         messages,
         [
@@ -433,13 +407,9 @@ proptest! {
             span_fields.into_iter().map(|(k, v)| (&*Box::leak(k.into_boxed_str()), v)).collect();
         let event_fields: Vec<(&'static str, i64)> =
             event_fields.into_iter().map(|(k, v)| (&*Box::leak(k.into_boxed_str()), v)).collect();
-        let capture = common::Capture::default();
-        let (logger, guard) = Config::new("svc").ignore_env().writer(capture.clone()).build().unwrap();
-        tracing::subscriber::with_default(logger, || {
-            dynamic::emit(&message, &span_fields, &event_fields);
-        });
-        drop(guard);
-        let text = capture.text();
+        let logs = testing::capture_with(Config::new("svc"));
+        dynamic::emit(&message, &span_fields, &event_fields);
+        let text = logs.text();
         prop_assert!(text.ends_with('\n'));
         prop_assert_eq!(text.matches('\n').count(), 1);
         let line = text.trim_end_matches('\n');
@@ -470,103 +440,11 @@ proptest! {
 
 use tailrace_log::layer::FIXED_KEYS as FIXED_AND_SPAN;
 
-/// Spans and events with field names known only at run time, through `tracing`'s own
-/// dynamic callsite machinery.
-mod dynamic {
-    use tracing::callsite::{Callsite, Identifier};
-    use tracing::field::{FieldSet, Value};
-    use tracing::metadata::{Kind, Level, Metadata};
-    use tracing::subscriber::Interest;
-    use tracing::{Event, Span};
-
-    struct Site(std::sync::OnceLock<&'static Metadata<'static>>);
-    impl Callsite for Site {
-        fn set_interest(&self, _: Interest) {}
-        fn metadata(&self) -> &Metadata<'_> {
-            self.0.get().unwrap()
-        }
-    }
-
-    fn site(name: &'static str, fields: &[&'static str], kind: Kind) -> &'static Metadata<'static> {
-        let site: &'static Site = Box::leak(Box::new(Site(std::sync::OnceLock::new())));
-        let names: &'static [&'static str] = Box::leak(fields.to_vec().into_boxed_slice());
-        let meta = Box::leak(Box::new(Metadata::new(
-            name,
-            "dynamic",
-            Level::INFO,
-            None,
-            None,
-            None,
-            FieldSet::new(names, Identifier(site)),
-            kind,
-        )));
-        site.0.set(meta).ok();
-        tracing::callsite::register(site);
-        meta
-    }
-
-    pub fn emit(
-        message: &str,
-        span_fields: &[(&'static str, String)],
-        event_fields: &[(&'static str, i64)],
-    ) {
-        let names: Vec<&'static str> = span_fields.iter().map(|(k, _)| *k).collect();
-        let meta = site("prop_span", &names, Kind::SPAN);
-        let values: Vec<(tracing::field::Field, Option<&dyn Value>)> = meta
-            .fields()
-            .iter()
-            .zip(span_fields)
-            .map(|(f, (_, v))| (f, Some(v as &dyn Value)))
-            .collect();
-        let span = with_values(meta, &values, |vs| Span::new(meta, vs));
-        let _e = span.enter();
-
-        let mut names: Vec<&'static str> = vec!["message"];
-        names.extend(event_fields.iter().map(|(k, _)| *k));
-        let meta = site("prop_event", &names, Kind::EVENT);
-        let msg = format_args!("{message}");
-        let mut values: Vec<(tracing::field::Field, Option<&dyn Value>)> = Vec::new();
-        let mut fields = meta.fields().iter();
-        values.push((fields.next().unwrap(), Some(&msg as &dyn Value)));
-        for (f, (_, v)) in fields.zip(event_fields) {
-            values.push((f, Some(v as &dyn Value)));
-        }
-        with_values(meta, &values, |vs| Event::dispatch(meta, vs));
-    }
-
-    /// `ValueSet` wants a fixed-size array; build one of the right length.
-    fn with_values<R>(
-        meta: &'static Metadata<'static>,
-        values: &[(tracing::field::Field, Option<&dyn Value>)],
-        f: impl FnOnce(&tracing::field::ValueSet<'_>) -> R,
-    ) -> R {
-        macro_rules! arms {
-            ($($n:literal),*) => {
-                match values.len() {
-                    $($n => {
-                        let arr: [(&tracing::field::Field, Option<&dyn Value>); $n] =
-                            std::array::from_fn(|i| (&values[i].0, values[i].1));
-                        f(&meta.fields().value_set(&arr))
-                    })*
-                    n => unreachable!("{n} fields"),
-                }
-            };
-        }
-        arms!(0, 1, 2, 3, 4, 5, 6, 7)
-    }
-}
-
 #[test]
 fn integers_past_u64_are_written_exactly() {
-    let capture = common::Capture::default();
-    let (logger, guard) = Config::new("s")
-        .ignore_env()
-        .writer(capture.clone())
-        .build()
-        .unwrap();
-    tracing::subscriber::with_default(logger, || info!(big = u128::MAX, small = i128::MIN, "m"));
-    drop(guard);
-    let text = capture.text();
+    let logs = testing::capture_with(Config::new("s"));
+    info!(big = u128::MAX, small = i128::MIN, "m");
+    let text = logs.text();
     assert!(text.contains(&format!("\"big\":{}", u128::MAX)), "{text}");
     assert!(text.contains(&format!("\"small\":{}", i128::MIN)), "{text}");
 }

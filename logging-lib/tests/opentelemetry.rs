@@ -9,21 +9,21 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
-use common::Capture;
+use common::Buffer;
 use opentelemetry::trace::{
     SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider as _,
 };
 use opentelemetry::{Context, SpanId, TraceId};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tailrace_log::{Config, TraceContext, TraceSpanExt};
 use tracing::{info, info_span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::{Layer, Layered, SubscriberExt};
 use tracing_subscriber::registry::Registry;
 
-type Line = Map<String, Value>;
+type Line = Value;
 
 /// Counts allocations made by the current thread while it asks (tests run in parallel).
 struct Counting;
@@ -118,7 +118,7 @@ fn run_with<L>(otel: L, f: impl FnOnce()) -> Vec<Line>
 where
     L: Layer<Registry> + Send + Sync + 'static,
 {
-    let capture = Capture::default();
+    let capture = Buffer::default();
     let (json, guard) = Config::new("svc")
         .ignore_env()
         .writer(capture.clone())
@@ -257,7 +257,7 @@ fn an_unsampled_remote_parent_gives_unsampled_lines_and_no_export() {
 fn the_json_layer_below_the_opentelemetry_layer_sees_the_same_ids() {
     let exporter = Exported::default();
     let provider = provider(&exporter);
-    let capture = Capture::default();
+    let capture = Buffer::default();
     let (json, guard) = Config::new("svc")
         .ignore_env()
         .writer(capture.clone())

@@ -7,7 +7,7 @@ use tailrace_log::Config;
 
 #[test]
 fn a_panic_is_logged_as_one_error_line() {
-    let capture = common::Capture::default();
+    let capture = common::Buffer::default();
     let _guard = Config::new("checkout")
         .ignore_env()
         .writer(capture.clone())

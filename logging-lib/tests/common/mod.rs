@@ -1,24 +1,28 @@
-//! Helpers shared by this crate's integration tests: an in-memory destination for lines and
-//! a way to run code under a fresh logger and get its lines back.
+//! Helpers shared by this crate's integration tests, on top of `tailrace_log::testing`: a
+//! closure form of its capture, and an in-memory `Write` for the tests that must install a
+//! logger for the whole process (panic hook, `log` records) or wrap the destination.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tailrace_log::Config;
+use tailrace_log::testing;
+
+pub mod dynamic;
 
 /// A `Write` that keeps everything in memory, cloneable so the test keeps a handle.
 #[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Vec<u8>>>);
+pub struct Buffer(Arc<Mutex<Vec<u8>>>);
 
-impl Capture {
+impl Buffer {
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).expect("lines are UTF-8")
     }
 
-    /// Every line, checked to be one JSON object ending in `\n`.
-    pub fn lines(&self) -> Vec<Map<String, Value>> {
+    /// Every line, checked to be one JSON object with unique keys, ending in `\n`.
+    pub fn lines(&self) -> Vec<Value> {
         let text = self.text();
         assert!(
             text.is_empty() || text.ends_with('\n'),
@@ -28,7 +32,7 @@ impl Capture {
     }
 }
 
-impl Write for Capture {
+impl Write for Buffer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
         Ok(buf.len())
@@ -38,52 +42,23 @@ impl Write for Capture {
     }
 }
 
-/// Parses one line, refusing duplicate keys (serde_json would silently keep the last).
-pub fn parse_line(line: &str) -> Map<String, Value> {
-    let keys = top_level_keys(line);
-    let mut unique = keys.clone();
-    unique.sort();
-    unique.dedup();
-    assert_eq!(unique.len(), keys.len(), "duplicate key in {line}");
-    match serde_json::from_str::<Value>(line) {
-        Ok(Value::Object(map)) => map,
-        other => panic!("not a JSON object: {line:?}: {other:?}"),
-    }
+/// Parses one line, refusing duplicate keys (`testing::parse_line`, panicking).
+pub fn parse_line(line: &str) -> Value {
+    testing::parse_line(line).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The keys of a JSON object line, in order, duplicates kept.
 pub fn top_level_keys(line: &str) -> Vec<String> {
-    struct Keys(Vec<String>);
-    impl<'de> serde::de::Visitor<'de> for Keys {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(
-            mut self,
-            mut map: A,
-        ) -> Result<Self::Value, A::Error> {
-            while let Some(k) = map.next_key::<String>()? {
-                map.next_value::<serde::de::IgnoredAny>()?;
-                self.0.push(k);
-            }
-            Ok(self.0)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(line);
-    serde::Deserializer::deserialize_map(&mut de, Keys(Vec::new())).expect("valid JSON object")
+    testing::keys(line).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Runs `f` with a fresh logger for `config` (stdout replaced by a capture) as the thread's
-/// default, and returns the lines it wrote.
-pub fn capture_with(config: Config, f: impl FnOnce()) -> Vec<Map<String, Value>> {
-    let capture = Capture::default();
-    let (logger, guard) = config.ignore_env().writer(capture.clone()).build().unwrap();
-    tracing::subscriber::with_default(logger, f);
-    drop(guard);
-    capture.lines()
+/// Runs `f` under a `testing::capture_with(config)` and returns its lines.
+pub fn capture_with(config: Config, f: impl FnOnce()) -> Vec<Value> {
+    let logs = testing::capture_with(config);
+    f();
+    logs.lines()
 }
 
-pub fn capture(f: impl FnOnce()) -> Vec<Map<String, Value>> {
+pub fn capture(f: impl FnOnce()) -> Vec<Value> {
     capture_with(Config::new("checkout").level("trace"), f)
 }
