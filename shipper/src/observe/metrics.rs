@@ -197,8 +197,8 @@ pub struct Metrics {
     /// (`kubernetes.enabled`), 0 while the API cannot be reached (lines still ship, with
     /// the path's labels only for pods not known).
     pub kubernetes_watch_up: Gauge,
-    /// `tailrace_kubernetes_pods`: pods whose metadata is known (deleted ones still kept
-    /// for their last lines included).
+    /// `tailrace_kubernetes_pods`: this node's pods as the watch last told (deleted ones,
+    /// kept a while for their last lines, not counted).
     pub kubernetes_pods: Gauge,
     /// `tailrace_kubernetes_watch_errors_total`.
     pub kubernetes_watch_errors: Counter,
@@ -378,7 +378,7 @@ impl Metrics {
         let kubernetes_pods = Gauge::default();
         registry.register(
             "kubernetes_pods",
-            "Pods whose metadata is known, deleted ones kept for their last lines included",
+            "This node's pods as the Kubernetes watch last told them",
             kubernetes_pods.clone(),
         );
         let kubernetes_watch_errors = Counter::default();

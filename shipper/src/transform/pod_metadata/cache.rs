@@ -196,10 +196,14 @@ impl PodCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Pods known, deleted ones still kept included.
+    /// Pods on the node now (deleted ones kept for their last lines not counted).
     pub fn len(&self) -> usize {
         let inner = self.read();
-        inner.by_key.iter().filter(|(k, e)| **k == e.uid).count()
+        inner
+            .by_key
+            .iter()
+            .filter(|(k, e)| **k == e.uid && e.deleted_at.is_none())
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -458,7 +462,7 @@ mod tests {
         cache.sweep(t0 + Duration::from_secs(700));
         assert!(cache.lookup(&by_uid("u2")).is_none());
         assert!(cache.lookup(&by_uid("u3")).is_some());
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.len(), 1, "u3");
     }
 
     #[test]
