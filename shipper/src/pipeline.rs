@@ -282,7 +282,7 @@ fn stages_of(config: &Config, telemetry: &Arc<Telemetry>, pods: Option<PodMetada
     let plans: Vec<Plan> = config
         .inputs
         .iter()
-        .map(|i| Plan::new(i, &ctx).with_pods(pods.clone()))
+        .map(|i| Plan::new(i, &ctx).with_pods(pods.clone(), &config.kubernetes.stages, &ctx))
         .collect();
     Box::new(
         move |input: usize, path: &Path, source_labels: &[(String, String)]| {
@@ -317,6 +317,7 @@ fn watch_pods(
         wait: k8s.wait.0,
         excluded: metrics.stage_drops("excluded"),
         unlabelled: metrics.kubernetes_unlabelled_entries.clone(),
+        stage_sets: Arc::default(),
     })
 }
 

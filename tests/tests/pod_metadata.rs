@@ -45,6 +45,17 @@ fn append(path: &Path, line: &str) {
 }
 
 fn config(dir: &Path, loki: &LokiDouble, api: &KubeDouble, wait: &str) -> String {
+    config_with(dir, loki, api, wait, "{}")
+}
+
+/// [`config`] with `kubernetes.stages`.
+fn config_with(
+    dir: &Path,
+    loki: &LokiDouble,
+    api: &KubeDouble,
+    wait: &str,
+    stages: &str,
+) -> String {
     let dir = dir.display();
     format!(
         r#"
@@ -55,7 +66,7 @@ inputs:
     format: plain
     start_at: beginning
     labels: {{ job: kubernetes-pods }}
-kubernetes: {{ enabled: true, node_name: node-a, api: "{api}", wait: {wait} }}
+kubernetes: {{ enabled: true, node_name: node-a, api: "{api}", wait: {wait}, stages: {stages} }}
 "#,
         loki = loki.url(),
         api = api.url(),
@@ -289,5 +300,36 @@ fn an_excluded_pods_lines_are_dropped_and_counted() {
     let excluded_count = || shipper.telemetry.metrics.stage_drops("excluded").get();
     assert!(wait_until(LIMIT, || excluded_count() == 3));
     assert!(loki.entries().iter().all(|e| !e.line.starts_with("noisy")));
+    shipper.stop().unwrap();
+}
+
+#[test]
+fn a_pods_annotation_picks_its_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
+    let java = PodSpec {
+        annotations: &[("tailrace.io/stages", "java")],
+        ..pod("java-1", "uid-java", &[("app", "java")])
+    };
+    let plain = pod("plain-1", "uid-plain", &[("app", "plain")]);
+    api.apply(&java);
+    api.apply(&plain);
+    let stages = "{ java: [{ multiline: { mode: java, max_wait: 200ms } }] }";
+    let shipper = RunningShipper::start(&config_with(dir.path(), &loki, &api, "30s", stages));
+    let trace = [
+        "java.lang.IllegalStateException: boom",
+        "\tat app.Main.run(Main.java:10)",
+    ];
+    for line in trace {
+        append(&log_of(dir.path(), &java), line);
+        append(&log_of(dir.path(), &plain), line);
+    }
+    let joined = shipped(&loki, &trace.join("\n"));
+    assert_eq!(labels(&joined)["app"], "java");
+    assert_eq!(
+        labels(&shipped(&loki, trace[1]))["app"],
+        "plain",
+        "no stages for the other pod"
+    );
     shipper.stop().unwrap();
 }

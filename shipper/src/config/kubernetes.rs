@@ -4,18 +4,20 @@
 //! sources and templates are read and checked while parsing (so that a mistake carries the
 //! key, line and column): which node's pods to watch, where the API is, which of a pod's
 //! labels and annotations become Loki labels and which structured metadata, the exclude
-//! annotation, and how long a line may wait for its pod's metadata.
+//! annotation, the stage lists a pod may pick by annotation, and how long a line may wait
+//! for its pod's metadata.
 //!
 //! The default `labels` are the Promtail Helm chart's, so that a DaemonSet user gets `app`,
 //! `instance`, `component`, `node_name` and `job=<namespace>/<app>` with no configuration,
 //! on the same streams Promtail made.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::HumanDuration;
+use super::{HumanDuration, StageConfig};
 
 /// Pod metadata from the API, for the files in kubelet's layouts.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -50,6 +52,13 @@ pub struct KubernetesConfig {
     /// How long a deleted pod's metadata is kept, for the lines of it still to be read.
     #[serde(default = "default_keep_deleted")]
     pub keep_deleted: HumanDuration,
+    /// Named lists of stages; a pod picks one with `stages_annotation` (its value: a
+    /// name). They run on the pod's files after its labels, before the input's `stages:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stages: BTreeMap<String, Vec<StageConfig>>,
+    /// The annotation whose value names a list of `stages`. Empty: none.
+    #[serde(default = "default_stages_annotation")]
+    pub stages_annotation: String,
 }
 
 impl Default for KubernetesConfig {
@@ -63,6 +72,8 @@ impl Default for KubernetesConfig {
             exclude_annotation: default_exclude_annotation(),
             wait: default_wait(),
             keep_deleted: default_keep_deleted(),
+            stages: BTreeMap::new(),
+            stages_annotation: default_stages_annotation(),
         }
     }
 }
@@ -322,6 +333,9 @@ pub fn default_labels() -> Vec<PodField> {
 fn default_exclude_annotation() -> String {
     "tailrace.io/exclude".into()
 }
+fn default_stages_annotation() -> String {
+    "tailrace.io/stages".into()
+}
 fn default_wait() -> HumanDuration {
     HumanDuration(Duration::from_secs(2))
 }
@@ -388,5 +402,54 @@ mod tests {
         let both: Vec<PodField> =
             serde_yaml_ng::from_str("[{ name: a, from: [pod], template: '{pod}' }]").unwrap();
         assert!(check_fields(&both).unwrap_err().contains("both"));
+    }
+
+    #[test]
+    fn the_section_is_checked_in_the_file_and_printed_back() {
+        let text = |k8s: &str| {
+            format!(
+                "loki: {{ url: 'http://loki:3100/loki/api/v1/push' }}\ninputs: [{{ paths: ['/var/log/pods/*/*/*.log'] }}]\nkubernetes:\n{k8s}"
+            )
+        };
+        let load = |k8s: &str| {
+            crate::config::Config::from_yaml_with_env(
+                &text(k8s),
+                std::path::Path::new("t.yaml"),
+                |_| None,
+            )
+        };
+        let full = "  enabled: true\n  node_name: node-a\n  api: http://127.0.0.1:8001\n  structured_metadata: [{ name: pod_uid, from: [uid] }]\n  stages: { java: [{ multiline: { mode: java } }] }\n";
+        let config = load(full).unwrap();
+        let printed = config.effective_yaml();
+        let again = crate::config::Config::from_yaml_with_env(
+            &printed,
+            std::path::Path::new("t.yaml"),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(again.effective_yaml(), printed);
+        assert!(
+            printed.contains("'{namespace}/{app}'") || printed.contains("\"{namespace}/{app}\""),
+            "{printed}"
+        );
+
+        let error = |k8s: &str| load(k8s).unwrap_err().to_string();
+        let e = error(
+            "  enabled: true\n  node_name: n\n  labels: [{ name: app, from: [lable:app] }]\n",
+        );
+        assert!(e.contains("not a pod source") && e.contains("line"), "{e}");
+        let e = error("  enabled: true\n  node_name: n\n  api: ftp://x\n");
+        assert!(
+            e.contains("kubernetes.api") && e.contains("http or https"),
+            "{e}"
+        );
+        let e =
+            error("  enabled: true\n  node_name: n\n  stages: { x: [{ labels: { level: } }] }\n");
+        assert!(
+            e.contains("kubernetes.stages.x[0].labels") && e.contains("`level`"),
+            "{e}"
+        );
+        let e = error("  enabled: true\n  node_name: ''\n");
+        assert!(e.contains("kubernetes.node_name"), "{e}");
     }
 }

@@ -380,6 +380,22 @@ impl Config {
         self.kubernetes
             .check()
             .map_err(|(key, message)| invalid(&key, message))?;
+        for (name, list) in &self.kubernetes.stages {
+            if let Err(unknown) = stages::check_fields(list) {
+                return Err(invalid(
+                    &format!(
+                        "kubernetes.stages.{name}[{}].{}.{}",
+                        unknown.stage,
+                        list[unknown.stage].name(),
+                        unknown.key
+                    ),
+                    format!(
+                        "field `{}` is not extracted by any stage before this one in the list",
+                        unknown.field
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 //! then the configured stages in the order written. Each configured stage
 //! is made by its own file (`maker`), so a new stage adds a file and a line here.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::pod_metadata::PodMetadata;
@@ -45,9 +46,24 @@ impl Plan {
     }
 
     /// Gives the files in kubelet's layouts their pod's metadata (after the stream labels,
-    /// before the configured stages, which may then use or drop it).
-    pub fn with_pods(mut self, pods: Option<PodMetadata>) -> Self {
-        self.pods = pods;
+    /// before the configured stages, which may then use or drop it), and the stage lists
+    /// (`kubernetes.stages`) a pod may pick by annotation, made for this input.
+    pub fn with_pods(
+        mut self,
+        pods: Option<PodMetadata>,
+        stage_sets: &BTreeMap<String, Vec<StageConfig>>,
+        ctx: &PlanContext<'_>,
+    ) -> Self {
+        self.pods = pods.map(|p| {
+            p.with_stage_sets(
+                stage_sets
+                    .iter()
+                    .map(|(name, list)| {
+                        (name.clone(), list.iter().map(|s| maker(s, ctx)).collect())
+                    })
+                    .collect(),
+            )
+        });
         self
     }
 
@@ -95,7 +111,7 @@ impl Plan {
 }
 
 /// The maker of one configured stage.
-fn maker(stage: &StageConfig, ctx: &PlanContext<'_>) -> MakeStage {
+pub(crate) fn maker(stage: &StageConfig, ctx: &PlanContext<'_>) -> MakeStage {
     match stage {
         StageConfig::Multiline(c) => super::multiline::maker(c, ctx),
         StageConfig::Drop(c) => super::drop::maker(c, ctx),

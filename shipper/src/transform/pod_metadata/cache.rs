@@ -43,6 +43,8 @@ pub struct Resolved {
     pub metadata: Vec<(String, String)>,
     /// The exclude annotation is `"true"`.
     pub excluded: bool,
+    /// The stage list the pod's stages annotation names, if any.
+    pub stages: Option<String>,
 }
 
 /// How pods become [`Resolved`], from the configuration.
@@ -51,6 +53,7 @@ pub struct Rules {
     labels: Vec<PodField>,
     metadata: Vec<PodField>,
     exclude_annotation: String,
+    stages_annotation: String,
     /// Promtail's cut of a controller's name: `-<8 to 10 hex digits>` at the end.
     controller: Regex,
 }
@@ -61,6 +64,7 @@ impl Rules {
             labels: config.labels.clone(),
             metadata: config.structured_metadata.clone(),
             exclude_annotation: config.exclude_annotation.clone(),
+            stages_annotation: config.stages_annotation.clone(),
             controller: Regex::new(r"^([0-9a-z\-.]+?)(-[0-9a-f]{8,10})?$")
                 .expect("a valid expression"),
         }
@@ -75,6 +79,11 @@ impl Rules {
                     .annotations
                     .get(&self.exclude_annotation)
                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            stages: Some(&self.stages_annotation)
+                .filter(|a| !a.is_empty())
+                .and_then(|a| pod.annotations.get(a))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
         }
     }
 

@@ -12,8 +12,13 @@
 //! has its pod's metadata it keeps it (pinned): a later change of the pod's labels, or the
 //! pod's deletion, does not move the file's lines to another stream, so a line sent again
 //! within a run lands on the stream it went to the first time.
+//!
+//! A pod may pick a list of `kubernetes.stages` with its stages annotation
+//! (`tailrace.io/stages: java`): that list is made for the file when the pod's metadata is
+//! pinned and runs on its records here, after the labels and before the input's stages.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +26,7 @@ use super::cache::{PodCache, Resolved};
 use crate::model::kubelet_path::PodRef;
 use crate::model::{LabelSet, Record};
 use crate::transform::labels::DerivedSets;
-use crate::transform::{DropCounter, Out, Stage};
+use crate::transform::{DropCounter, FileContext, MakeStage, Out, Stage, Stages};
 
 /// What every file's stage shares: the cache and the counters.
 #[derive(Clone)]
@@ -32,15 +37,29 @@ pub struct PodMetadata {
     pub excluded: DropCounter,
     /// Records that went with the path's labels alone: their pod was not known in time.
     pub unlabelled: prometheus_client::metrics::counter::Counter,
+    /// The stage lists a pod may pick by annotation, by name (see [`Plan::with_pods`]).
+    ///
+    /// [`Plan::with_pods`]: crate::transform::Plan::with_pods
+    pub stage_sets: Arc<BTreeMap<String, Vec<MakeStage>>>,
 }
 
 impl PodMetadata {
+    /// The same, with these stage lists for pods to pick.
+    pub fn with_stage_sets(self, stage_sets: BTreeMap<String, Vec<MakeStage>>) -> Self {
+        PodMetadata {
+            stage_sets: Arc::new(stage_sets),
+            ..self
+        }
+    }
+
     /// The stage of the file at `path`, or `None` for a path in neither of kubelet's
     /// layouts (nothing to look up).
     pub fn stage(&self, path: &std::path::Path) -> Option<PodMetadataStage> {
         let pod = PodRef::of(path)?;
         Some(PodMetadataStage {
             shared: self.clone(),
+            path: path.to_owned(),
+            chain: None,
             sets: DerivedSets::new("pod_metadata", &path.display().to_string()),
             pod,
             pinned: None,
@@ -57,6 +76,9 @@ impl PodMetadata {
 pub struct PodMetadataStage {
     shared: PodMetadata,
     pod: PodRef,
+    path: PathBuf,
+    /// The stages the pod picked by annotation, made when its metadata is pinned.
+    chain: Option<Stages>,
     /// The pod's metadata, once known: kept for the file's life.
     pinned: Option<Arc<Resolved>>,
     /// The cache generation last looked at while the pod was unknown.
@@ -82,7 +104,24 @@ impl PodMetadataStage {
         }
         self.looked_at = Some(generation);
         self.pinned = self.shared.cache.lookup(&self.pod);
-        self.pinned.is_some()
+        let Some(resolved) = &self.pinned else {
+            return false;
+        };
+        if let Some(name) = &resolved.stages {
+            match self.shared.stage_sets.get(name) {
+                Some(makers) => {
+                    let file = FileContext { path: &self.path };
+                    self.chain = Some(Stages::new(makers.iter().map(|make| make(&file)).collect()));
+                }
+                None => tracing::warn!(
+                    namespace = %self.pod.namespace,
+                    pod = %self.pod.pod,
+                    stages = %name,
+                    "the pod's stages annotation names no list of kubernetes.stages; none run"
+                ),
+            }
+        }
+        true
     }
 
     /// Hands on one record with what is known of its pod.
@@ -109,7 +148,10 @@ impl PodMetadataStage {
         for (name, value) in &resolved.metadata {
             record.metadata.push(name, value);
         }
-        out(record, start);
+        match &mut self.chain {
+            Some(chain) => chain.push(record, start, out),
+            None => out(record, start),
+        }
     }
 
     /// Hands on every held record, in order.
@@ -159,6 +201,9 @@ impl Stage for PodMetadataStage {
     }
 
     fn flush(&mut self, now: Instant, out: &mut Out<'_>) {
+        if let Some(chain) = &mut self.chain {
+            chain.flush(now, out);
+        }
         if self.held.is_empty() {
             return;
         }
@@ -182,11 +227,17 @@ impl Stage for PodMetadataStage {
     }
 
     fn holds_from(&self) -> Option<u64> {
-        self.held.front().map(|(_, start)| *start)
+        let chain = self.chain.as_ref().and_then(Stages::holds_from);
+        let own = self.held.front().map(|(_, start)| *start);
+        own.into_iter().chain(chain).min()
     }
 
     fn held_bytes(&self) -> usize {
-        self.held_bytes
+        self.held_bytes + self.chain.as_ref().map_or(0, Stages::held_bytes)
+    }
+
+    fn paused(&self) -> bool {
+        self.chain.as_ref().is_some_and(Stages::paused)
     }
 
     /// At shutdown: held records go on if their pod is known now; otherwise they stay
@@ -195,12 +246,18 @@ impl Stage for PodMetadataStage {
         if self.try_pin() {
             self.release(out);
         }
+        if let Some(chain) = &mut self.chain {
+            chain.finish(out);
+        }
     }
 
     /// The file was rotated away: its held records cannot wait for a later line.
     fn end_of_file(&mut self, out: &mut Out<'_>) {
         self.try_pin();
         self.release(out);
+        if let Some(chain) = &mut self.chain {
+            chain.end_of_file(out);
+        }
     }
 }
 
@@ -225,6 +282,7 @@ mod tests {
             wait: Duration::from_secs(2),
             excluded: DropCounter::default(),
             unlabelled: Default::default(),
+            stage_sets: Arc::default(),
         };
         let stage = shared.stage(Path::new(PATH)).expect("a kubelet path");
         (shared, stage)
@@ -387,6 +445,7 @@ mod tests {
             wait: Duration::from_secs(2),
             excluded: DropCounter::default(),
             unlabelled: Default::default(),
+            stage_sets: Arc::default(),
         };
         shared.cache.apply(&pod(&[("app", "api")], &[]));
         let mut stage = shared.stage(Path::new(PATH)).unwrap();
@@ -404,5 +463,69 @@ mod tests {
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect();
         assert_eq!(metadata, [("pod_uid".to_owned(), "u1".to_owned())]);
+    }
+
+    #[test]
+    fn a_pods_annotation_picks_a_list_of_stages_that_runs_after_its_labels() {
+        let config: KubernetesConfig = serde_yaml_ng::from_str(
+            r#"{ enabled: true, node_name: n, stages: { java: [ { multiline: { firstline: '^\S' } } ] } }"#,
+        )
+        .unwrap();
+        let dropped = |_: &str| DropCounter::default();
+        let ctx = crate::transform::PlanContext {
+            max_line_bytes: 1 << 20,
+            dropped: &dropped,
+        };
+        let sets = config
+            .stages
+            .iter()
+            .map(|(name, list)| {
+                let makers = list
+                    .iter()
+                    .map(|s| crate::transform::plan::maker(s, &ctx))
+                    .collect();
+                (name.clone(), makers)
+            })
+            .collect();
+        let shared = PodMetadata {
+            cache: Arc::new(PodCache::new(&config)),
+            wait: Duration::from_secs(2),
+            excluded: DropCounter::default(),
+            unlabelled: Default::default(),
+            stage_sets: Arc::default(),
+        }
+        .with_stage_sets(sets);
+        shared
+            .cache
+            .apply(&pod(&[("app", "api")], &[("tailrace.io/stages", "java")]));
+        let mut stage = shared.stage(Path::new(PATH)).unwrap();
+        let got = run(&mut stage, |s, out| {
+            s.push(record("Exception: boom"), 0, out);
+            s.push(record("  at Main.run"), 16, out);
+        });
+        assert!(got.is_empty(), "multiline holds the trace");
+        assert_eq!(
+            stage.holds_from(),
+            Some(0),
+            "what the picked stages hold counts"
+        );
+        assert!(stage.held_bytes() > 0);
+        let got = run(&mut stage, |s, out| s.push(record("next"), 30, out));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.line, "Exception: boom\n  at Main.run");
+        assert_eq!(label(&got[0].0, "app"), Some("api"));
+        assert_eq!(stage.holds_from(), Some(30));
+        let got = run(&mut stage, |s, out| s.finish(out));
+        assert_eq!(got.len(), 1, "the pod's stages hand on at shutdown");
+
+        // A name with no list: the records go on, labelled, through no stage.
+        shared
+            .cache
+            .apply(&pod(&[("app", "api")], &[("tailrace.io/stages", "nope")]));
+        let mut stage = shared.stage(Path::new(PATH)).unwrap();
+        let got = run(&mut stage, |s, out| {
+            s.push(record("Exception: boom"), 0, out)
+        });
+        assert_eq!(got.len(), 1);
     }
 }
