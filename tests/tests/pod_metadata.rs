@@ -27,6 +27,11 @@ fn pod<'a>(name: &'a str, uid: &'a str, labels: &'a [(&'a str, &'a str)]) -> Pod
     }
 }
 
+/// `pod` with `annotations`.
+fn annotated<'a>(annotations: &'a [(&'a str, &'a str)], pod: PodSpec<'a>) -> PodSpec<'a> {
+    PodSpec { annotations, ..pod }
+}
+
 /// The log file kubelet would write for `pod`'s container `app`.
 fn log_of(dir: &Path, pod: &PodSpec<'_>) -> PathBuf {
     dir.join("pods")
@@ -44,11 +49,8 @@ fn append(path: &Path, line: &str) {
     writeln!(file, "{line}").unwrap();
 }
 
-fn config(dir: &Path, loki: &LokiDouble, api: &KubeDouble, wait: &str) -> String {
-    config_with(dir, loki, api, wait, "{}")
-}
-
-/// [`config`] with `kubernetes.stages`.
+/// The configuration of a run: kubelet's layout under `dir`, pod metadata from `api`, a
+/// line waiting at most `wait` for its pod, `kubernetes.stages` as `stages`.
 fn config_with(
     dir: &Path,
     loki: &LokiDouble,
@@ -83,6 +85,12 @@ fn shipped(loki: &LokiDouble, line: &str) -> StoredEntry {
     found.unwrap_or_else(|| panic!("`{line}` never reached Loki"))
 }
 
+/// Writes `line` to `pod`'s log under `dir`, and the stored entry once Loki has it.
+fn ship_line(dir: &Path, loki: &LokiDouble, pod: &PodSpec<'_>, line: &str) -> StoredEntry {
+    append(&log_of(dir, pod), line);
+    shipped(loki, line)
+}
+
 fn labels(entry: &StoredEntry) -> BTreeMap<&str, &str> {
     entry
         .labels
@@ -92,14 +100,40 @@ fn labels(entry: &StoredEntry) -> BTreeMap<&str, &str> {
         .collect()
 }
 
+/// A run whose API has `pods` (and `kubernetes.stages`): its directory, the doubles, the
+/// shipper.
+type Run = (tempfile::TempDir, LokiDouble, KubeDouble, RunningShipper);
+
+fn run_with(pods: &[&PodSpec<'_>], wait: &str, stages: &str) -> Run {
+    start(pods, wait, stages, false)
+}
+
+/// [`run_with`], the API down at the start when `api_down`.
+fn start(pods: &[&PodSpec<'_>], wait: &str, stages: &str, api_down: bool) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
+    for pod in pods {
+        api.apply(pod);
+    }
+    api.set_down(api_down);
+    let shipper = RunningShipper::start(&config_with(dir.path(), &loki, &api, wait, stages));
+    (dir, loki, api, shipper)
+}
+
+fn unlabelled(shipper: &RunningShipper) -> u64 {
+    shipper
+        .telemetry
+        .metrics
+        .kubernetes_unlabelled_entries
+        .get()
+}
+
 fn watch_up(shipper: &RunningShipper) -> bool {
     shipper.telemetry.metrics.kubernetes_watch_up.get() == 1
 }
 
 #[test]
 fn listed_pods_and_pods_created_later_get_the_promtail_charts_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
     let listed = pod(
         "api-1",
         "uid-api",
@@ -110,15 +144,13 @@ fn listed_pods_and_pods_created_later_get_the_promtail_charts_labels() {
             ("team", "core"),
         ],
     );
-    api.apply(&listed);
-    api.apply(&PodSpec {
+    let elsewhere = PodSpec {
         node: "node-b",
         ..pod("elsewhere", "uid-b", &[("app", "other")])
-    });
+    };
     // A long wait: the later pod's lines are read before the API tells of it, and wait.
-    let shipper = RunningShipper::start(&config(dir.path(), &loki, &api, "30s"));
-    append(&log_of(dir.path(), &listed), "listed 1");
-    let entry = shipped(&loki, "listed 1");
+    let (dir, loki, api, shipper) = run_with(&[&listed, &elsewhere], "30s", "{}");
+    let entry = ship_line(dir.path(), &loki, &listed, "listed 1");
     assert_eq!(
         labels(&entry),
         BTreeMap::from([
@@ -135,20 +167,18 @@ fn listed_pods_and_pods_created_later_get_the_promtail_charts_labels() {
 
     let later = pod("worker-1", "uid-later", &[("app", "worker")]);
     append(&log_of(dir.path(), &later), "later 1");
-    wait_until(LIMIT, || shipper.telemetry.metrics.read_lines.get() >= 2);
+    assert!(wait_until(LIMIT, || shipper
+        .telemetry
+        .metrics
+        .read_lines
+        .get()
+        >= 2));
     api.bookmark();
     api.apply(&later);
     let entry = shipped(&loki, "later 1");
     assert_eq!(labels(&entry)["app"], "worker");
     assert_eq!(labels(&entry)["job"], "shop/worker");
-    assert_eq!(
-        shipper
-            .telemetry
-            .metrics
-            .kubernetes_unlabelled_entries
-            .get(),
-        0
-    );
+    assert_eq!(unlabelled(&shipper), 0);
 
     let requests = api.requests();
     assert!(
@@ -167,11 +197,8 @@ fn listed_pods_and_pods_created_later_get_the_promtail_charts_labels() {
 
 #[test]
 fn a_dropped_watch_resumes_and_a_410_gone_relists_without_losing_a_pod() {
-    let dir = tempfile::tempdir().unwrap();
-    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
     let first = pod("first-1", "uid-1", &[("app", "first")]);
-    api.apply(&first);
-    let shipper = RunningShipper::start(&config(dir.path(), &loki, &api, "30s"));
+    let (dir, loki, api, shipper) = run_with(&[&first], "30s", "{}");
     assert!(wait_until(LIMIT, || watch_up(&shipper) && api.open_watches() == 1));
     assert_eq!(api.lists(), 1);
 
@@ -181,8 +208,10 @@ fn a_dropped_watch_resumes_and_a_410_gone_relists_without_losing_a_pod() {
     api.drop_watches();
     let resumed = pod("resumed-1", "uid-2", &[("app", "resumed")]);
     api.apply(&resumed);
-    append(&log_of(dir.path(), &resumed), "resumed 1");
-    assert_eq!(labels(&shipped(&loki, "resumed 1"))["app"], "resumed");
+    assert_eq!(
+        labels(&ship_line(dir.path(), &loki, &resumed, "resumed 1"))["app"],
+        "resumed"
+    );
     assert!(wait_until(LIMIT, || api.open_watches() == 1));
     assert_eq!(api.lists(), 1, "a dropped watch resumes without a list");
 
@@ -191,31 +220,30 @@ fn a_dropped_watch_resumes_and_a_410_gone_relists_without_losing_a_pod() {
     assert!(wait_until(LIMIT, || api.lists() == 2 && api.open_watches() == 1));
     let relisted = pod("relisted-1", "uid-3", &[("app", "relisted")]);
     api.apply(&relisted);
-    append(&log_of(dir.path(), &relisted), "relisted 1");
-    assert_eq!(labels(&shipped(&loki, "relisted 1"))["app"], "relisted");
-    append(&log_of(dir.path(), &first), "first 1");
-    assert_eq!(labels(&shipped(&loki, "first 1"))["app"], "first");
+    assert_eq!(
+        labels(&ship_line(dir.path(), &loki, &relisted, "relisted 1"))["app"],
+        "relisted"
+    );
+    assert_eq!(
+        labels(&ship_line(dir.path(), &loki, &first, "first 1"))["app"],
+        "first"
+    );
     assert!(watch_up(&shipper), "a 410 is no outage");
     shipper.stop().unwrap();
 }
 
 #[test]
 fn a_deleted_pods_last_lines_keep_its_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
     let running = pod("job-1", "uid-run", &[("app", "batch")]);
     let short = pod("short-1", "uid-short", &[("app", "short")]);
-    api.apply(&running);
-    api.apply(&short);
-    let shipper = RunningShipper::start(&config(dir.path(), &loki, &api, "30s"));
+    let (dir, loki, api, shipper) = run_with(&[&running, &short], "30s", "{}");
     assert!(wait_until(LIMIT, || shipper
         .telemetry
         .metrics
         .kubernetes_pods
         .get()
         == 2));
-    append(&log_of(dir.path(), &running), "running 1");
-    let before = shipped(&loki, "running 1");
+    let before = ship_line(dir.path(), &loki, &running, "running 1");
 
     // Deleted while its file is being read, and one deleted before its file was read at
     // all: the lines still get their pod's labels, on the stream they had.
@@ -236,14 +264,9 @@ fn a_deleted_pods_last_lines_keep_its_labels() {
 
 #[test]
 fn with_the_api_down_at_start_lines_ship_with_the_paths_labels_and_ready_says_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
     let early = pod("early-1", "uid-early", &[("app", "early")]);
-    api.apply(&early);
-    api.set_down(true);
-    let shipper = RunningShipper::start(&config(dir.path(), &loki, &api, "200ms"));
-    append(&log_of(dir.path(), &early), "early 1");
-    let entry = shipped(&loki, "early 1");
+    let (dir, loki, api, shipper) = start(&[&early], "200ms", "{}", true);
+    let entry = ship_line(dir.path(), &loki, &early, "early 1");
     assert_eq!(
         labels(&entry),
         BTreeMap::from([
@@ -254,14 +277,7 @@ fn with_the_api_down_at_start_lines_ship_with_the_paths_labels_and_ready_says_wh
         ]),
         "not held back: the path's labels"
     );
-    assert_eq!(
-        shipper
-            .telemetry
-            .metrics
-            .kubernetes_unlabelled_entries
-            .get(),
-        1
-    );
+    assert_eq!(unlabelled(&shipper), 1);
     assert!(!watch_up(&shipper));
     let (status, body) = http_get(shipper.server_addr(), "/ready");
     assert_eq!(status, 503, "{body}");
@@ -275,23 +291,21 @@ fn with_the_api_down_at_start_lines_ship_with_the_paths_labels_and_ready_says_wh
     )
     .0 == 200));
     // The file's next lines get the pod's labels now that it is known.
-    append(&log_of(dir.path(), &early), "early 2");
-    assert_eq!(labels(&shipped(&loki, "early 2"))["app"], "early");
+    assert_eq!(
+        labels(&ship_line(dir.path(), &loki, &early, "early 2"))["app"],
+        "early"
+    );
     shipper.stop().unwrap();
 }
 
 #[test]
 fn an_excluded_pods_lines_are_dropped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
-    let excluded = PodSpec {
-        annotations: &[("tailrace.io/exclude", "true")],
-        ..pod("noisy-1", "uid-noisy", &[("app", "noisy")])
-    };
+    let excluded = annotated(
+        &[("tailrace.io/exclude", "true")],
+        pod("noisy-1", "uid-noisy", &[("app", "noisy")]),
+    );
     let kept = pod("kept-1", "uid-kept", &[("app", "kept")]);
-    api.apply(&excluded);
-    api.apply(&kept);
-    let shipper = RunningShipper::start(&config(dir.path(), &loki, &api, "30s"));
+    let (dir, loki, api, shipper) = run_with(&[&excluded, &kept], "30s", "{}");
     for i in 0..3 {
         append(&log_of(dir.path(), &excluded), &format!("noisy {i}"));
     }
@@ -300,22 +314,19 @@ fn an_excluded_pods_lines_are_dropped_and_counted() {
     let excluded_count = || shipper.telemetry.metrics.stage_drops("excluded").get();
     assert!(wait_until(LIMIT, || excluded_count() == 3));
     assert!(loki.entries().iter().all(|e| !e.line.starts_with("noisy")));
+    assert_eq!(api.lists(), 1);
     shipper.stop().unwrap();
 }
 
 #[test]
 fn a_pods_annotation_picks_its_stages() {
-    let dir = tempfile::tempdir().unwrap();
-    let (loki, api) = (LokiDouble::start(), KubeDouble::start());
-    let java = PodSpec {
-        annotations: &[("tailrace.io/stages", "java")],
-        ..pod("java-1", "uid-java", &[("app", "java")])
-    };
+    let java = annotated(
+        &[("tailrace.io/stages", "java")],
+        pod("java-1", "uid-java", &[("app", "java")]),
+    );
     let plain = pod("plain-1", "uid-plain", &[("app", "plain")]);
-    api.apply(&java);
-    api.apply(&plain);
     let stages = "{ java: [{ multiline: { mode: java, max_wait: 200ms } }] }";
-    let shipper = RunningShipper::start(&config_with(dir.path(), &loki, &api, "30s", stages));
+    let (dir, loki, _api, shipper) = run_with(&[&java, &plain], "30s", stages);
     let trace = [
         "java.lang.IllegalStateException: boom",
         "\tat app.Main.run(Main.java:10)",

@@ -271,19 +271,40 @@ mod tests {
 
     const PATH: &str = "/var/log/pods/shop_api-1_u1/api/0.log";
 
-    fn setup() -> (PodMetadata, PodMetadataStage) {
-        let config = KubernetesConfig {
-            enabled: true,
-            node_name: "node-a".into(),
-            ..KubernetesConfig::default()
+    /// What every file's stage shares, for `config`, with its stage lists made.
+    fn shared_of(config: &KubernetesConfig) -> PodMetadata {
+        let dropped = |_: &str| DropCounter::default();
+        let ctx = crate::transform::PlanContext {
+            max_line_bytes: 1 << 20,
+            dropped: &dropped,
         };
-        let shared = PodMetadata {
-            cache: Arc::new(PodCache::new(&config)),
+        let sets = config
+            .stages
+            .iter()
+            .map(|(name, list)| {
+                let makers = list
+                    .iter()
+                    .map(|s| crate::transform::plan::maker(s, &ctx))
+                    .collect();
+                (name.clone(), makers)
+            })
+            .collect();
+        PodMetadata {
+            cache: Arc::new(PodCache::new(config)),
             wait: Duration::from_secs(2),
             excluded: DropCounter::default(),
             unlabelled: Default::default(),
             stage_sets: Arc::default(),
-        };
+        }
+        .with_stage_sets(sets)
+    }
+
+    fn setup() -> (PodMetadata, PodMetadataStage) {
+        let shared = shared_of(&KubernetesConfig {
+            enabled: true,
+            node_name: "node-a".into(),
+            ..KubernetesConfig::default()
+        });
         let stage = shared.stage(Path::new(PATH)).expect("a kubelet path");
         (shared, stage)
     }
@@ -440,13 +461,7 @@ mod tests {
             "{ enabled: true, node_name: n, labels: [], structured_metadata: [{ name: pod_uid, from: [uid] }] }",
         )
         .unwrap();
-        let shared = PodMetadata {
-            cache: Arc::new(PodCache::new(&config)),
-            wait: Duration::from_secs(2),
-            excluded: DropCounter::default(),
-            unlabelled: Default::default(),
-            stage_sets: Arc::default(),
-        };
+        let shared = shared_of(&config);
         shared.cache.apply(&pod(&[("app", "api")], &[]));
         let mut stage = shared.stage(Path::new(PATH)).unwrap();
         let input = record("a");
@@ -471,30 +486,7 @@ mod tests {
             r#"{ enabled: true, node_name: n, stages: { java: [ { multiline: { firstline: '^\S' } } ] } }"#,
         )
         .unwrap();
-        let dropped = |_: &str| DropCounter::default();
-        let ctx = crate::transform::PlanContext {
-            max_line_bytes: 1 << 20,
-            dropped: &dropped,
-        };
-        let sets = config
-            .stages
-            .iter()
-            .map(|(name, list)| {
-                let makers = list
-                    .iter()
-                    .map(|s| crate::transform::plan::maker(s, &ctx))
-                    .collect();
-                (name.clone(), makers)
-            })
-            .collect();
-        let shared = PodMetadata {
-            cache: Arc::new(PodCache::new(&config)),
-            wait: Duration::from_secs(2),
-            excluded: DropCounter::default(),
-            unlabelled: Default::default(),
-            stage_sets: Arc::default(),
-        }
-        .with_stage_sets(sets);
+        let shared = shared_of(&config);
         shared
             .cache
             .apply(&pod(&[("app", "api")], &[("tailrace.io/stages", "java")]));
