@@ -38,6 +38,8 @@ use crate::runtime::takeover;
 use crate::sink::loki::{LokiSink, PushClient, PushObserver};
 use crate::sink::{Sink, StdoutSink};
 use crate::source::FileSource;
+use crate::transform::pod_metadata::watch::{self, ApiEndpoint, WatchObserver};
+use crate::transform::pod_metadata::{PodCache, PodMetadata};
 use crate::transform::{Plan, PlanContext};
 
 /// What a run does with what it reads.
@@ -165,9 +167,14 @@ async fn run_to<S: Sink>(
             )
         })
         .collect();
+    // One watch on this node's pods feeds every file's pod metadata stage; it ends with
+    // the run.
+    let watch_stop = CancellationToken::new();
+    let _stop_watch = watch_stop.clone().drop_guard();
+    let pods = watch_pods(&config, &telemetry, watch_stop);
     let reader = Reader {
         source: FileSource::new(&config),
-        make_stages: stages_of(&config, &telemetry),
+        make_stages: stages_of(&config, &telemetry, pods),
         tenants: (0..config.inputs.len())
             .map(|i| Arc::from(config.tenant_of(i)))
             .collect(),
@@ -281,17 +288,70 @@ async fn serve(
 
 /// The stages of each input's files (see [`Plan`]), made once per input; a stage's drops
 /// are counted in `tailrace_dropped_entries_total{reason}`.
-fn stages_of(config: &Config, telemetry: &Arc<Telemetry>) -> MakeStages {
+fn stages_of(config: &Config, telemetry: &Arc<Telemetry>, pods: Option<PodMetadata>) -> MakeStages {
     let metrics = Arc::clone(&telemetry.metrics);
     let dropped = move |reason: &str| metrics.stage_drops(reason);
     let ctx = PlanContext {
         max_line_bytes: config.limits.max_line_bytes.0 as usize,
         dropped: &dropped,
     };
-    let plans: Vec<Plan> = config.inputs.iter().map(|i| Plan::new(i, &ctx)).collect();
+    let plans: Vec<Plan> = config
+        .inputs
+        .iter()
+        .map(|i| Plan::new(i, &ctx).with_pods(pods.clone(), &config.kubernetes.stages, &ctx))
+        .collect();
     Box::new(
         move |input: usize, path: &Path, source_labels: &[(String, String)]| {
             plans[input].stages(path, source_labels)
         },
     )
+}
+
+/// When `kubernetes.enabled`: the pod cache, fed by one watch spawned now until `stop`,
+/// its state on `tailrace_kubernetes_watch_up` and `/ready`.
+fn watch_pods(
+    config: &Config,
+    telemetry: &Arc<Telemetry>,
+    stop: CancellationToken,
+) -> Option<PodMetadata> {
+    let k8s = &config.kubernetes;
+    if !k8s.enabled {
+        return None;
+    }
+    let cache = Arc::new(PodCache::new(k8s));
+    let metrics = &telemetry.metrics;
+    metrics.kubernetes_watch_up.set(0);
+    tokio::spawn(watch::run(
+        ApiEndpoint::of(&k8s.api),
+        k8s.node_name.clone(),
+        Arc::clone(&cache),
+        Arc::new(WatchState(Arc::clone(telemetry))),
+        stop,
+    ));
+    Some(PodMetadata {
+        cache,
+        wait: k8s.wait.0,
+        excluded: metrics.stage_drops("excluded"),
+        unlabelled: metrics.kubernetes_unlabelled_entries.clone(),
+        stage_sets: Arc::default(),
+    })
+}
+
+/// The pod watch's state, on the metrics and `/ready`.
+struct WatchState(Arc<Telemetry>);
+
+impl WatchObserver for WatchState {
+    fn up(&self, pods: usize) {
+        let metrics = &self.0.metrics;
+        metrics.kubernetes_watch_up.set(1);
+        metrics.kubernetes_pods.set(pods as i64);
+        self.0.health.set_kubernetes_error(None);
+    }
+
+    fn down(&self, error: &str) {
+        let metrics = &self.0.metrics;
+        metrics.kubernetes_watch_up.set(0);
+        metrics.kubernetes_watch_errors.inc();
+        self.0.health.set_kubernetes_error(Some(error.to_owned()));
+    }
 }

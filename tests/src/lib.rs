@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests in `tests/tests/`: run the shipper in-process
 //! against a [`loki_double::LokiDouble`], and copy the sample files into a temp dir.
 
+pub mod kube_double;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use loki_double::{Clock, LokiDouble, StoredEntry};
 use serde_yaml_ng::Value;
+use tailrace_e2e::kube_double::{KubeDouble, PodSpec};
 use tailrace_e2e::{RunningShipper, copy_samples};
 
 /// The node's paths the DaemonSet mounts from the host.
@@ -102,12 +103,14 @@ fn node_layout(dir: &Path) -> PathBuf {
     node
 }
 
-/// The ConfigMap's config for a node at `node`, pushing to `loki`. `extra_paths` are added
+/// The ConfigMap's config for a node at `node`, pushing to `loki`, watching `api`. `extra_paths` are added
 /// to the first input's globs (node paths, moved like the rest).
-fn config_for(node: &Path, loki: &LokiDouble, extra_paths: &[&str]) -> String {
+fn config_for(node: &Path, loki: &LokiDouble, api: &KubeDouble, extra_paths: &[&str]) -> String {
     let text = expand_as_in_the_pod(&configmap_config());
     let mut config: Value = serde_yaml_ng::from_str(&text).expect("the ConfigMap's config");
     config["loki"]["url"] = Value::String(loki.url());
+    // In the pod, the API is found in-cluster; here it is the double.
+    config["kubernetes"]["api"] = Value::String(api.url());
     config["server"]["listen"] = Value::String("127.0.0.1:0".into());
     let paths = config["inputs"][0]["paths"]
         .as_sequence_mut()
@@ -204,12 +207,22 @@ fn assert_each_line_once_and_labelled(entries: &[StoredEntry], expected: &[(Stri
             Some("api"),
             "{e:?}"
         );
-        // The ConfigMap's static labels, ${NODE_NAME} expanded.
-        assert_eq!(
-            e.labels.get("job").map(String::as_str),
-            Some("kubernetes-pods"),
-            "{e:?}"
-        );
+        // The pod's labels from the API, as Promtail's chart makes them, with nothing
+        // configured: `job` is `<namespace>/<app>`, replacing the ConfigMap's static one.
+        for (name, value) in [
+            ("app", "api"),
+            ("instance", "api-prod"),
+            ("component", "backend"),
+            ("node_name", NODE),
+            ("job", "shop/api"),
+        ] {
+            assert_eq!(
+                e.labels.get(name).map(String::as_str),
+                Some(value),
+                "{name}: {e:?}"
+            );
+        }
+        // The ConfigMap's static label, ${NODE_NAME} expanded.
         assert_eq!(
             e.labels.get("node").map(String::as_str),
             Some(NODE),
@@ -232,6 +245,26 @@ fn assert_each_line_once_and_labelled(entries: &[StoredEntry], expected: &[(Stri
     assert!(!entries.iter().any(|e| e.line.contains("before rotation")));
 }
 
+/// The Kubernetes API as the samples' node would have it: the pod of
+/// `/var/log/pods/shop_api-7d9f8c6b5-x2k4q_<uid>/`, with the recommended labels.
+fn api_with_the_sample_pod() -> KubeDouble {
+    let api = KubeDouble::start();
+    api.apply(&PodSpec {
+        namespace: "shop",
+        name: "api-7d9f8c6b5-x2k4q",
+        uid: "5d1c7b2e-8a4f-4e3b-9c6d-2f1e0a9b8c7d",
+        node: NODE,
+        labels: &[
+            ("app.kubernetes.io/name", "api"),
+            ("app.kubernetes.io/instance", "api-prod"),
+            ("app.kubernetes.io/component", "backend"),
+            ("pod-template-hash", "7d9f8c6b5"),
+        ],
+        annotations: &[],
+    });
+    api
+}
+
 /// The ConfigMap as shipped: every line of the node's pod logs arrives once, labelled.
 #[test]
 fn the_configmap_ships_a_nodes_pod_logs_once_with_their_labels() {
@@ -239,7 +272,8 @@ fn the_configmap_ships_a_nodes_pod_logs_once_with_their_labels() {
     let node = node_layout(dir.path());
     let expected = expected_lines(&node);
     let loki = LokiDouble::builder().clock(sample_clock()).start();
-    let entries = ship(&config_for(&node, &loki, &[]), &loki, expected.len());
+    let api = api_with_the_sample_pod();
+    let entries = ship(&config_for(&node, &loki, &api, &[]), &loki, expected.len());
     assert_each_line_once_and_labelled(&entries, &expected);
     // Positions were written where the DaemonSet's hostPath is.
     assert!(node.join("var/lib/tailrace/positions.json").is_file());
@@ -266,7 +300,8 @@ fn kubelets_symlinks_do_not_make_lines_arrive_twice() {
     );
     let expected = expected_lines(&node);
     let loki = LokiDouble::builder().clock(sample_clock()).start();
-    let yaml = config_for(&node, &loki, &["/var/log/containers/*.log"]);
+    let api = api_with_the_sample_pod();
+    let yaml = config_for(&node, &loki, &api, &["/var/log/containers/*.log"]);
     let entries = ship(&yaml, &loki, expected.len());
     assert_each_line_once_and_labelled(&entries, &expected);
 }

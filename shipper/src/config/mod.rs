@@ -10,11 +10,12 @@
 //!
 //! Here: [`Config`], the small sections, loading, the checks across keys and
 //! [`ConfigError`]. The `loki:` section is in `loki.rs`, one entry of `inputs:` in
-//! `input.rs`; their types are re-exported here.
+//! `input.rs`, `kubernetes:` in `kubernetes.rs`; their types are re-exported here.
 
 pub(crate) mod diagnose;
 pub mod expand;
 mod input;
+pub mod kubernetes;
 mod loki;
 mod pattern;
 pub mod stages;
@@ -28,6 +29,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 pub use input::{Format, InputConfig, StartAt, UnknownFormat};
+pub use kubernetes::KubernetesConfig;
 pub use loki::{
     BackoffConfig, BasicAuthConfig, BatchConfig, Encoding, LokiConfig, MAX_BATCH_BYTES, TlsConfig,
 };
@@ -47,6 +49,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    /// Pod metadata from the Kubernetes API (off unless enabled).
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
     /// On SIGTERM: how long to go on sending what was read before exiting.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
@@ -376,6 +381,25 @@ impl Config {
                 "limits.max_line_bytes",
                 "must be at least 1KiB".into(),
             ));
+        }
+        self.kubernetes
+            .check()
+            .map_err(|(key, message)| invalid(&key, message))?;
+        for (name, list) in &self.kubernetes.stages {
+            if let Err(unknown) = stages::check_fields(list) {
+                return Err(invalid(
+                    &format!(
+                        "kubernetes.stages.{name}[{}].{}.{}",
+                        unknown.stage,
+                        list[unknown.stage].name(),
+                        unknown.key
+                    ),
+                    format!(
+                        "field `{}` is not extracted by any stage before this one in the list",
+                        unknown.field
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -14,11 +14,13 @@
 //!   bytes-to-text rules that the file formats and the stages both use; [`time_format`]:
 //!   the configured time formats and zones that the configuration checks and the
 //!   `timestamp` stage reads with.
+//! - [`kubelet_path`]: which pod a container log file belongs to, from kubelet's paths.
 
 pub mod cursor;
 pub mod entry;
 pub mod fields;
 pub mod json_scan;
+pub mod kubelet_path;
 pub mod labels;
 pub mod record;
 pub mod rfc3339;

@@ -193,6 +193,18 @@ pub struct Metrics {
     /// `tailrace_recovered_entries_total`: after a crash, entries found in Loki already and
     /// not sent again.
     pub recovered_entries: Counter,
+    /// `tailrace_kubernetes_watch_up`: 1 while this node's pods are listed and watched
+    /// (`kubernetes.enabled`), 0 while the API cannot be reached (lines still ship, with
+    /// the path's labels only for pods not known).
+    pub kubernetes_watch_up: Gauge,
+    /// `tailrace_kubernetes_pods`: this node's pods as the watch last told (deleted ones,
+    /// kept a while for their last lines, not counted).
+    pub kubernetes_pods: Gauge,
+    /// `tailrace_kubernetes_watch_errors_total`.
+    pub kubernetes_watch_errors: Counter,
+    /// `tailrace_kubernetes_unlabelled_entries_total`: entries that went with the path's
+    /// labels alone, their pod's metadata not known within `kubernetes.wait`.
+    pub kubernetes_unlabelled_entries: Counter,
 }
 
 impl Metrics {
@@ -357,6 +369,31 @@ impl Metrics {
             recovered_entries.clone(),
         );
 
+        let kubernetes_watch_up = Gauge::default();
+        registry.register(
+            "kubernetes_watch_up",
+            "1 while this node's pods are listed and watched on the Kubernetes API, 0 while it cannot be reached",
+            kubernetes_watch_up.clone(),
+        );
+        let kubernetes_pods = Gauge::default();
+        registry.register(
+            "kubernetes_pods",
+            "This node's pods as the Kubernetes watch last told them",
+            kubernetes_pods.clone(),
+        );
+        let kubernetes_watch_errors = Counter::default();
+        registry.register(
+            "kubernetes_watch_errors",
+            "Failures of the Kubernetes pod list or watch (each retried with backoff)",
+            kubernetes_watch_errors.clone(),
+        );
+        let kubernetes_unlabelled_entries = Counter::default();
+        registry.register(
+            "kubernetes_unlabelled_entries",
+            "Entries sent with the labels of their path only: their pod's metadata was not known within kubernetes.wait",
+            kubernetes_unlabelled_entries.clone(),
+        );
+
         Metrics {
             registry,
             build_info,
@@ -382,6 +419,10 @@ impl Metrics {
             last_push_success,
             resent_entries,
             recovered_entries,
+            kubernetes_watch_up,
+            kubernetes_pods,
+            kubernetes_watch_errors,
+            kubernetes_unlabelled_entries,
         }
     }
 

@@ -97,6 +97,8 @@ struct HealthState {
     last_success: Option<Instant>,
     /// Why the last positions write failed, until one succeeds.
     positions_error: Option<String>,
+    /// Why pod metadata cannot be watched on the Kubernetes API, until it can.
+    kubernetes_error: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +128,12 @@ impl Health {
     /// the shipper goes on, but a restart would send lines again: not ready, and said why.
     pub fn set_positions_error(&self, error: Option<String>) {
         self.lock().positions_error = error;
+    }
+
+    /// The Kubernetes pod watch failed (`Some(why)`) or is up (`None`). Lines still ship
+    /// (with their path's labels when their pod is not known): not ready, and said why.
+    pub fn set_kubernetes_error(&self, error: Option<String>) {
+        self.lock().kubernetes_error = error;
     }
 
     /// The first scan for files has finished, so every existing file is being tailed.
@@ -202,6 +210,11 @@ impl Health {
         }
         if let Some(error) = &state.positions_error {
             reasons.push(format!("positions are not being saved: {error}"));
+        }
+        if let Some(error) = &state.kubernetes_error {
+            reasons.push(format!(
+                "pod metadata: the Kubernetes API cannot be watched ({error}); lines ship with their path's labels"
+            ));
         }
         let since = state
             .last_success

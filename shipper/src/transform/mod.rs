@@ -22,6 +22,8 @@
 //!   records, CRI `P` ... `F`) back into one record.
 //! - [`stream_labels`]: the line's own fields (a JSON line's timestamp, trace and span
 //!   ids, label values, see [`json_fields`]) and the stream's labels.
+//! - [`pod_metadata`] (when `kubernetes.enabled`, files in kubelet's layouts): the pod's
+//!   labels and annotations from the API, as configured labels and structured metadata.
 //! - configured, with Promtail's names where a stage does the same job: [`multiline`],
 //!   [`drop`], the extracting [`regex`], [`logfmt`] and [`json`] (their values go to the
 //!   record's [`Fields`](crate::model::Fields)), [`timestamp`], [`labels`],
@@ -37,6 +39,7 @@ pub mod logfmt;
 pub mod multiline;
 pub mod partial_join;
 pub mod plan;
+pub mod pod_metadata;
 pub mod regex;
 pub mod stream_labels;
 pub mod structured_metadata;

@@ -3,11 +3,14 @@
 //! In: one input's configuration (its format, labels, JSON label keys and `stages:`) and
 //! what every stage may need ([`PlanContext`]). Out: a [`Plan`] that makes the [`Stages`]
 //! of each file the input finds: the partial-line join where the format splits lines, the
-//! stream labels, then the configured stages in the order written. Each configured stage
+//! stream labels, the pod's metadata from the API (files in kubelet's layouts, when enabled),
+//! then the configured stages in the order written. Each configured stage
 //! is made by its own file (`maker`), so a new stage adds a file and a line here.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::pod_metadata::PodMetadata;
 use super::{FileContext, MakeStage, PartialJoin, PlanContext, Stage, Stages, StreamLabels};
 use crate::config::{Format, InputConfig, StageConfig};
 
@@ -19,6 +22,8 @@ pub struct Plan {
     json_labels: Vec<String>,
     /// Each configured stage's name and maker, in order.
     configured: Vec<(&'static str, MakeStage)>,
+    /// Pod metadata from the API, when `kubernetes.enabled`.
+    pods: Option<PodMetadata>,
 }
 
 impl Plan {
@@ -36,7 +41,30 @@ impl Plan {
                 .iter()
                 .map(|s| (s.name(), maker(s, ctx)))
                 .collect(),
+            pods: None,
         }
+    }
+
+    /// Gives the files in kubelet's layouts their pod's metadata (after the stream labels,
+    /// before the configured stages, which may then use or drop it), and the stage lists
+    /// (`kubernetes.stages`) a pod may pick by annotation, made for this input.
+    pub fn with_pods(
+        mut self,
+        pods: Option<PodMetadata>,
+        stage_sets: &BTreeMap<String, Vec<StageConfig>>,
+        ctx: &PlanContext<'_>,
+    ) -> Self {
+        self.pods = pods.map(|p| {
+            p.with_stage_sets(
+                stage_sets
+                    .iter()
+                    .map(|(name, list)| {
+                        (name.clone(), list.iter().map(|s| maker(s, ctx)).collect())
+                    })
+                    .collect(),
+            )
+        });
+        self
     }
 
     /// The stages of the file at `path`, whose source tells `source_labels`.
@@ -56,7 +84,7 @@ impl Plan {
         source_labels: &[(String, String)],
     ) -> Vec<(&'static str, Box<dyn Stage>)> {
         let mut stages: Vec<(&'static str, Box<dyn Stage>)> =
-            Vec::with_capacity(self.configured.len() + 2);
+            Vec::with_capacity(self.configured.len() + 3);
         if let Some(max_line_bytes) = self.partial_join {
             stages.push(("partial_join", Box::new(PartialJoin::new(max_line_bytes))));
         }
@@ -69,6 +97,9 @@ impl Plan {
                 path.display().to_string(),
             )),
         ));
+        if let Some(stage) = self.pods.as_ref().and_then(|p| p.stage(path)) {
+            stages.push(("pod_metadata", Box::new(stage)));
+        }
         let file = FileContext { path };
         stages.extend(
             self.configured
@@ -80,7 +111,7 @@ impl Plan {
 }
 
 /// The maker of one configured stage.
-fn maker(stage: &StageConfig, ctx: &PlanContext<'_>) -> MakeStage {
+pub(crate) fn maker(stage: &StageConfig, ctx: &PlanContext<'_>) -> MakeStage {
     match stage {
         StageConfig::Multiline(c) => super::multiline::maker(c, ctx),
         StageConfig::Drop(c) => super::drop::maker(c, ctx),

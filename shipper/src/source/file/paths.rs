@@ -8,50 +8,24 @@
 
 use std::path::Path;
 
+use crate::model::kubelet_path::PodRef;
+
 /// Labels a file's path tells: Kubernetes `namespace`, `pod`, `container` from kubelet's
 /// layouts, or Docker's `container`, `compose_project`, `compose_service` from the
 /// container's `config.v2.json`.
 pub fn labels_from_path(path: &Path) -> Vec<(String, String)> {
-    kubernetes_pod_log(path)
-        .or_else(|| kubernetes_container_link(path))
+    kubernetes(path)
         .or_else(|| docker_container(path))
         .unwrap_or_default()
 }
 
-/// `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log` (and its rotated
-/// `<n>.log.<time>`). Namespace and pod names cannot contain `_`, so the split is exact.
-fn kubernetes_pod_log(path: &Path) -> Option<Vec<(String, String)>> {
-    let container_dir = path.parent()?;
-    let pod_dir = container_dir.parent()?;
-    if pod_dir.parent()?.file_name()? != "pods" {
-        return None;
-    }
-    let mut parts = pod_dir.file_name()?.to_str()?.splitn(3, '_');
-    let (namespace, pod, _uid) = (parts.next()?, parts.next()?, parts.next()?);
-    let container = container_dir.file_name()?.to_str()?;
+/// kubelet's layouts (see [`PodRef`]).
+fn kubernetes(path: &Path) -> Option<Vec<(String, String)>> {
+    let pod = PodRef::of(path)?;
     Some(vec![
-        ("namespace".into(), namespace.into()),
-        ("pod".into(), pod.into()),
-        ("container".into(), container.into()),
-    ])
-}
-
-/// `/var/log/containers/<pod>_<namespace>_<container>-<container id>.log`.
-fn kubernetes_container_link(path: &Path) -> Option<Vec<(String, String)>> {
-    if path.parent()?.file_name()? != "containers" {
-        return None;
-    }
-    let stem = path.file_name()?.to_str()?.strip_suffix(".log")?;
-    let (rest, id) = stem.rsplit_once('-')?;
-    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut parts = rest.splitn(3, '_');
-    let (pod, namespace, container) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(vec![
-        ("namespace".into(), namespace.into()),
-        ("pod".into(), pod.into()),
-        ("container".into(), container.into()),
+        ("namespace".into(), pod.namespace),
+        ("pod".into(), pod.pod),
+        ("container".into(), pod.container),
     ])
 }
 
