@@ -218,6 +218,9 @@ struct Ctx<'a> {
     text: &'a str,
     not_converted: Vec<Note>,
     ignored: Vec<Note>,
+    /// A relabel rule took a label tailrace's `kubernetes:` section makes by default (the
+    /// Promtail chart's `app`, `instance`, `component`, `node_name`): the section is written.
+    kubernetes: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -226,6 +229,7 @@ impl<'a> Ctx<'a> {
             text,
             not_converted: Vec::new(),
             ignored: Vec::new(),
+            kubernetes: false,
         }
     }
 
@@ -303,9 +307,22 @@ impl Output {
              # listed at the end.\n",
             path.display()
         );
+        let kubernetes = ctx.kubernetes.then(|| {
+            let mut map = Mapping::new();
+            map.insert("enabled".into(), true.into());
+            map.insert("node_name".into(), "${NODE_NAME}".into());
+            Section {
+                comment: "Pod labels from the Kubernetes API, by default the ones Promtail's Helm chart makes\n\
+                          (app, instance, component, node_name, job=<namespace>/<app>): NODE_NAME from the\n\
+                          downward API, and a ClusterRole with get, list, watch on pods"
+                    .into(),
+                map,
+            }
+        });
         let sections = [
             ("loki", self.loki),
             ("positions", self.positions),
+            ("kubernetes", kubernetes),
             ("limits", self.limits),
             ("server", self.server),
         ];

@@ -12,9 +12,9 @@
 //! `__path__` with one group (`from_path` with that group named); a `replace` joining
 //! labels tailrace has (`template`). For a Kubernetes pod job: `__path__` from the pod's uid
 //! and container (kubelet's glob), and `namespace`, `pod`, `container` from the pod's meta
-//! labels (built in: tailrace reads them from the path). Labels from the Kubernetes API
-//! (the pod's own labels, its node, its controller) are not converted: tailrace has no API
-//! labels yet (a `kubernetes:` section is pending).
+//! labels (built in: tailrace reads them from the path). The Promtail chart's labels from the
+//! Kubernetes API (`app`, `instance`, `component`, `node_name`) turn the `kubernetes:` section
+//! on, whose defaults they are; other API labels are listed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -207,6 +207,16 @@ pub(super) fn scrape_config(
     }
 }
 
+/// Labels the `kubernetes:` section makes by default, as Promtail's Helm chart does
+/// (`__tmp_controller_name` is the chart's step towards `app`).
+const API_DEFAULTS: &[&str] = &[
+    "app",
+    "instance",
+    "component",
+    "node_name",
+    "__tmp_controller_name",
+];
+
 fn kubernetes_sd(ctx: &mut Ctx<'_>, at: &str, value: &Value) {
     for (i, sd) in seq(value).iter().enumerate() {
         let here = format!("{at}[{i}]");
@@ -271,6 +281,8 @@ pub(super) struct Input {
     converted: Vec<String>,
     /// A `__path__` is set (a static `__path__`, or a pod job's rule).
     has_path: bool,
+    /// A rule took a label the `kubernetes:` section makes (see `API_DEFAULTS`).
+    uses_api: bool,
 }
 
 impl Input {
@@ -287,6 +299,7 @@ impl Input {
             known: BTreeSet::new(),
             converted: Vec::new(),
             has_path,
+            uses_api: false,
         }
     }
 
@@ -309,6 +322,7 @@ impl Input {
                 Err(reason) => ctx.not_converted(&here, reason),
             }
         }
+        ctx.kubernetes |= self.uses_api;
     }
 
     /// Converts one rule, or says why it cannot be.
@@ -438,9 +452,29 @@ impl Input {
             self.known.insert(target.to_owned());
             return Ok(());
         }
+        // The chart's `job` is `<namespace>/<app>`, the section's default `job` too.
+        let chart_job = target == "job"
+            && self.uses_api
+            && rule.separator == "/"
+            && rule.regex_is_default()
+            && rule.replacement == "$1"
+            && matches!(
+                sources.as_slice(),
+                [ns, app] if (ns == "__meta_kubernetes_namespace" || ns == "namespace") && app == "app"
+            );
+        if chart_job || (meta("__meta_kubernetes_") && API_DEFAULTS.contains(&target)) {
+            // The Promtail chart's rules for these take the same pod labels, in the same
+            // order, as the `kubernetes:` section's defaults.
+            self.uses_api = true;
+            self.known.insert(target.to_owned());
+            self.converted.push(format!(
+                "line {line}: {target} -> the kubernetes: section's default, from the API"
+            ));
+            return Ok(());
+        }
         if meta("__meta_kubernetes_") {
             return Err(format!(
-                "`{target}` from the Kubernetes API ({}): tailrace has no API labels yet (the `kubernetes:` section is pending); it labels namespace, pod and container from the path",
+                "`{target}` from the Kubernetes API ({}): write it as a kubernetes.labels entry ({{ name, from: [label:KEY | annotation:KEY | ...] }}), which replaces the default list",
                 sources.join(", ")
             ));
         }

@@ -10,8 +10,11 @@ fn run(text: &str) -> Conversion {
 /// Converts and checks the output as `tailrace check` would.
 fn checked(text: &str) -> (Conversion, Config) {
     let c = run(text);
-    let config = Config::from_yaml_with_env(&c.yaml, Path::new("out.yaml"), |_| None)
-        .unwrap_or_else(|e| panic!("{e}\n{}", c.yaml));
+    // NODE_NAME: what the DaemonSet sets, for a converted `kubernetes:` section.
+    let config = Config::from_yaml_with_env(&c.yaml, Path::new("out.yaml"), |v| {
+        (v == "NODE_NAME").then(|| "node-a".to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.yaml));
     (c, config)
 }
 
@@ -261,14 +264,13 @@ fn a_kubernetes_pod_job_becomes_kubelets_glob_with_built_in_labels() {
         "{}",
         c.yaml
     );
+    // `app` from a pod label is the kubernetes: section's default: the section is on.
+    assert!(config.kubernetes.enabled, "{}", c.yaml);
+    assert!(c.yaml.contains("app -> the kubernetes: section's default"));
     let l = listed(&c);
-    assert_eq!(l.len(), 2, "{l:?}");
+    assert_eq!(l.len(), 1, "{l:?}");
     assert!(
-        l[0].contains("relabel_configs[2]: `app` from the Kubernetes API"),
-        "{l:?}"
-    );
-    assert!(
-        l[1].contains("relabel_configs[4]: action: drop filters targets"),
+        l[0].contains("relabel_configs[4]: action: drop filters targets"),
         "{l:?}"
     );
 
