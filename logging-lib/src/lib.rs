@@ -29,6 +29,7 @@
 //!
 //! # Modules
 //! - [`contract`]: the line's keys by name, one constant each, for readers of the lines.
+//! - [`keys`]: key-name profiles (ECS, Google Cloud Logging, OpenTelemetry) and renames.
 //! - [`layer`]: the `tracing` layer that formats events and gives spans their ids.
 //! - [`trace_context`]: trace/span ids and the `traceparent` header.
 //! - [`span_ext`]: reading and continuing trace contexts from application code.
@@ -41,6 +42,7 @@ mod config;
 pub mod contract;
 mod error;
 mod json;
+pub mod keys;
 pub mod layer;
 mod level;
 pub mod output;
@@ -60,6 +62,7 @@ pub mod otel;
 
 pub use config::{Config, DEFAULT_LEVEL, DEFAULT_VALUE_CAP, Filtered, Guard, Logger};
 pub use error::Error;
+pub use keys::{Key, Keys};
 pub use layer::{JsonLayer, SpanEvents};
 pub use level::{LevelFilterLayer, LevelHandle};
 pub use output::rolling::{RollingPolicy, Rotation};
