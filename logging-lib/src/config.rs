@@ -327,12 +327,7 @@ impl Config {
 }
 
 /// Renders the lossy mode's report: one `warn` line in the usual shape.
-fn drop_report(
-    keys: &Keys,
-    service: &str,
-    version: Option<&str>,
-    env: Option<&str>,
-) -> DropReport {
+fn drop_report(keys: &Keys, service: &str, version: Option<&str>, env: Option<&str>) -> DropReport {
     let format = LineFormat::new(
         LineKeys::new(keys),
         service,

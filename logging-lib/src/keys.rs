@@ -554,7 +554,14 @@ mod tests {
     #[test]
     fn profiles_reserve_their_names_the_defaults_and_dotted_parents() {
         let keys = LineKeys::new(&Keys::ecs());
-        for name in ["log.level", "log", "service", "service.name", "level", "span"] {
+        for name in [
+            "log.level",
+            "log",
+            "service",
+            "service.name",
+            "level",
+            "span",
+        ] {
             assert!(keys.is_reserved(name), "{name}");
         }
         assert!(!keys.is_reserved("order_id"));

@@ -520,10 +520,13 @@ where
             return;
         };
         if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
-            data.set_context(&layer.format.keys, TraceContext {
-                span_id: data.context.span_id,
-                ..parent
-            });
+            data.set_context(
+                &layer.format.keys,
+                TraceContext {
+                    span_id: data.context.span_id,
+                    ..parent
+                },
+            );
             data.parent_span_id = Some(parent.span_id);
         }
     }
@@ -740,7 +743,6 @@ where
 pub(crate) fn span_context(ext: &Extensions<'_>) -> Option<TraceContext> {
     ext.get::<SpanData>().map(|d| d.context)
 }
-
 
 impl<S> Layer<S> for JsonLayer<S>
 where

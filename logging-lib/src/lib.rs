@@ -23,6 +23,10 @@
 //! - Every line is valid JSON on one line; values over the cap (16 KiB) are cut with a
 //!   visible marker; secret-looking keys are written `"[REDACTED]"`.
 //!
+//! This is the default profile. [`Config::keys`] writes the same line under the names Elastic
+//! (ECS), Google Cloud Logging or the OpenTelemetry log data model expect, and [`Config::key`]
+//! renames single keys; see [`keys`]. Order, types and rules stay the same.
+//!
 //! With [`Config::span_events`] (off by default) spans also give lines of their own: see
 //! [`contract::SPAN_LINE_KEYS`] for their keys (`span_event`, `parent_span_id`,
 //! `duration_ms`, `busy_ms`, `idle_ms`). Event lines are the same either way.

@@ -154,7 +154,9 @@ fn names_that_would_appear_twice_are_refused_at_build() {
         Config::new("s").key(Key::Message, "level"),
         Config::new("s").keys(Keys::ecs()).key(Key::Span, "span.id"),
         Config::new("s").key(Key::Span, "duration_ms"),
-        Config::new("s").keys(Keys::otel()).key(Key::Env, "severity_number"),
+        Config::new("s")
+            .keys(Keys::otel())
+            .key(Key::Env, "severity_number"),
         Config::new("s").key(Key::Caller, "fields.caller"),
         Config::new("s").key(Key::Env, ""),
     ] {
@@ -210,7 +212,12 @@ fn span_lines_use_the_profile_and_keep_their_own_keys() {
 /// Every name any profile writes, plus a few others: user fields that try to take them.
 fn key_strategy() -> impl Strategy<Value = String> {
     let mut names: Vec<&'static str> = Vec::new();
-    for table in [ecs::NAMES, gcp::NAMES, otel::NAMES, tailrace_log::keys::tailrace::NAMES] {
+    for table in [
+        ecs::NAMES,
+        gcp::NAMES,
+        otel::NAMES,
+        tailrace_log::keys::tailrace::NAMES,
+    ] {
         names.extend(table);
     }
     names.extend([
