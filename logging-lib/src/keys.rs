@@ -18,7 +18,7 @@
 //! What a profile changes: the names of the keys in [`Key`], the level values, and for GCP
 //! the form of the trace id and trace flags. What it never changes: the order of the keys,
 //! the value types of the fields, the keys only span lines have
-//! ([`SPAN_LINE_KEYS`](crate::contract::SPAN_LINE_KEYS)), and that no key appears twice.
+//! ([`SPAN_LINE_KEYS`]), and that no key appears twice.
 
 use std::borrow::Cow;
 
@@ -60,7 +60,7 @@ pub const KEY_COUNT: usize = 12;
 
 impl Key {
     /// Every key, in the order they are written (the order of
-    /// [`FIXED_KEYS`](crate::contract::FIXED_KEYS)).
+    /// [`FIXED_KEYS`]).
     pub const ALL: [Key; KEY_COUNT] = [
         Key::Timestamp,
         Key::Level,
