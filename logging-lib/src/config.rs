@@ -12,6 +12,7 @@ use tracing_subscriber::layer::{Layered, SubscriberExt};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 
 use crate::error::Error;
+use crate::keys::{Key, Keys, LineKeys};
 use crate::layer::{JsonLayer, LineFormat, SpanEvents};
 use crate::level::{LevelFilterLayer, LevelHandle, parse_directives, parse_level_name};
 use crate::output::non_blocking::{
@@ -51,6 +52,7 @@ pub struct Config {
     redact: Vec<String>,
     caller: bool,
     span_events: SpanEvents,
+    keys: Keys,
     value_cap: usize,
     buffer: BufferConfig,
     panic_hook: bool,
@@ -72,6 +74,7 @@ impl Config {
             redact: Vec::new(),
             caller: false,
             span_events: SpanEvents::NONE,
+            keys: Keys::tailrace(),
             value_cap: DEFAULT_VALUE_CAP,
             buffer: BufferConfig::default(),
             panic_hook: true,
@@ -166,6 +169,23 @@ impl Config {
         self
     }
 
+    /// The key names and level values lines are written with (default [`Keys::tailrace`],
+    /// the names of [`contract`](crate::contract)): [`Keys::ecs`] for Elastic,
+    /// [`Keys::gcp`] for Google Cloud Logging, [`Keys::otel`] for the OpenTelemetry log data
+    /// model. Names are rendered once, at build: a profile costs nothing per event.
+    pub fn keys(mut self, keys: Keys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Writes one key under another name, on top of the profile
+    /// (`.key(Key::Level, "severity")`). A name that would appear twice in a line is an
+    /// error ([`Error::KeyClash`]) at [`Config::build`].
+    pub fn key(mut self, key: Key, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.keys = self.keys.key(key, name);
+        self
+    }
+
     /// Values (and the message) longer than this many bytes are cut with a marker.
     pub fn value_cap(mut self, bytes: usize) -> Self {
         self.value_cap = bytes;
@@ -244,8 +264,17 @@ impl Config {
     where
         S: tracing_core::Subscriber + for<'a> LookupSpan<'a>,
     {
-        let report = drop_report(&self.service, self.version.as_deref(), self.env.as_deref());
+        if let Some(name) = self.keys.clash() {
+            return Err(Error::KeyClash(name));
+        }
+        let report = drop_report(
+            &self.keys,
+            &self.service,
+            self.version.as_deref(),
+            self.env.as_deref(),
+        );
         let format = LineFormat::new(
+            LineKeys::new(&self.keys),
             &self.service,
             self.version.as_deref(),
             self.env.as_deref(),
@@ -298,8 +327,9 @@ impl Config {
 }
 
 /// Renders the lossy mode's report: one `warn` line in the usual shape.
-fn drop_report(service: &str, version: Option<&str>, env: Option<&str>) -> DropReport {
+fn drop_report(keys: &Keys, service: &str, version: Option<&str>, env: Option<&str>) -> DropReport {
     let format = LineFormat::new(
+        LineKeys::new(keys),
         service,
         version,
         env,

@@ -5,6 +5,9 @@
 //! (without the quotes). Why: the writer builds every key it writes from these constants,
 //! so a reader that takes its key names from here cannot drift from what is written.
 //!
+//! These are the names of the default profile; [`crate::keys`] has the other profiles'
+//! names (ECS, Google Cloud Logging, OpenTelemetry), as constants too.
+//!
 //! The fixed keys come first in every line, in the order of [`FIXED_KEYS`]; the optional
 //! ones are left out when they have nothing to say (see each one). Then come the fields.
 

@@ -24,6 +24,11 @@ pub enum Error {
     },
     #[error("cannot start the log writer thread: {0}")]
     WriterThread(#[source] std::io::Error),
+    #[error(
+        "key name \"{0}\" is written twice in a line, is empty, starts with `fields.` or is a \
+         span line's key: give each key its own name"
+    )]
+    KeyClash(String),
     #[error("cannot change the log level: {0}")]
     Reload(String),
 }

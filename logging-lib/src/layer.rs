@@ -28,18 +28,18 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
 
 use crate::contract::{
-    BUSY_MS, CALLER, DURATION_MS, ENV, IDLE_MS, LEVEL, MESSAGE, PARENT_SPAN_ID, SERVICE, SPAN,
-    SPAN_EVENT, SPAN_ID, SPAN_LINE_KEYS, TARGET, TIMESTAMP, TRACE_FLAGS, TRACE_ID, USER_KEY_PREFIX,
-    VERSION,
+    BUSY_MS, DURATION_MS, IDLE_MS, PARENT_SPAN_ID, SPAN_EVENT, SPAN_LINE_KEYS, USER_KEY_PREFIX,
 };
 use crate::json::{self, const_bytes};
+use crate::keys::LineKeys;
 use crate::output::non_blocking::NonBlocking;
 use crate::redact::{REDACTED, Redactor};
 use crate::timestamp::{RFC3339_LEN, write_rfc3339};
-use crate::trace_context::{SpanId, TraceContext, hex_byte};
+use crate::trace_context::{SpanId, TraceContext};
 
-/// Keys the line itself uses. A user field with one of these names is written
-/// `fields.<name>` so that no key ever appears twice. (Defined in [`crate::contract`].)
+/// Keys the line itself uses (default profile). A user field with one of these names is
+/// written `fields.<name>` so that no key ever appears twice. (Defined in
+/// [`crate::contract`]; other profiles reserve more, see [`crate::keys`].)
 pub use crate::contract::FIXED_KEYS;
 
 /// Which span lifecycle events are written as lines of their own
@@ -72,6 +72,8 @@ impl std::ops::BitOr for SpanEvents {
 
 /// Everything that is the same for every line of one logger.
 pub(crate) struct LineFormat {
+    /// The key names of the profile, rendered.
+    pub(crate) keys: LineKeys,
     /// `,"service":"…"` and `,"version":"…"`, `,"env":"…"` when set, pre-rendered.
     pub(crate) identity: Vec<u8>,
     pub(crate) redactor: Redactor,
@@ -81,7 +83,9 @@ pub(crate) struct LineFormat {
 }
 
 impl LineFormat {
+    #[allow(clippy::too_many_arguments)] // one call site per logger, each argument named there
     pub(crate) fn new(
+        keys: LineKeys,
         service: &str,
         version: Option<&str>,
         env: Option<&str>,
@@ -91,15 +95,14 @@ impl LineFormat {
         span_events: SpanEvents,
     ) -> Self {
         let mut identity = Vec::new();
-        for (key, value) in [(SERVICE, Some(service)), (VERSION, version), (ENV, env)] {
+        for (key, value) in keys.identity.iter().zip([Some(service), version, env]) {
             if let Some(value) = value {
-                identity.extend_from_slice(b",\"");
-                identity.extend_from_slice(key.as_bytes());
-                identity.extend_from_slice(b"\":");
+                identity.extend_from_slice(key);
                 json::write_str(&mut identity, value, value_cap);
             }
         }
         Self {
+            keys,
             identity,
             redactor,
             value_cap,
@@ -120,29 +123,30 @@ impl LineFormat {
     ) {
         let mut ts = [0u8; RFC3339_LEN];
         write_rfc3339(time, &mut ts);
-        out.extend_from_slice(const_bytes!("{\"", TIMESTAMP, "\":\""));
+        let keys = &self.keys;
+        out.extend_from_slice(&keys.open);
         out.extend_from_slice(&ts);
-        out.extend_from_slice(const_bytes!("\",\"", LEVEL, "\":\""));
-        out.extend_from_slice(level_str(level).as_bytes());
-        out.extend_from_slice(const_bytes!("\",\"", MESSAGE, "\":"));
+        out.extend_from_slice(&keys.levels[level_index(level)]);
+        out.extend_from_slice(&keys.message);
         if message.is_empty() {
             out.extend_from_slice(b"\"\"");
         } else {
             out.extend_from_slice(message);
         }
-        out.extend_from_slice(const_bytes!(",\"", TARGET, "\":"));
+        out.extend_from_slice(&keys.target);
         json::write_str(out, target, self.value_cap);
         out.extend_from_slice(&self.identity);
     }
 }
 
-pub(crate) fn level_str(level: &Level) -> &'static str {
+/// `TRACE` (0) to `ERROR` (4): the index of a level in a profile's level tables.
+pub(crate) fn level_index(level: &Level) -> usize {
     match *level {
-        Level::TRACE => "trace",
-        Level::DEBUG => "debug",
-        Level::INFO => "info",
-        Level::WARN => "warn",
-        Level::ERROR => "error",
+        Level::TRACE => 0,
+        Level::DEBUG => 1,
+        Level::INFO => 2,
+        Level::WARN => 3,
+        Level::ERROR => 4,
     }
 }
 
@@ -242,7 +246,12 @@ fn write_ms(out: &mut Vec<u8>, nanos: u64) {
 }
 
 impl SpanData {
-    fn new(context: TraceContext, parent_span_id: Option<SpanId>, timing: Option<Timing>) -> Self {
+    fn new(
+        keys: &LineKeys,
+        context: TraceContext,
+        parent_span_id: Option<SpanId>,
+        timing: Option<Timing>,
+    ) -> Self {
         let mut data = Self {
             context,
             ids_json: Vec::new(),
@@ -250,14 +259,14 @@ impl SpanData {
             parent_span_id,
             timing,
         };
-        data.set_context(context);
+        data.set_context(keys, context);
         data
     }
 
-    fn set_context(&mut self, context: TraceContext) {
+    fn set_context(&mut self, keys: &LineKeys, context: TraceContext) {
         self.context = context;
         self.ids_json.clear();
-        write_trace_ids(&mut self.ids_json, &context);
+        keys.write_trace_ids(&mut self.ids_json, &context);
     }
 
     /// Appends the fields no event field or inner span has written yet.
@@ -310,13 +319,10 @@ struct OutKey {
     prefixed_in_span_line: bool,
 }
 
-fn is_fixed_key(name: &str) -> bool {
-    FIXED_KEYS.contains(&name)
-}
-
 impl OutKey {
-    fn new(name: &'static str) -> Self {
-        let prefixed = is_fixed_key(name);
+    /// `name` as this logger writes it: prefixed when the profile `keys` reserves it.
+    fn new(name: &'static str, keys: &LineKeys) -> Self {
+        let prefixed = keys.is_reserved(name);
         Self {
             name,
             prefixed,
@@ -422,7 +428,10 @@ impl KeyCache {
         }
     }
 
-    fn get(&mut self, name: &'static str, redactor: &Redactor) -> KeyInfo {
+    /// What is known about `name` in the logger with `redactor` and `keys`. Cached per
+    /// redactor: every logger has its own (each `Redactor::new` has a new id), so the id
+    /// also tells apart the loggers' profiles.
+    fn get(&mut self, name: &'static str, redactor: &Redactor, keys: &LineKeys) -> KeyInfo {
         let addr = name.as_ptr() as usize;
         // Fibonacci hashing of the address: neighbouring names land far apart.
         let slot = (addr ^ name.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 8);
@@ -438,7 +447,7 @@ impl KeyCache {
             addr,
             len: name.len(),
             redactor: redactor.id(),
-            key: OutKey::new(name),
+            key: OutKey::new(name, keys),
             secret: redactor.is_secret(name),
         };
         *slot = Some(info);
@@ -506,11 +515,18 @@ where
         let Some(span) = subscriber.span(id) else {
             return;
         };
+        // The layer's profile renders the ids; it is reached the same way as the subscriber.
+        let Some(layer) = dispatch.downcast_ref::<Self>() else {
+            return;
+        };
         if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
-            data.set_context(TraceContext {
-                span_id: data.context.span_id,
-                ..parent
-            });
+            data.set_context(
+                &layer.format.keys,
+                TraceContext {
+                    span_id: data.context.span_id,
+                    ..parent
+                },
+            );
             data.parent_span_id = Some(parent.span_id);
         }
     }
@@ -535,7 +551,7 @@ where
         if self.format.caller
             && let (Some(file), Some(n)) = (meta.file(), meta.line())
         {
-            line.extend_from_slice(const_bytes!(",\"", CALLER, "\":\""));
+            line.extend_from_slice(&self.format.keys.caller);
             json::escape_into(line, file);
             line.push(b':');
             json::write_u64(line, u64::from(n));
@@ -582,7 +598,7 @@ where
         );
         let parent = match ids {
             Some((context, parent)) => {
-                write_trace_ids(line, &context);
+                self.format.keys.write_trace_ids(line, &context);
                 parent.or(data.parent_span_id)
             }
             None => {
@@ -595,7 +611,7 @@ where
             line.extend_from_slice(&parent.to_hex());
             line.push(b'"');
         }
-        line.extend_from_slice(const_bytes!(",\"", SPAN, "\":"));
+        line.extend_from_slice(&self.format.keys.span);
         line.extend_from_slice(&s.message);
         self.write_caller(line, meta);
         line.extend_from_slice(const_bytes!(",\"", SPAN_EVENT, "\":"));
@@ -689,7 +705,7 @@ where
                 let data = ext.get::<SpanData>();
                 #[cfg(feature = "opentelemetry")]
                 if let Some(c) = otel {
-                    write_trace_ids(line, &c);
+                    self.format.keys.write_trace_ids(line, &c);
                 } else if let Some(d) = data {
                     line.extend_from_slice(&d.ids_json);
                 }
@@ -697,7 +713,7 @@ where
                 if let Some(d) = data {
                     line.extend_from_slice(&d.ids_json);
                 }
-                line.extend_from_slice(const_bytes!(",\"", SPAN, "\":"));
+                line.extend_from_slice(&self.format.keys.span);
                 json::write_str(line, span.name(), self.format.value_cap);
                 self.write_caller(line, meta);
                 line.extend_from_slice(&s.fields);
@@ -728,16 +744,6 @@ pub(crate) fn span_context(ext: &Extensions<'_>) -> Option<TraceContext> {
     ext.get::<SpanData>().map(|d| d.context)
 }
 
-fn write_trace_ids(line: &mut Vec<u8>, c: &TraceContext) {
-    line.extend_from_slice(const_bytes!(",\"", TRACE_ID, "\":\""));
-    line.extend_from_slice(&c.trace_id.to_hex());
-    line.extend_from_slice(const_bytes!("\",\"", SPAN_ID, "\":\""));
-    line.extend_from_slice(&c.span_id.to_hex());
-    line.extend_from_slice(const_bytes!("\",\"", TRACE_FLAGS, "\":\""));
-    line.extend_from_slice(&hex_byte(c.trace_flags));
-    line.push(b'"');
-}
-
 impl<S> Layer<S> for JsonLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -765,7 +771,12 @@ where
         let timing = events
             .contains(SpanEvents::CLOSE)
             .then(|| Timing::new(Instant::now()));
-        let mut data = SpanData::new(context, parent.map(|p| p.span_id), timing);
+        let mut data = SpanData::new(
+            &self.format.keys,
+            context,
+            parent.map(|p| p.span_id),
+            timing,
+        );
         attrs.record(&mut span_visitor(&self.format, &mut data));
         if events.contains(SpanEvents::NEW) {
             let ids = self.span_line_ids(&span);
@@ -892,7 +903,9 @@ impl FieldSink for EventFields<'_> {
         if self.from_log && name.starts_with("log.") {
             return None; // `tracing-log` carries the record's metadata as fields
         }
-        let info = self.keys.get(name, &self.format.redactor);
+        let info = self
+            .keys
+            .get(name, &self.format.redactor, &self.format.keys);
         if !self.seen.insert(info.key) {
             return None;
         }
@@ -927,7 +940,8 @@ impl FieldSink for SpanFields<'_> {
         let i = match self.fields.iter().position(|(k, _)| k.name == name) {
             Some(i) => i,
             None => {
-                self.fields.push((OutKey::new(name), Vec::new()));
+                self.fields
+                    .push((OutKey::new(name, &self.format.keys), Vec::new()));
                 self.fields.len() - 1
             }
         };

@@ -23,12 +23,17 @@
 //! - Every line is valid JSON on one line; values over the cap (16 KiB) are cut with a
 //!   visible marker; secret-looking keys are written `"[REDACTED]"`.
 //!
+//! This is the default profile. [`Config::keys`] writes the same line under the names Elastic
+//! (ECS), Google Cloud Logging or the OpenTelemetry log data model expect, and [`Config::key`]
+//! renames single keys; see [`keys`]. Order, types and rules stay the same.
+//!
 //! With [`Config::span_events`] (off by default) spans also give lines of their own: see
 //! [`contract::SPAN_LINE_KEYS`] for their keys (`span_event`, `parent_span_id`,
 //! `duration_ms`, `busy_ms`, `idle_ms`). Event lines are the same either way.
 //!
 //! # Modules
 //! - [`contract`]: the line's keys by name, one constant each, for readers of the lines.
+//! - [`keys`]: key-name profiles (ECS, Google Cloud Logging, OpenTelemetry) and renames.
 //! - [`layer`]: the `tracing` layer that formats events and gives spans their ids.
 //! - [`trace_context`]: trace/span ids and the `traceparent` header.
 //! - [`span_ext`]: reading and continuing trace contexts from application code.
@@ -41,6 +46,7 @@ mod config;
 pub mod contract;
 mod error;
 mod json;
+pub mod keys;
 pub mod layer;
 mod level;
 pub mod output;
@@ -60,6 +66,7 @@ pub mod otel;
 
 pub use config::{Config, DEFAULT_LEVEL, DEFAULT_VALUE_CAP, Filtered, Guard, Logger};
 pub use error::Error;
+pub use keys::{Key, Keys};
 pub use layer::{JsonLayer, SpanEvents};
 pub use level::{LevelFilterLayer, LevelHandle};
 pub use output::rolling::{RollingPolicy, Rotation};

@@ -16,28 +16,40 @@
 //!   `max_line_bytes` is no longer JSON).
 //! - Only top-level keys count. A key that appears twice: the first occurrence decides, even
 //!   when its value is unusable.
-//! - Timestamp: the first of `timestamp`, `ts`, `time` (in that order of preference) whose
-//!   value parses. A string is RFC 3339 (any fraction length, `Z` or an offset) or a number
+//! - `tailrace-log`'s key-name profiles (`tailrace_log::keys`: default, ECS, Google Cloud
+//!   Logging, OpenTelemetry) are all read, with the names taken from the library: the level
+//!   under `level`, `log.level`, `severity` or `severity_text`; the service under `service`
+//!   or `service.name`; the time under `timestamp` or `@timestamp`; the trace id under
+//!   `trace_id`, `trace.id` or `logging.googleapis.com/trace` (`projects/P/traces/ID` gives
+//!   `ID`); the span id under `span_id`, `span.id` or `logging.googleapis.com/spanId`. For
+//!   each, the first of its names in the line decides: `tailrace-log` writes its own keys
+//!   before any user field, in every profile, so a user field never wins. The labels keep
+//!   the shipper's names (`level`, `service`) whatever the profile.
+//! - Timestamp: the first of `timestamp` (or `@timestamp`), `ts`, `time` (in that order of
+//!   preference) whose value parses. A string is RFC 3339 (any fraction length, `Z` or an offset) or a number
 //!   in a string; a number (or numeric string) is epoch seconds, milliseconds, microseconds
 //!   or nanoseconds, told apart by magnitude (see [`epoch_to_nanos`]). Timestamps far in
 //!   the past or future are returned as they are; only ones outside `i64` nanoseconds
 //!   (1677..2262) are dropped.
 //! - Labels: a string value as decoded, a number or boolean as written; `null`, objects,
 //!   arrays and empty strings give no label. Returned in the order of `wanted_labels`.
-//! - `level` is normalised: trimmed, lowercase, `warning` → `warn`, and the numeric levels of
+//! - `level` is normalised: trimmed, lowercase, `warning` → `warn` (so GCP's `WARNING` and
+//!   OpenTelemetry's `WARN` are `warn`), and the numeric levels of
 //!   bunyan and pino (10/20/30/40/50/60 → trace/debug/info/warn/error/fatal; other numbers
 //!   as written). A boolean, `null`, object or array `level` is ignored.
 //! - `trace_id` and `span_id`: non-empty string values, as written.
 
 use std::borrow::Cow;
 
-use tailrace_log::contract::{LEVEL, SPAN_ID, TIMESTAMP, TRACE_ID};
+use tailrace_log::contract::{LEVEL, SERVICE, SPAN_ID, TIMESTAMP, TRACE_ID};
+use tailrace_log::keys::{ecs, gcp, otel};
 
 use crate::model::json_scan::{Scalar, scan_object};
 use crate::model::rfc3339::parse_rfc3339;
 
 // The key names that are `tailrace-log`'s come from its line contract
-// (`tailrace_log::contract`); these two are the shipper's own.
+// (`tailrace_log::contract`) and its profiles (`tailrace_log::keys`); these two are the
+// shipper's own.
 
 /// The timestamp key of other loggers (zap, go-kit), tried after `tailrace-log`'s
 /// [`TIMESTAMP`]. The shipper's own choice, not part of `tailrace-log`'s line contract.
@@ -47,10 +59,27 @@ pub const TS: &str = "ts";
 pub const TIME: &str = "time";
 
 const TIMESTAMP_KEY: &[u8] = TIMESTAMP.as_bytes();
+const ECS_TIMESTAMP_KEY: &[u8] = ecs::TIMESTAMP.as_bytes();
+const GCP_TIMESTAMP_KEY: &[u8] = gcp::TIMESTAMP.as_bytes();
+const OTEL_TIMESTAMP_KEY: &[u8] = otel::TIMESTAMP.as_bytes();
 const TS_KEY: &[u8] = TS.as_bytes();
 const TIME_KEY: &[u8] = TIME.as_bytes();
+const LEVEL_KEY: &[u8] = LEVEL.as_bytes();
+const ECS_LEVEL_KEY: &[u8] = ecs::LEVEL.as_bytes();
+const GCP_LEVEL_KEY: &[u8] = gcp::LEVEL.as_bytes();
+const OTEL_LEVEL_KEY: &[u8] = otel::LEVEL.as_bytes();
+const SERVICE_KEY: &[u8] = SERVICE.as_bytes();
+const ECS_SERVICE_KEY: &[u8] = ecs::SERVICE.as_bytes();
+const GCP_SERVICE_KEY: &[u8] = gcp::SERVICE.as_bytes();
+const OTEL_SERVICE_KEY: &[u8] = otel::SERVICE.as_bytes();
 const TRACE_ID_KEY: &[u8] = TRACE_ID.as_bytes();
+const ECS_TRACE_ID_KEY: &[u8] = ecs::TRACE_ID.as_bytes();
+const GCP_TRACE_ID_KEY: &[u8] = gcp::TRACE_ID.as_bytes();
+const OTEL_TRACE_ID_KEY: &[u8] = otel::TRACE_ID.as_bytes();
 const SPAN_ID_KEY: &[u8] = SPAN_ID.as_bytes();
+const ECS_SPAN_ID_KEY: &[u8] = ecs::SPAN_ID.as_bytes();
+const GCP_SPAN_ID_KEY: &[u8] = gcp::SPAN_ID.as_bytes();
+const OTEL_SPAN_ID_KEY: &[u8] = otel::SPAN_ID.as_bytes();
 
 /// What [`extract`] found in one line. All empty when the line is not a JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -180,13 +209,29 @@ pub fn extract_into<'a, S: AsRef<str>>(
             found.label(i).get_or_insert(value);
         }
         // A `match` on the keys' bytes, not a chain of `==`: it compiles to a length switch
-        // and word compares rather than a `memcmp` call per key and line.
+        // and word compares rather than a `memcmp` call per key and line. Every profile's
+        // name is listed, also where two profiles share one (a later arm never matches
+        // then), so a profile that renames a key is read without a change here.
+        #[allow(unreachable_patterns)]
         let slot = match key {
-            TIMESTAMP_KEY => &mut found.times[0],
+            TIMESTAMP_KEY | ECS_TIMESTAMP_KEY | GCP_TIMESTAMP_KEY | OTEL_TIMESTAMP_KEY => {
+                &mut found.times[0]
+            }
             TS_KEY => &mut found.times[1],
             TIME_KEY => &mut found.times[2],
-            TRACE_ID_KEY => &mut found.trace_id,
-            SPAN_ID_KEY => &mut found.span_id,
+            LEVEL_KEY | ECS_LEVEL_KEY | GCP_LEVEL_KEY | OTEL_LEVEL_KEY => &mut found.level,
+            SERVICE_KEY | ECS_SERVICE_KEY | GCP_SERVICE_KEY | OTEL_SERVICE_KEY => {
+                &mut found.service
+            }
+            TRACE_ID_KEY | ECS_TRACE_ID_KEY | GCP_TRACE_ID_KEY | OTEL_TRACE_ID_KEY => {
+                if found.trace_id.is_none() {
+                    found.trace_is_gcp = key == GCP_TRACE_ID_KEY;
+                }
+                &mut found.trace_id
+            }
+            SPAN_ID_KEY | ECS_SPAN_ID_KEY | GCP_SPAN_ID_KEY | OTEL_SPAN_ID_KEY => {
+                &mut found.span_id
+            }
             _ => return,
         };
         slot.get_or_insert(value);
@@ -203,18 +248,34 @@ pub fn extract_into<'a, S: AsRef<str>>(
 
     // A name listed twice in `wanted_labels` gives one label: its later slots stay empty.
     for (i, name) in wanted_labels.iter().enumerate() {
-        let Some(value) = *found.label(i) else {
+        // `level` and `service` under any profile's name; other labels under their own.
+        let (value, is_level) = match name.as_ref() {
+            // Listed twice: the first gives the label (as for any name, whose later slots
+            // stay empty).
+            n @ (LEVEL | SERVICE) if wanted_labels[..i].iter().any(|w| w.as_ref() == n) => {
+                continue;
+            }
+            LEVEL => (found.level, true),
+            SERVICE => (found.service, false),
+            _ => (*found.label(i), false),
+        };
+        let Some(value) = value else {
             continue;
         };
-        if name.as_ref() == LEVEL {
+        if is_level {
             labels.push_with(i, |out| write_level(value, out));
         } else {
             labels.push_with(i, |out| write_label_text(value, out));
         }
     }
+    let trace_id = found.trace_id.and_then(non_empty_string);
     LineFields {
         times: found.times,
-        trace_id: found.trace_id.and_then(non_empty_string),
+        trace_id: if found.trace_is_gcp {
+            trace_id.map(gcp_trace_id).filter(|id| !id.is_empty())
+        } else {
+            trace_id
+        },
         span_id: found.span_id.and_then(non_empty_string),
     }
 }
@@ -224,9 +285,14 @@ const INLINE_LABELS: usize = 8;
 
 /// The first value seen for each key of interest.
 struct Hits<'a> {
-    /// `timestamp`, `ts`, `time`.
+    /// `timestamp` (or `@timestamp`), `ts`, `time`.
     times: [Option<Scalar<'a>>; 3],
+    /// The first level and service under any profile's name.
+    level: Option<Scalar<'a>>,
+    service: Option<Scalar<'a>>,
     trace_id: Option<Scalar<'a>>,
+    /// Whether `trace_id` came from GCP's key, whose value may be `projects/P/traces/ID`.
+    trace_is_gcp: bool,
     span_id: Option<Scalar<'a>>,
     labels: [Option<Scalar<'a>>; INLINE_LABELS],
     /// Slots of wanted labels past the first `INLINE_LABELS`.
@@ -237,7 +303,10 @@ impl<'a> Hits<'a> {
     fn new(wanted: usize) -> Self {
         Hits {
             times: [None; 3],
+            level: None,
+            service: None,
             trace_id: None,
+            trace_is_gcp: false,
             span_id: None,
             labels: [None; INLINE_LABELS],
             more_labels: vec![None; wanted.saturating_sub(INLINE_LABELS)],
@@ -249,6 +318,22 @@ impl<'a> Hits<'a> {
             Some(slot) => slot,
             None => &mut self.more_labels[i - INLINE_LABELS],
         }
+    }
+}
+
+/// The trace id in a GCP trace value: `ID` from `projects/P/traces/ID`; any other value as
+/// it is. Project ids have no `/`, so the first `/traces/` ends the prefix.
+fn gcp_trace_id(value: Cow<'_, str>) -> Cow<'_, str> {
+    fn id(value: &str) -> &str {
+        value
+            .strip_prefix(gcp::TRACE_PREFIX)
+            .and_then(|rest| rest.split_once(gcp::TRACE_INFIX))
+            .map_or(value, |(_, id)| id)
+    }
+    match value {
+        Cow::Borrowed(v) => Cow::Borrowed(id(v)),
+        Cow::Owned(v) if id(&v).len() == v.len() => Cow::Owned(v),
+        Cow::Owned(v) => Cow::Owned(id(&v).to_owned()),
     }
 }
 
@@ -465,6 +550,133 @@ mod tests {
         // `&[String]` works too, as the config holds it.
         let owned: Vec<String> = WANTED.iter().map(|s| (*s).to_owned()).collect();
         assert_eq!(extract(line, &owned), f);
+    }
+
+    /// One line of each `tailrace-log` profile, as the library writes it.
+    #[test]
+    fn lines_in_each_profile() {
+        let labels = |level: &str| {
+            [
+                ("level".to_owned(), level.to_owned()),
+                ("service".to_owned(), "api".to_owned()),
+            ]
+        };
+        let ecs = r#"{"@timestamp":"2026-11-22T10:00:01.250000000Z","log.level":"warn","message":"m","log.logger":"api::http","service.name":"api","service.version":"1.4.2","trace.id":"4bf92f3577b34da6a3ce929d0e0e4736","span.id":"00f067aa0ba902b7","trace_flags":"01","span.name":"req","fields.level":3,"fields.service":"x"}"#;
+        let gcp = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","severity":"WARNING","message":"m","target":"api::http","service":"api","logging.googleapis.com/trace":"projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736","logging.googleapis.com/spanId":"00f067aa0ba902b7","logging.googleapis.com/trace_sampled":true,"span":"req","fields.level":3}"#;
+        let gcp_plain = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","severity":"DEBUG","service":"api","logging.googleapis.com/trace":"4bf92f3577b34da6a3ce929d0e0e4736","logging.googleapis.com/spanId":"00f067aa0ba902b7"}"#;
+        let otel = r#"{"timestamp":"2026-11-22T10:00:01.250000000Z","severity_text":"ERROR","severity_number":17,"body":"m","scope.name":"api::http","service.name":"api","deployment.environment.name":"prod","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","trace_flags":"01","span":"req","fields.service":"x"}"#;
+        for (line, level) in [
+            (ecs, "warn"),
+            (gcp, "warn"),
+            (gcp_plain, "debug"),
+            (otel, "error"),
+        ] {
+            let f = extract(line, WANTED);
+            assert_eq!(f.timestamp, Some(T0 + 1_250_000_000), "{line}");
+            assert_eq!(f.labels, labels(level), "{line}");
+            assert_eq!(
+                f.trace_id.as_deref(),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+                "{line}"
+            );
+            assert_eq!(f.span_id.as_deref(), Some("00f067aa0ba902b7"), "{line}");
+        }
+    }
+
+    /// What the library writes in each profile, read back: the names cannot drift apart.
+    #[test]
+    fn the_library_lines_round_trip_in_every_profile() {
+        use std::io::Write;
+        use std::sync::{Arc, Mutex};
+        use tailrace_log::{Config, Keys, TraceContext, TraceSpanExt};
+
+        #[derive(Clone, Default)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let parent = TraceContext::parse_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .unwrap();
+        for keys in [
+            Keys::tailrace(),
+            Keys::ecs(),
+            Keys::gcp(),
+            Keys::gcp_project("my-project"),
+            Keys::otel(),
+        ] {
+            let buffer = Buffer::default();
+            let (logger, guard) = Config::new("api")
+                .ignore_env()
+                .level("trace")
+                .keys(keys.clone())
+                .writer(buffer.clone())
+                .build()
+                .unwrap();
+            let span_id = tracing::subscriber::with_default(logger, || {
+                let span = tracing::info_span!("req", level = "user", service = "user");
+                span.set_remote_parent(parent);
+                let _e = span.enter();
+                tracing::warn!(severity = "user", "m");
+                span.trace_context().unwrap().span_id.to_string()
+            });
+            drop(guard);
+            let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            let f = extract(text.trim_end(), WANTED);
+            assert_eq!(
+                f.labels,
+                [
+                    ("level".to_owned(), "warn".to_owned()),
+                    ("service".to_owned(), "api".to_owned())
+                ],
+                "{text}"
+            );
+            assert_eq!(
+                f.trace_id.as_deref(),
+                Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+                "{text}"
+            );
+            assert_eq!(f.span_id, Some(span_id), "{text}");
+            assert!(f.timestamp.is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_first_level_or_service_name_in_the_line_decides() {
+        let f = extract(
+            r#"{"severity":"ERROR","level":"info","service.name":"a","service":"b"}"#,
+            WANTED,
+        );
+        assert_eq!(
+            f.labels,
+            [
+                ("level".to_owned(), "error".to_owned()),
+                ("service".to_owned(), "a".to_owned())
+            ]
+        );
+        // A GCP trace value that is not in the project form is kept as it is; one that is
+        // only the prefix gives no id.
+        let f = extract(r#"{"logging.googleapis.com/trace":"projects/p"}"#, WANTED);
+        assert_eq!(f.trace_id.as_deref(), Some("projects/p"));
+        let f = extract(
+            r#"{"logging.googleapis.com/trace":"projects/p/traces/"}"#,
+            WANTED,
+        );
+        assert_eq!(f.trace_id, None);
+        // Escaped, so decoded (owned): stripped all the same.
+        let f = extract(
+            r#"{"logging.googleapis.com/trace":"projects/p/traces/\u0061bc"}"#,
+            WANTED,
+        );
+        assert_eq!(f.trace_id.as_deref(), Some("abc"));
     }
 
     #[test]

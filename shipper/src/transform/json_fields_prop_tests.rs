@@ -24,6 +24,9 @@ fn json_value() -> impl Strategy<Value = Value> {
             "1795341600",
             "1795341600123",
             "1.7e9",
+            "WARNING",
+            "projects/p/traces/abc",
+            "projects/p/traces/",
         ])
         .prop_map(String::from),
         any::<String>(),
@@ -57,7 +60,17 @@ fn key() -> impl Strategy<Value = String> {
             "timestamp",
             "trace_id",
             "span_id",
-            "msg"
+            "msg",
+            ecs::TIMESTAMP,
+            ecs::LEVEL,
+            ecs::SERVICE,
+            ecs::TRACE_ID,
+            ecs::SPAN_ID,
+            gcp::LEVEL,
+            gcp::TRACE_ID,
+            gcp::SPAN_ID,
+            otel::LEVEL,
+            otel::SERVICE,
         ])
         .prop_map(String::from),
         any::<String>(),
@@ -75,12 +88,27 @@ fn reference_fields(object: &Map<String, Value>, wanted: &[&str]) -> JsonFields 
         Value::String(s) => epoch_to_nanos(s).or_else(|| parse_rfc3339(s.as_bytes()).ok()),
         _ => None,
     };
+    // The line is `object` serialised, so its keys come in the map's order: the first of a
+    // key's names in the map is the first in the line.
+    let first = |names: &[&str]| {
+        object
+            .iter()
+            .find(|(k, _)| names.contains(&k.as_str()))
+            .map(|(k, v)| (k.as_str(), v))
+    };
+    let level_names = [LEVEL, ecs::LEVEL, gcp::LEVEL, otel::LEVEL];
+    let service_names = [SERVICE, ecs::SERVICE, gcp::SERVICE, otel::SERVICE];
     let mut labels: Vec<(String, String)> = Vec::new();
     for &name in wanted {
         if labels.iter().any(|(have, _)| have == name) {
             continue;
         }
-        let text = match (name, object.get(name)) {
+        let value = match name {
+            "level" => first(&level_names).map(|(_, v)| v),
+            "service" => first(&service_names).map(|(_, v)| v),
+            _ => object.get(name),
+        };
+        let text = match (name, value) {
             ("level", Some(Value::String(s))) => {
                 let lower = s.trim().to_lowercase();
                 Some(if lower == "warning" {
@@ -108,20 +136,26 @@ fn reference_fields(object: &Map<String, Value>, wanted: &[&str]) -> JsonFields 
             labels.push((name.to_owned(), text));
         }
     }
-    let id = |key: &str| {
-        object
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
+    let id = |names: &[&str]| {
+        let (key, value) = first(names)?;
+        let value = value.as_str().filter(|s| !s.is_empty())?;
+        // GCP's `projects/P/traces/ID`: the id after the first `/traces/`.
+        let value = match (key == gcp::TRACE_ID, value.strip_prefix("projects/")) {
+            (true, Some(rest)) => rest.split_once("/traces/").map_or(value, |(_, id)| id),
+            _ => value,
+        };
+        Some(value.to_owned()).filter(|s| !s.is_empty())
     };
+    let times = [
+        first(&[TIMESTAMP, ecs::TIMESTAMP, gcp::TIMESTAMP, otel::TIMESTAMP]).map(|(_, v)| v),
+        object.get("ts"),
+        object.get("time"),
+    ];
     JsonFields {
-        timestamp: ["timestamp", "ts", "time"]
-            .iter()
-            .find_map(|k| object.get(*k).and_then(time_of)),
+        timestamp: times.into_iter().flatten().find_map(time_of),
         labels,
-        trace_id: id("trace_id"),
-        span_id: id("span_id"),
+        trace_id: id(&[TRACE_ID, ecs::TRACE_ID, gcp::TRACE_ID, otel::TRACE_ID]),
+        span_id: id(&[SPAN_ID, ecs::SPAN_ID, gcp::SPAN_ID, otel::SPAN_ID]),
     }
 }
 
