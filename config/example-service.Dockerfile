@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # The tailrace-log example service (logging-lib/examples/service.rs) as a static binary on
-# distroless, uid 65532. The compose demo runs it as `shop`. From the repo root:
+# distroless, uid 65532, with the `otlp` feature (spans over OTLP/HTTP when
+# OTEL_EXPORTER_OTLP_ENDPOINT is set). The compose demo runs it as `shop` and `inventory`.
+# From the repo root:
 #
 #   docker build -f config/example-service.Dockerfile -t tailrace-example-service .
 
@@ -22,11 +24,11 @@ RUN for lib in logging-lib shipper tests tests/loki-double; do \
         mkdir -p "$lib/src" && : > "$lib/src/lib.rs"; \
     done \
     && mkdir -p logging-lib/examples && echo 'fn main() {}' > logging-lib/examples/service.rs \
-    && cargo build --release --locked -p tailrace-log --features http --example service
+    && cargo build --release --locked -p tailrace-log --features http,otlp --example service
 
 COPY logging-lib logging-lib
 RUN touch logging-lib/src/lib.rs logging-lib/examples/service.rs \
-    && cargo build --release --locked -p tailrace-log --features http --example service \
+    && cargo build --release --locked -p tailrace-log --features http,otlp --example service \
     && readelf -l target/release/examples/service > /tmp/program-headers \
     && if grep -q 'program interpreter' /tmp/program-headers; then \
            echo "service is dynamically linked" >&2; exit 1; \

@@ -19,6 +19,15 @@
 //! `LOG_FILE` (optional: lines go to this file instead of stdout, rotated at 10 MiB with 3
 //! old files kept, for a shipper such as tailrace to tail).
 //!
+//! With feature `otlp` (`--features http,otlp`) and `OTEL_EXPORTER_OTLP_ENDPOINT` set (such as
+//! `http://127.0.0.1:4318`, Jaeger's OTLP/HTTP port), the service also exports its spans over
+//! OTLP (HTTP/protobuf, to `{endpoint}/v1/traces`) with `service.name` = `SERVICE_NAME`, and
+//! its lines carry OpenTelemetry's ids: a line's `trace_id` opens the whole trace, both
+//! instances' spans, in Jaeger. Spans leave in batches; SIGTERM or ctrl-c exports the rest
+//! before the process exits. In that mode the JSON layer is composed with
+//! `tracing-opentelemetry`'s on a registry of the example's own ([`tailrace_log::Config::layer`]),
+//! so there is no JSON panic hook. Without the feature the variable is ignored, with a warning.
+//!
 //! `GET /healthz` answers 200 without logging. `service healthcheck` GETs
 //! `http://127.0.0.1:$PORT/healthz` and exits 0 on a 2xx, 1 otherwise: a container
 //! healthcheck for an image without a shell or curl (`config/example-service.Dockerfile`).
@@ -121,7 +130,7 @@ async fn inventory() -> &'static str {
     "stock reserved\n"
 }
 
-// The tests include this file as a module and only use `app`.
+// The tests include this file as a module: `http.rs` uses `app`, `otlp_export.rs` runs `main`.
 #[cfg_attr(test, allow(dead_code))]
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
@@ -132,7 +141,7 @@ fn env_or(name: &str, default: &str) -> String {
 
 #[cfg_attr(test, allow(dead_code))]
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck().await;
     }
@@ -147,7 +156,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_files: Some(3),
         });
     }
+    let otlp_endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty());
+    #[cfg(feature = "otlp")]
+    let (_guard, tracer_provider) = match otlp_endpoint {
+        Some(_) => {
+            let (guard, provider) = otlp::init(log, &env_or("SERVICE_NAME", "shop"))?;
+            (guard, Some(provider))
+        }
+        None => (log.init()?, None),
+    };
+    #[cfg(not(feature = "otlp"))]
     let _guard = log.init()?;
+    #[cfg(not(feature = "otlp"))]
+    if otlp_endpoint.is_some() {
+        tracing::warn!(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set, but this build has no `otlp` feature: no spans are exported"
+        );
+    }
     let port: u16 = env_or("PORT", "8080").parse()?;
     let peer = std::env::var("PEER_URL").ok().filter(|v| !v.is_empty());
 
@@ -158,8 +185,70 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app(peer))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    #[cfg(feature = "otlp")]
+    if let Some(provider) = tracer_provider {
+        // Exports the spans still queued (the batch processor sends every 5 s otherwise).
+        if let Err(e) = provider.shutdown() {
+            tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "span export at shutdown failed"
+            );
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Feature `otlp`: spans over OTLP/HTTP (protobuf) next to the JSON lines.
+#[cfg(feature = "otlp")]
+#[cfg_attr(test, allow(dead_code))]
+mod otlp {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{EnvFilter, Registry};
+
+    /// Installs `Registry + level filter + tracing-opentelemetry + tailrace-log's JSON layer`
+    /// (the order `tailrace_log`'s `opentelemetry` feature documents) for the whole process,
+    /// with an OTLP exporter to the endpoint in `OTEL_EXPORTER_OTLP_ENDPOINT`. Shut the
+    /// returned provider down before exiting, or the last batch of spans is lost.
+    pub fn init(
+        log: tailrace_log::Config,
+        service: &str,
+    ) -> Result<(tailrace_log::Guard, SdkTracerProvider), Box<dyn std::error::Error>> {
+        // The exporter's reqwest client is built with the workspace's reqwest features (see
+        // `http_client`): install the crypto provider first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let exporter = SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(service.to_owned())
+                    .build(),
+            )
+            .build();
+        let otel =
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("tailrace-log-example"));
+        // `Config::init`'s level variables, for the filter that is ours to add here.
+        let level = ["LOG_LEVEL", "RUST_LOG"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+            .unwrap_or_else(|| "info".to_owned());
+        let filter =
+            EnvFilter::try_new(&level).map_err(|e| format!("LOG_LEVEL/RUST_LOG {level:?}: {e}"))?;
+        let (json, guard) = log.layer()?;
+        tracing::subscriber::set_global_default(
+            Registry::default().with(filter).with(otel).with(json),
+        )?;
+        tracing_log::LogTracer::init()?;
+        Ok((guard, provider))
+    }
 }
 
 /// `service healthcheck`: exits 0 (`Ok`) when the instance on this host answers `/healthz`
