@@ -282,8 +282,9 @@ impl Level<'static> {
 /// How far into a line its level word is looked for.
 const LEVEL_WORD_WINDOW: usize = 128;
 
-/// The level of a record, as written: the extracted field `level`, else the `level` key of
-/// a JSON line, else a logfmt `level=`, else the first level word (`TRACE`, `DEBUG`, `INFO`,
+/// The level of a record, as written: the extracted field `level`, else the level key of
+/// a JSON line (`level`, or a `tailrace-log` profile's: `log.level`, `severity`,
+/// `severity_text`), else a logfmt `level=`, else the first level word (`TRACE`, `DEBUG`, `INFO`,
 /// `WARN`, `WARNING`, `ERROR`, `FATAL`, any case, a whole word) in the line's first
 /// [`LEVEL_WORD_WINDOW`] bytes. Borrowed from the record (a JSON value with escapes, the
 /// rare exception, is decoded).
@@ -312,7 +313,11 @@ fn json_level(line: &str) -> Option<Option<Cow<'_, str>>> {
     let mut level = None;
     let mut seen = false;
     let scanned = scan_object(line, |key, value| {
-        if seen || key.plain_bytes() != Some(tailrace_log::contract::LEVEL.as_bytes()) {
+        if seen
+            || !key
+                .plain_bytes()
+                .is_some_and(super::json_fields::is_level_key)
+        {
             return;
         }
         seen = true;
@@ -446,6 +451,13 @@ mod tests {
             (r#"{"level":"tr\u0061ce"}"#, Some("trace")),
             (r#"{"level":"info","level":"error"}"#, Some("info")),
             (r#"{"ctx":{"level":"debug"},"msg":"ERROR x"}"#, None),
+            // tailrace-log's ECS, GCP and OTel profiles.
+            (r#"{"@timestamp":"x","log.level":"debug"}"#, Some("debug")),
+            (r#"{"severity":"WARNING","message":"x"}"#, Some("WARNING")),
+            (
+                r#"{"severity_text":"TRACE","severity_number":1}"#,
+                Some("TRACE"),
+            ),
             ("ts=1 level=warn msg=\"a b\"", Some("warn")),
             ("ts=1 level=\"debug\" msg=x", Some("debug")),
             ("ts=1 loglevel=info msg=x", Some("info")),

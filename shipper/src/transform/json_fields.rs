@@ -81,6 +81,16 @@ const ECS_SPAN_ID_KEY: &[u8] = ecs::SPAN_ID.as_bytes();
 const GCP_SPAN_ID_KEY: &[u8] = gcp::SPAN_ID.as_bytes();
 const OTEL_SPAN_ID_KEY: &[u8] = otel::SPAN_ID.as_bytes();
 
+/// Whether `key` names a line's level in one of `tailrace-log`'s key profiles (`level`,
+/// ECS `log.level`, GCP `severity`, OTel `severity_text`): the one list, for every stage
+/// that reads a JSON line's level.
+pub fn is_level_key(key: &[u8]) -> bool {
+    matches!(
+        key,
+        LEVEL_KEY | ECS_LEVEL_KEY | GCP_LEVEL_KEY | OTEL_LEVEL_KEY
+    )
+}
+
 /// What [`extract`] found in one line. All empty when the line is not a JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JsonFields {
