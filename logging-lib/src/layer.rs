@@ -16,8 +16,9 @@
 //! straight into a per-thread buffer that is reused, so steady state allocates nothing.
 
 use std::any::TypeId;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use tracing_core::field::{Field, Visit};
@@ -303,6 +304,8 @@ pub struct JsonLayer<S> {
     format: LineFormat,
     sink: NonBlocking,
     access: SpanAccess,
+    /// Tells this logger's [`SpanCache`]s from another's.
+    id: u64,
     /// The dispatcher this layer runs in, to ask `tracing-opentelemetry` for its ids: it keeps
     /// them private and answers only by dispatcher and span id. Weak: the dispatcher owns us.
     #[cfg(feature = "opentelemetry")]
@@ -317,6 +320,8 @@ struct OutKey {
     prefixed: bool,
     /// Whether it is prefixed in a span line, where [`SPAN_LINE_KEYS`] are taken too.
     prefixed_in_span_line: bool,
+    /// Whether `name` is written as is (nothing to escape): then `write` copies it.
+    plain: bool,
 }
 
 impl OutKey {
@@ -327,6 +332,7 @@ impl OutKey {
             name,
             prefixed,
             prefixed_in_span_line: prefixed || SPAN_LINE_KEYS.contains(&name),
+            plain: !name.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'),
         }
     }
 
@@ -366,7 +372,11 @@ impl OutKey {
         if self.prefixed {
             out.extend_from_slice(USER_KEY_PREFIX.as_bytes());
         }
-        json::escape_into(out, self.name);
+        if self.plain {
+            out.extend_from_slice(self.name.as_bytes());
+        } else {
+            json::escape_into(out, self.name);
+        }
         out.extend_from_slice(b"\":");
     }
 }
@@ -462,6 +472,7 @@ struct Scratch {
     message: Vec<u8>,
     seen: SeenKeys,
     keys: KeyCache,
+    span: SpanCache,
 }
 
 impl Scratch {
@@ -472,6 +483,106 @@ impl Scratch {
             message: Vec::new(),
             seen: SeenKeys::new(),
             keys: KeyCache::new(),
+            span: SpanCache::new(),
+        }
+    }
+}
+
+thread_local! {
+    /// Bumped on every span enter, exit and close seen on this thread by any [`JsonLayer`]:
+    /// the current span can only change through one of them (a span cannot close while it
+    /// is entered, so its id cannot be reused under a cache either), so a [`SpanCache`]
+    /// built at one value still describes the current span while the value is unchanged.
+    /// A plain `Cell`, apart from [`SCRATCH`], because spans are entered while an event is
+    /// being formatted (a `Debug` impl that enters a span).
+    static SPAN_EPOCH: Cell<u64> = const { Cell::new(0) };
+}
+
+fn bump_span_epoch() {
+    SPAN_EPOCH.with(|e| e.set(e.get().wrapping_add(1)));
+}
+
+/// Bumped after any span's fields or ids change (`record`, `set_remote_parent`), on any
+/// thread: every thread's [`SpanCache`] is stale from then on. Recording a span's fields is
+/// rare next to events, so one counter for all spans is enough.
+static FIELDS_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Gives every [`JsonLayer`] its own id: one thread's cache must not serve another logger.
+static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// This thread's rendering of the current span's part of an event line, for one logger:
+/// the registry lookups (current span, its extensions, every ancestor's) and the rendering
+/// of span keys are done once, not on every event, while the span stays current.
+///
+/// Valid while the layer, this thread's [`SPAN_EPOCH`] and [`FIELDS_GENERATION`] are what
+/// they were when it was built. Used only for contextual events (an explicit `parent:`
+/// takes the registry path).
+struct SpanCache {
+    /// 0: empty.
+    layer: u64,
+    epoch: u64,
+    generation: u64,
+    /// The current span, `None` when there is none.
+    id: Option<Id>,
+    /// `,"trace_id":…` of the current span (empty when it has no data of ours).
+    ids: Vec<u8>,
+    /// `,"span":"name"`.
+    name: Vec<u8>,
+    /// The fields of the span and its ancestors, innermost first, each key once, rendered
+    /// as `,"key":value`.
+    fields: Vec<u8>,
+    /// Each field of `fields`: its key and where it ends in `fields`.
+    entries: Vec<(OutKey, usize)>,
+    /// The union of the entries' `filter_bit`s.
+    filter: u64,
+    seen: SeenKeys,
+}
+
+impl SpanCache {
+    const fn new() -> Self {
+        Self {
+            layer: 0,
+            epoch: 0,
+            generation: 0,
+            id: None,
+            ids: Vec::new(),
+            name: Vec::new(),
+            fields: Vec::new(),
+            entries: Vec::new(),
+            filter: 0,
+            seen: SeenKeys::new(),
+        }
+    }
+
+    fn is_valid(&self, layer: u64, epoch: u64, generation: u64) -> bool {
+        self.layer == layer && self.epoch == epoch && self.generation == generation
+    }
+
+    /// Appends one span's fields not already in the cache.
+    fn add_fields(&mut self, data: &SpanData) {
+        for (key, value) in &data.fields {
+            if self.seen.insert(*key) {
+                key.write(&mut self.fields);
+                self.fields.extend_from_slice(value);
+                self.entries.push((*key, self.fields.len()));
+                self.filter |= key.filter_bit();
+            }
+        }
+    }
+
+    /// Appends the span fields the event did not write itself.
+    fn write_fields(&self, line: &mut Vec<u8>, seen: &mut SeenKeys) {
+        if seen.filter & self.filter == 0 {
+            // No event key can be one of ours (the filter has no false negatives).
+            line.extend_from_slice(&self.fields);
+            return;
+        }
+        let mut start = 0;
+        for &(key, end) in &self.entries {
+            if seen.insert(key) {
+                line.extend_from_slice(&self.fields[start..end]);
+            }
+            start = end;
         }
     }
 }
@@ -492,6 +603,7 @@ where
                 context: Self::context_of,
                 set_remote_parent: Self::set_remote_parent_of,
             },
+            id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
             #[cfg(feature = "opentelemetry")]
             dispatch: std::sync::OnceLock::new(),
             _subscriber: PhantomData,
@@ -529,6 +641,7 @@ where
             );
             data.parent_span_id = Some(parent.span_id);
         }
+        FIELDS_GENERATION.fetch_add(1, Ordering::Release);
     }
 
     /// A span's ids: OpenTelemetry's when its layer runs (feature `opentelemetry`), else ours.
@@ -543,8 +656,13 @@ where
 
     #[cfg(feature = "opentelemetry")]
     fn otel_context(&self, span: &SpanRef<'_, S>) -> Option<TraceContext> {
+        self.otel_context_of(&span.id())
+    }
+
+    #[cfg(feature = "opentelemetry")]
+    fn otel_context_of(&self, id: &Id) -> Option<TraceContext> {
         let dispatch = self.dispatch.get()?.upgrade()?;
-        crate::otel::span_context_of(&dispatch, &span.id())
+        crate::otel::span_context_of(&dispatch, id)
     }
 
     fn write_caller(&self, line: &mut Vec<u8>, meta: &Metadata<'_>) {
@@ -670,6 +788,44 @@ where
         });
     }
 
+    /// Fills `cache` with the current span's part of an event line, from the registry.
+    fn build_span_cache(
+        &self,
+        cache: &mut SpanCache,
+        ctx: &Context<'_, S>,
+        epoch: u64,
+        generation: u64,
+    ) {
+        cache.layer = self.id;
+        cache.epoch = epoch;
+        cache.generation = generation;
+        cache.id = None;
+        cache.ids.clear();
+        cache.name.clear();
+        cache.fields.clear();
+        cache.entries.clear();
+        cache.filter = 0;
+        cache.seen.clear();
+        let Some(span) = ctx.lookup_current() else {
+            return;
+        };
+        cache.id = Some(span.id());
+        cache.name.extend_from_slice(&self.format.keys.span);
+        json::write_str(&mut cache.name, span.name(), self.format.value_cap);
+        if let Some(d) = span.extensions().get::<SpanData>() {
+            cache.ids.extend_from_slice(&d.ids_json);
+            cache.add_fields(d);
+        }
+        // Outer spans, innermost first: each lookup walks one step up.
+        let mut next = span.parent();
+        while let Some(outer) = next {
+            if let Some(d) = outer.extensions().get::<SpanData>() {
+                cache.add_fields(d);
+            }
+            next = outer.parent();
+        }
+    }
+
     fn format_event(&self, s: &mut Scratch, event: &Event<'_>, ctx: &Context<'_, S>) {
         let normalized = event.normalized_metadata();
         let meta: &Metadata<'_> = normalized.as_ref().unwrap_or_else(|| event.metadata());
@@ -695,6 +851,38 @@ where
             &s.message,
             meta.target(),
         );
+
+        if event.is_contextual() {
+            // The current span's part of the line, from this thread's cache (see
+            // `SpanCache`): no registry lookup while the span stays current.
+            let generation = FIELDS_GENERATION.load(Ordering::Acquire);
+            let epoch = SPAN_EPOCH.with(Cell::get);
+            if !s.span.is_valid(self.id, epoch, generation) {
+                self.build_span_cache(&mut s.span, ctx, epoch, generation);
+            }
+            let cache = &s.span;
+            if let Some(id) = &cache.id {
+                #[cfg(feature = "opentelemetry")]
+                if let Some(c) = self.otel_context_of(id) {
+                    self.format.keys.write_trace_ids(line, &c);
+                } else {
+                    line.extend_from_slice(&cache.ids);
+                }
+                #[cfg(not(feature = "opentelemetry"))]
+                let _ = id;
+                #[cfg(not(feature = "opentelemetry"))]
+                line.extend_from_slice(&cache.ids);
+                line.extend_from_slice(&cache.name);
+                self.write_caller(line, meta);
+                line.extend_from_slice(&s.fields);
+                cache.write_fields(line, &mut s.seen);
+            } else {
+                self.write_caller(line, meta);
+                line.extend_from_slice(&s.fields);
+            }
+            line.extend_from_slice(b"}\n");
+            return;
+        }
 
         match ctx.event_span(event) {
             Some(span) => {
@@ -786,14 +974,17 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        bump_span_epoch();
         self.update_timing(id, &ctx, Timing::enter);
     }
 
     fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        bump_span_epoch();
         self.update_timing(id, &ctx, Timing::exit);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        bump_span_epoch();
         if !self.format.span_events.contains(SpanEvents::CLOSE) {
             return;
         }
@@ -827,6 +1018,8 @@ where
         if let Some(data) = ext.get_mut::<SpanData>() {
             values.record(&mut span_visitor(&self.format, data));
         }
+        drop(ext);
+        FIELDS_GENERATION.fetch_add(1, Ordering::Release);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
