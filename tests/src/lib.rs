@@ -306,6 +306,34 @@ pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     child.wait().expect("wait")
 }
 
+/// A child process (tailrace, Promtail) killed when dropped: a test that fails leaves none
+/// behind, nor its hold on the test's output.
+pub struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn new(child: std::process::Child) -> Self {
+        KillOnDrop(Some(child))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        terminate(self.0.as_mut().expect("running"))
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Polls `done` until it holds or `limit` passes; returns whether it holds. A bound on a
 /// wait, never a timing assertion.
 pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {

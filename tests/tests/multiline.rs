@@ -6,11 +6,11 @@
 //! (against the Loki double and, in the real-Loki tier, a real Loki counting every copy).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use loki_double::{LokiDouble, RealLoki};
-use tailrace_e2e::{RunningShipper, terminate, testdata, wait_until};
+use tailrace_e2e::{KillOnDrop, RunningShipper, testdata, wait_until};
 
 /// One trace of `testdata/traces` and the ordinary lines a program writes around it.
 struct Case {
@@ -294,33 +294,17 @@ fn each_trace_arrives_as_one_entry_in_plain_docker_and_cri_files() {
     }
 }
 
-/// A tailrace process, killed (SIGKILL) when dropped.
-struct Process(Option<Child>);
-
-impl Process {
-    fn start(config: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
+/// Starts tailrace on `config`, killed when dropped.
+fn start(config: &Path) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
             .arg("--config")
             .arg(config)
             .env("LOG_LEVEL", "warn")
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start tailrace");
-        Process(Some(child))
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        terminate(self.0.as_mut().expect("running"))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+            .expect("start tailrace"),
+    )
 }
 
 /// Where the test's entries go and are read back: the double, or a real Loki.
@@ -430,7 +414,7 @@ fn sigkill_round(store: &Store) {
     let head = cri_lines(std::slice::from_ref(&before), &mut time);
     append(&log, &head);
     append(&log, &cri_lines(first_half, &mut time));
-    let tailrace = Process::start(&config);
+    let tailrace = start(&config);
     let held_from = head.len() as u64;
     let saved = wait_until(Duration::from_secs(30), || {
         saved_offset(&positions, &log).is_some_and(|o| o >= held_from)
@@ -447,7 +431,7 @@ fn sigkill_round(store: &Store) {
 
     append(&log, &cri_lines(second_half, &mut time));
     append(&log, &cri_lines(std::slice::from_ref(&after), &mut time));
-    let tailrace = Process::start(&config);
+    let tailrace = start(&config);
     let whole = java.join("\n");
     let arrived = wait_until(Duration::from_secs(60), || {
         store.stored().1.contains(&whole)

@@ -15,37 +15,16 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use loki_double::{RealLoki, promtail_binary_or_skip};
-use tailrace_e2e::{terminate, wait_until};
+use tailrace_e2e::{KillOnDrop, wait_until};
 
 const JOB: &str = "promtail-takeover";
 /// Lines per file Promtail ships before it is stopped, and lines written after.
 const BEFORE: u64 = 300;
 const AFTER: u64 = 200;
-
-/// A child process killed when dropped: a failing test leaves none behind.
-struct Process(Option<Child>);
-
-impl Process {
-    fn stop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let status = terminate(&mut child);
-            assert!(status.success(), "stopped with {status}");
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn append(path: &Path, name: &str, from: u64, to: u64) {
     let mut file = std::fs::OpenOptions::new()
@@ -103,14 +82,14 @@ fn tailrace_continues_where_promtail_stopped_with_every_line_once() {
     )
     .unwrap();
     let promtail_log = dir.path().join("promtail.log");
-    let mut running = Process(Some(
+    let running = KillOnDrop::new(
         Command::new(&promtail)
             .arg(format!("-config.file={}", promtail_config.display()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&promtail_log).unwrap())
             .spawn()
             .expect("start promtail"),
-    ));
+    );
     let shipped = wait_until(Duration::from_secs(90), || {
         files
             .iter()
@@ -125,7 +104,8 @@ fn tailrace_continues_where_promtail_stopped_with_every_line_once() {
             .collect::<Vec<_>>(),
         log_of(&promtail_log)
     );
-    running.stop();
+    let status = running.terminate();
+    assert!(status.success(), "stopped with {status}");
     let promtail_saved = log_of(&promtail_positions);
     let mut sizes = Vec::new();
     for file in &files {
@@ -179,7 +159,7 @@ fn tailrace_continues_where_promtail_stopped_with_every_line_once() {
 
     // 4. tailrace takes over Promtail's positions and ships the rest.
     let tailrace_log = dir.path().join("tailrace.log");
-    let mut running = Process(Some(
+    let running = KillOnDrop::new(
         Command::new(tailrace)
             .arg("--config")
             .arg(&config)
@@ -187,7 +167,7 @@ fn tailrace_continues_where_promtail_stopped_with_every_line_once() {
             .stderr(std::fs::File::create(&tailrace_log).unwrap())
             .spawn()
             .expect("start tailrace"),
-    ));
+    );
     let expected = |file: &Path| if file == delta { AFTER } else { BEFORE + AFTER };
     let all: Vec<PathBuf> = files.iter().cloned().chain([delta.clone()]).collect();
     let arrived = wait_until(Duration::from_secs(90), || {
@@ -196,7 +176,8 @@ fn tailrace_continues_where_promtail_stopped_with_every_line_once() {
     });
     // Stopped gracefully: whatever it read is sent before it exits, so a resend (of the
     // lines Promtail shipped) would be in Loki by the count below.
-    running.stop();
+    let status = running.terminate();
+    assert!(status.success(), "stopped with {status}");
     let log = log_of(&tailrace_log);
     assert!(arrived, "tailrace did not ship the lines:\n{log}");
 

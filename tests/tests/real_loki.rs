@@ -10,12 +10,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use loki_double::RealLoki;
 use tailrace_e2e::{
-    LineWriter, Rotation, first_missing, http_get, seq_of, signal, terminate, wait_until,
+    KillOnDrop, LineWriter, Rotation, first_missing, http_get, seq_of, signal, wait_until,
 };
 
 /// A tailrace process under test, its log kept for a failure's message.
@@ -50,7 +50,7 @@ impl Tailrace {
         }
     }
 
-    fn start(&self) -> Process {
+    fn start(&self) -> KillOnDrop {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -62,7 +62,7 @@ impl Tailrace {
             .env("LOG_LEVEL", "info")
             .stderr(log)
             .spawn()
-            .map(|child| Process(Some(child)))
+            .map(KillOnDrop::new)
             .expect("start tailrace")
     }
 
@@ -99,32 +99,8 @@ fn free_port() -> std::net::SocketAddr {
     listener.local_addr().unwrap()
 }
 
-/// A tailrace process, killed when dropped: a test that fails leaves none behind (nor
-/// its hold on the test's output).
-struct Process(Option<Child>);
-
-impl Process {
-    fn id(&self) -> u32 {
-        self.0.as_ref().expect("running").id()
-    }
-
-    /// SIGTERM, and the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        terminate(self.0.as_mut().expect("running"))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// SIGKILL.
-fn kill(child: Process) {
+fn kill(child: KillOnDrop) {
     drop(child);
 }
 
