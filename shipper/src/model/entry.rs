@@ -314,13 +314,20 @@ impl Metadata {
         self.truncated = true;
     }
 
-    /// Adds a pair of the configuration's choosing (the `structured_metadata` stage); a
-    /// name already there gets the new value.
-    pub fn push(&mut self, name: &str, value: &str) {
+    /// Adds pairs of the configuration's choosing (the `structured_metadata` stage, pod
+    /// metadata); a name already there gets the new value. The list is rebuilt once per call,
+    /// not once per pair.
+    pub fn extend<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let mut pairs = pairs.into_iter().peekable();
+        if pairs.peek().is_none() {
+            return;
+        }
         let mut others = self.other.take().map(Vec::from).unwrap_or_default();
-        match others.iter_mut().find(|(n, _)| n == name) {
-            Some((_, v)) => value.clone_into(v),
-            None => others.push((name.to_owned(), value.to_owned())),
+        for (name, value) in pairs {
+            match others.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) => value.clone_into(v),
+                None => others.push((name.to_owned(), value.to_owned())),
+            }
         }
         self.other = Some(others.into_boxed_slice());
     }

@@ -89,16 +89,18 @@ struct StructuredMetadata {
 impl Stage for StructuredMetadata {
     fn push(&mut self, mut record: Record, start: u64, out: &mut Out<'_>) {
         let (fields, line, metadata) = (&record.fields, &record.line, &mut record.metadata);
-        for (slot, field) in self.pairs.iter() {
-            let Some(value) = fields.get(field, line).filter(|v| !v.is_empty()) else {
-                continue;
-            };
+        let values = self.pairs.iter().filter_map(|(slot, field)| {
+            Some((slot, fields.get(field, line).filter(|v| !v.is_empty())?))
+        });
+        let mut others = Vec::new();
+        for (slot, value) in values {
             match slot {
                 Slot::TraceId => metadata.set_trace_id(Text::of(value, line)),
                 Slot::SpanId => metadata.set_span_id(Text::of(value, line)),
-                Slot::Other(name) => metadata.push(name, value),
+                Slot::Other(name) => others.push((name.as_str(), value)),
             }
         }
+        metadata.extend(others);
         out(record, start);
     }
 }

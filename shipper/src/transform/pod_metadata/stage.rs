@@ -145,9 +145,12 @@ impl PodMetadataStage {
                 }
             });
         }
-        for (name, value) in &resolved.metadata {
-            record.metadata.push(name, value);
-        }
+        record.metadata.extend(
+            resolved
+                .metadata
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
         match &mut self.chain {
             Some(chain) => chain.push(record, start, out),
             None => out(record, start),
