@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
-use loki_double::LokiDouble;
+use loki_double::{LokiDouble, RealLoki};
 use tailrace_e2e::{http_get, signal, wait_until};
 
 /// Counts the allocations of the current thread.
@@ -79,12 +79,12 @@ struct Program {
 }
 
 impl Program {
-    fn start(loki: &LokiDouble, dir: &Path, stages: &str) -> Self {
+    fn start(push_url: &str, dir: &Path, stages: &str) -> Self {
         let port = free_port();
         let config = dir.join("tailrace.yaml");
         let yaml = format!(
             "loki:\n  url: {}\n  batch: {{ max_bytes: 64KiB, max_wait: 100ms }}\nserver: {{ listen: 127.0.0.1:{port} }}\nshutdown_timeout: 2s\npositions:\n  path: {}\n  sync_interval: 100ms\ninputs:\n  - paths: [\"{}/*.log\"]\n    format: plain\n    labels: {{ job: app }}\n    stages:\n{stages}",
-            loki.url(),
+            push_url,
             dir.join("positions.json").display(),
             dir.join("logs").display()
         );
@@ -163,7 +163,7 @@ fn drops_are_counted_by_reason_acknowledged_and_only_kept_lines_reach_loki() {
     // The limit's rate is so low that no token comes back during the test: the burst of 15
     // passes, the rest of the kept lines are dropped.
     let stages = "      - drop: { level: [debug, trace] }\n      - drop: { regex: 'GET /healthz' }\n      - drop: { older_than: 24h }\n      - limit: { rate: 0.0001, burst: 15, by_label: job, action: drop }\n";
-    let program = Program::start(&loki, dir.path(), stages);
+    let program = Program::start(&loki.url(), dir.path(), stages);
     let want = [
         ("drop_level", 11),
         ("drop_regex", 21),
@@ -210,7 +210,7 @@ fn a_limit_that_waits_loses_nothing_and_keeps_the_order() {
     std::fs::write(logs.join("app.log"), &text).unwrap();
 
     let stages = "      - limit: { rate: 40, burst: 10, action: wait }\n";
-    let program = Program::start(&loki, dir.path(), stages);
+    let program = Program::start(&loki.url(), dir.path(), stages);
     assert!(
         loki.wait_for_entries(lines.len() as u64, Duration::from_secs(60)),
         "every line arrives, in time"
@@ -225,6 +225,69 @@ fn a_limit_that_waits_loses_nothing_and_keeps_the_order() {
     assert_eq!(dropped(&metrics, "limit"), 0, "{metrics}");
     let stored: Vec<String> = loki.entries().into_iter().map(|e| e.line).collect();
     assert_eq!(stored, lines, "once each, in order");
+}
+
+/// The delivery claims above, in a real Loki and counting every stored copy: a `drop` and a
+/// `limit` that waits store each kept line exactly once and nothing dropped; a graceful
+/// restart in the middle (positions past dropped lines, held lines read again) sends
+/// nothing twice.
+#[test]
+fn in_a_real_loki_each_kept_line_is_stored_once_and_no_dropped_one() {
+    let Some(loki) = RealLoki::start_or_skip("in_a_real_loki_each_kept_line_is_stored_once") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let write = |from: usize, to: usize| {
+        let mut text = String::new();
+        for i in from..to {
+            text += &format!("keep {i:03}\n");
+            if i % 3 == 0 {
+                text += &format!("GET /healthz {i}\n");
+            }
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logs.join("app.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+    };
+    let stages = "      - drop: { regex: 'GET /healthz' }\n      - limit: { rate: 40, burst: 10, action: wait }\n";
+    let all = r#"{job="app"}"#;
+    write(0, 60);
+    let program = Program::start(&loki.push_url(), dir.path(), stages);
+    assert!(
+        wait_until(Duration::from_secs(60), || loki.count_over_time(all) == 60),
+        "the first 60 kept lines: {}",
+        loki.count_over_time(all)
+    );
+    program.stop();
+    write(60, 100);
+    let program = Program::start(&loki.push_url(), dir.path(), stages);
+    assert!(
+        wait_until(Duration::from_secs(60), || loki.count_over_time(all) >= 100),
+        "all 100 kept lines: {}",
+        loki.count_over_time(all)
+    );
+    let size = std::fs::metadata(logs.join("app.log")).unwrap().len();
+    assert!(
+        wait_until(Duration::from_secs(30), || saved_offset(dir.path())
+            == Some(size)),
+        "the position reaches the end"
+    );
+    program.stop();
+    assert_eq!(
+        loki.count_over_time(all),
+        100,
+        "every copy counted: each kept line once"
+    );
+    assert_eq!(
+        loki.count_over_time(r#"{job="app"} |= "healthz""#),
+        0,
+        "no dropped line stored"
+    );
 }
 
 #[test]
