@@ -266,6 +266,7 @@ fn memory_budget(config: &Config, telemetry: &Telemetry) -> MemoryBudget {
         metrics.memory_in_flight.clone(),
     )
     .with_tenants(tenants)
+    .reporting_to(Arc::clone(&telemetry.health))
 }
 
 /// `/metrics`, `/healthz`, `/ready` and `/status`, until the run ends.

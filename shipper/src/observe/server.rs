@@ -99,6 +99,8 @@ struct HealthState {
     positions_error: Option<String>,
     /// Why pod metadata cannot be watched on the Kubernetes API, until it can.
     kubernetes_error: Option<String>,
+    /// Since when entries have been in flight without a break (`None`: nothing waits).
+    waiting_since: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +148,18 @@ impl Health {
         self.lock().files = files;
     }
 
+    /// Entries are in flight (read, not yet accepted by Loki) or not, as of `now`. The
+    /// memory budget calls it when its entries go from none to some and back, so the wait
+    /// is counted from the moment entries began to wait, not from the last quiet push.
+    pub fn set_entries_waiting(&self, waiting: bool, now: Instant) {
+        let mut state = self.lock();
+        match (waiting, state.waiting_since) {
+            (true, None) => state.waiting_since = Some(now),
+            (false, Some(_)) => state.waiting_since = None,
+            _ => {}
+        }
+    }
+
     /// Records how a push for `tenant` (empty for none) ended.
     pub fn push_result(&self, tenant: &str, result: PushReport) {
         let mut state = self.lock();
@@ -160,17 +174,18 @@ impl Health {
     }
 
     /// Ready iff positions are loaded, the first discovery is done, and not (entries wait
-    /// and no push was accepted for longer than `unready_after`, counted from the later of
-    /// start and the last accepted push). `now` is a parameter so tests need not sleep.
-    pub fn readiness(&self, entries_waiting: bool, now: Instant) -> Readiness {
-        self.readiness_of(&self.lock(), entries_waiting, now)
+    /// and no push was accepted for longer than `unready_after`, counted from the latest of
+    /// start, the last accepted push and the moment entries began to wait). `now` is a
+    /// parameter so tests need not sleep.
+    pub fn readiness(&self, now: Instant) -> Readiness {
+        self.readiness_of(&self.lock(), now)
     }
 
     /// The state as JSON for `/status`: readiness, files with their unread bytes, and per
     /// tenant the last push and the last accepted one. Times are RFC 3339 UTC.
-    pub fn status_json(&self, entries_waiting: bool, now: Instant) -> Value {
+    pub fn status_json(&self, now: Instant) -> Value {
         let state = self.lock();
-        let readiness = self.readiness_of(&state, entries_waiting, now);
+        let readiness = self.readiness_of(&state, now);
         let unread_bytes: u64 = state.files.iter().map(FileStatus::unread).sum();
         let tenants: serde_json::Map<String, Value> = state
             .tenants
@@ -200,7 +215,7 @@ impl Health {
         })
     }
 
-    fn readiness_of(&self, state: &HealthState, entries_waiting: bool, now: Instant) -> Readiness {
+    fn readiness_of(&self, state: &HealthState, now: Instant) -> Readiness {
         let mut reasons = Vec::new();
         if !state.positions_loaded {
             reasons.push("positions file not loaded yet".to_owned());
@@ -216,16 +231,20 @@ impl Health {
                 "pod metadata: the Kubernetes API cannot be watched ({error}); lines ship with their path's labels"
             ));
         }
-        let since = state
-            .last_success
-            .map_or(self.started, |at| at.max(self.started));
-        let stalled_for = now.saturating_duration_since(since);
-        if entries_waiting && stalled_for > self.unready_after {
-            reasons.push(format!(
-                "no push accepted by Loki for {} s while entries wait ({})",
-                stalled_for.as_secs(),
-                last_error(state)
-            ));
+        if let Some(waiting_since) = state.waiting_since {
+            let since = [Some(self.started), state.last_success, Some(waiting_since)]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(self.started);
+            let stalled_for = now.saturating_duration_since(since);
+            if stalled_for > self.unready_after {
+                reasons.push(format!(
+                    "no push accepted by Loki for {} s while entries wait ({})",
+                    stalled_for.as_secs(),
+                    last_error(state)
+                ));
+            }
         }
         Readiness {
             ready: reasons.is_empty(),
@@ -334,11 +353,6 @@ impl Server {
     }
 }
 
-/// Entries are waiting when bytes are read but not yet accepted by Loki.
-fn entries_waiting(metrics: &Metrics) -> bool {
-    metrics.memory_in_flight.get() > 0
-}
-
 async fn metrics_text(State(app): State<AppState>) -> Response {
     let text = app.metrics.encode();
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
@@ -349,9 +363,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn ready(State(app): State<AppState>) -> Response {
-    let readiness = app
-        .health
-        .readiness(entries_waiting(&app.metrics), Instant::now());
+    let readiness = app.health.readiness(Instant::now());
     if readiness.ready {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -362,10 +374,7 @@ async fn ready(State(app): State<AppState>) -> Response {
 }
 
 async fn status(State(app): State<AppState>) -> Response {
-    let body = app
-        .health
-        .status_json(entries_waiting(&app.metrics), Instant::now())
-        .to_string();
+    let body = app.health.status_json(Instant::now()).to_string();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -492,7 +501,7 @@ mod tests {
         let server = start(Duration::from_millis(50)).await;
         server.health.set_positions_loaded();
         server.health.set_discovery_done();
-        server.metrics.memory_in_flight.set(1000);
+        server.health.set_entries_waiting(true, Instant::now());
         server
             .health
             .push_result("", report(false, None, "connection refused"));
@@ -514,10 +523,10 @@ mod tests {
         );
 
         // Nothing waiting: a quiet shipper is not a stuck one.
-        server.metrics.memory_in_flight.set(0);
+        server.health.set_entries_waiting(false, Instant::now());
         assert_eq!(http_get(server.addr, "/ready").await.status, 200);
 
-        server.metrics.memory_in_flight.set(1000);
+        server.health.set_entries_waiting(true, Instant::now());
         server.health.push_result("", report(true, Some(204), ""));
         assert_eq!(http_get(server.addr, "/ready").await.status, 200);
     }
@@ -528,13 +537,10 @@ mod tests {
         health.set_positions_loaded();
         health.set_discovery_done();
         let start = Instant::now();
-        assert!(
-            health
-                .readiness(true, start + Duration::from_secs(30))
-                .ready
-        );
+        health.set_entries_waiting(true, start);
+        assert!(health.readiness(start + Duration::from_secs(30)).ready);
 
-        let later = health.readiness(true, start + Duration::from_secs(312));
+        let later = health.readiness(start + Duration::from_secs(312));
         assert!(!later.ready);
         assert_eq!(
             later.reasons,
@@ -544,7 +550,7 @@ mod tests {
         health.push_result("a", report(false, Some(500), "internal error"));
         health.push_result("b", report(false, Some(429), "rate limited"));
         let reasons = health
-            .readiness(true, Instant::now() + Duration::from_secs(120))
+            .readiness(Instant::now() + Duration::from_secs(120))
             .reasons;
         assert_eq!(reasons.len(), 1);
         assert!(
@@ -556,18 +562,47 @@ mod tests {
         let after_success = Instant::now();
         assert!(
             health
-                .readiness(true, after_success + Duration::from_secs(59))
+                .readiness(after_success + Duration::from_secs(59))
                 .ready
         );
         assert!(
             !health
-                .readiness(true, after_success + Duration::from_secs(61))
+                .readiness(after_success + Duration::from_secs(61))
                 .ready
         );
+        health.set_entries_waiting(false, after_success + Duration::from_secs(61));
         assert!(
             health
-                .readiness(false, after_success + Duration::from_secs(61))
+                .readiness(after_success + Duration::from_secs(61))
                 .ready
+        );
+    }
+
+    /// A quiet shipper whose last push was long ago is not unready the moment a new line
+    /// waits: the line gets `unready_after` from when it began to wait.
+    #[test]
+    fn readiness_counts_a_new_wait_from_when_it_began() {
+        let health = Health::new(Duration::from_secs(1));
+        health.set_positions_loaded();
+        health.set_discovery_done();
+        health.push_result("", report(true, Some(204), ""));
+        let quiet_until = Instant::now() + Duration::from_secs(600);
+        assert!(health.readiness(quiet_until).ready, "nothing waits");
+
+        health.set_entries_waiting(true, quiet_until);
+        assert!(
+            health
+                .readiness(quiet_until + Duration::from_millis(900))
+                .ready
+        );
+        // Still waiting: the first moment stays, a repeated call does not restart it.
+        health.set_entries_waiting(true, quiet_until + Duration::from_secs(1));
+        let stuck = health.readiness(quiet_until + Duration::from_millis(1100));
+        assert!(!stuck.ready);
+        assert!(
+            stuck.reasons[0].starts_with("no push accepted by Loki for 1 s"),
+            "{:?}",
+            stuck.reasons
         );
     }
 

@@ -7,6 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use crate::observe::server::Health;
 
 /// One bound over what is in flight: every entry read and not yet accepted by Loki, the
 /// read buffers that hold partial lines, and the encoded request bodies. At the bound the
@@ -23,6 +26,8 @@ pub struct MemoryBudget {
     tenant_share: usize,
     /// `tailrace_memory_in_flight_bytes`, kept equal to the total.
     gauge: prometheus_client::metrics::gauge::Gauge,
+    /// Told when entries begin to wait and when none wait any more (for `/ready`).
+    health: Option<Arc<Health>>,
 }
 
 #[derive(Default)]
@@ -33,6 +38,8 @@ struct InFlight {
     buffers: usize,
     bodies: usize,
     closed: bool,
+    /// `entries > 0` as last told to the health state.
+    waiting: bool,
 }
 
 impl InFlight {
@@ -50,7 +57,15 @@ impl MemoryBudget {
             max,
             tenant_share: max,
             gauge,
+            health: None,
         }
+    }
+
+    /// Tells `health` when entries begin to wait and when none wait any more, so `/ready`
+    /// counts a stall from the moment entries began to wait.
+    pub fn reporting_to(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// Lines go to `tenants` tenants: with more than one, each may hold half the bound.
@@ -78,7 +93,7 @@ impl MemoryBudget {
                 st.by_tenant.insert(Arc::clone(tenant), n);
             }
         }
-        self.gauge.set(st.total() as i64);
+        self.publish(&mut st);
         Some(st.total())
     }
 
@@ -121,8 +136,20 @@ impl MemoryBudget {
     fn update(&self, change: impl FnOnce(&mut InFlight)) {
         let mut st = self.state.lock().expect("memory lock");
         change(&mut st);
-        self.gauge.set(st.total() as i64);
+        self.publish(&mut st);
         self.freed.notify_all();
+    }
+
+    /// The gauge, and the health state when entries began or stopped waiting.
+    fn publish(&self, st: &mut InFlight) {
+        self.gauge.set(st.total() as i64);
+        let waiting = st.entries > 0;
+        if waiting != st.waiting {
+            st.waiting = waiting;
+            if let Some(health) = &self.health {
+                health.set_entries_waiting(waiting, Instant::now());
+            }
+        }
     }
 
     /// Wakes waiters and refuses further takes.
@@ -160,6 +187,28 @@ mod tests {
         assert_eq!(m.in_use(), 10);
         m.close();
         assert_eq!(m.acquire(&t, 1000), None);
+    }
+
+    #[test]
+    fn entries_beginning_and_ending_to_wait_reach_the_health_state() {
+        let health = Arc::new(Health::new(Duration::ZERO));
+        health.set_positions_loaded();
+        health.set_discovery_done();
+        let m = MemoryBudget::new(100, Default::default()).reporting_to(Arc::clone(&health));
+        let t: Arc<str> = Arc::from("");
+        let later = || Instant::now() + Duration::from_secs(1);
+        m.set_buffers(50);
+        assert!(
+            health.readiness(later()).ready,
+            "buffers alone are not waiting entries"
+        );
+        m.acquire(&t, 10);
+        assert!(
+            !health.readiness(later()).ready,
+            "an entry waits, nothing accepted"
+        );
+        m.release(&t, 10);
+        assert!(health.readiness(later()).ready, "nothing waits any more");
     }
 
     #[test]
