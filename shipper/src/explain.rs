@@ -66,7 +66,7 @@ pub fn explain(
     let plan = Plan::new(input, &ctx);
     let log = Arc::new(Mutex::new(Log::default()));
     let traced = plan
-        .named_stages(file, &labels_from_path(file))
+        .named_stages(file, &labels_from_path(file), None)
         .into_iter()
         .map(|(name, inner)| {
             Box::new(Traced {

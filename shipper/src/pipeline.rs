@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::model::FileKey;
+use crate::model::{FileKey, Resumed};
 use crate::observe::server::Server;
 use crate::observe::telemetry::Telemetry;
 use crate::runtime::batching::{BatchSettings, batch_loop};
@@ -154,8 +154,9 @@ async fn run_to<S: Sink>(
     };
 
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(QUEUED_CHUNKS);
-    let saved: Vec<(FileKey, u64)> = sync
-        .snapshot()
+    let positions = sync.snapshot();
+    let resumed = positions.iter().map(|p| (p.id, p.resumed())).collect();
+    let saved: Vec<(FileKey, u64)> = positions
         .iter()
         .map(|p| {
             (
@@ -175,6 +176,7 @@ async fn run_to<S: Sink>(
     let reader = Reader {
         source: FileSource::new(&config),
         make_stages: stages_of(&config, &telemetry, pods),
+        resumed,
         tenants: (0..config.inputs.len())
             .map(|i| Arc::from(config.tenant_of(i)))
             .collect(),
@@ -302,8 +304,11 @@ fn stages_of(config: &Config, telemetry: &Arc<Telemetry>, pods: Option<PodMetada
         .map(|i| Plan::new(i, &ctx).with_pods(pods.clone(), &config.kubernetes.stages, &ctx))
         .collect();
     Box::new(
-        move |input: usize, path: &Path, source_labels: &[(String, String)]| {
-            plans[input].stages(path, source_labels)
+        move |input: usize,
+              path: &Path,
+              source_labels: &[(String, String)],
+              resumed: Option<&Resumed>| {
+            plans[input].stages(path, source_labels, resumed)
         },
     )
 }

@@ -66,6 +66,7 @@ fn stage(yaml: &str) -> Box<dyn Stage> {
     };
     maker(&config, &ctx)(&FileContext {
         path: Path::new("/var/log/app.log"),
+        resumed: None,
     })
 }
 

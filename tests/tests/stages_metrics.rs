@@ -315,7 +315,10 @@ fn drop_and_limit_allocate_nothing_per_line() {
                 StageConfig::Limit(c) => tailrace::transform::limit::maker(c, &ctx),
                 _ => unreachable!(),
             };
-            make(&FileContext { path })
+            make(&FileContext {
+                path,
+                resumed: None,
+            })
         })
         .collect();
     let labels = Arc::new(build_label_set([("pod".to_owned(), "api".to_owned())]).0);

@@ -14,7 +14,9 @@
 //!   bytes-to-text rules that the file formats and the stages both use; [`time_format`]:
 //!   the configured time formats and zones that the configuration checks and the
 //!   `timestamp` stage reads with.
-//! - [`kubelet_path`]: which pod a container log file belongs to, from kubelet's paths.
+//! - [`kubelet_path`]: which pod a container log file belongs to, from kubelet's paths;
+//!   [`pod_pin`]: the pod metadata a file's lines went out with, kept with its position so a
+//!   replay after a crash carries the same labels.
 
 pub mod cursor;
 pub mod entry;
@@ -22,6 +24,7 @@ pub mod fields;
 pub mod json_scan;
 pub mod kubelet_path;
 pub mod labels;
+pub mod pod_pin;
 pub mod record;
 pub mod rfc3339;
 pub mod text;
@@ -31,6 +34,7 @@ pub use cursor::{FileId, FileKey};
 pub use entry::{Entry, Line, Metadata, Stream, Text};
 pub use fields::Fields;
 pub use labels::LabelSet;
+pub use pod_pin::{PodPin, ResolvedPod, Resumed};
 pub use record::{Record, Split, Stdio};
 
 /// Names one batch from the batcher to the sink and back: unique across a run's tenants.

@@ -69,6 +69,11 @@ pub async fn batch_loop<S: Sink>(
             .entry(Arc::clone(&chunk.tenant))
             .or_insert_with(|| Batcher::new(&*chunk.tenant, settings.max_bytes, settings.max_wait));
         if settings.durable
+            && let Some(pin) = chunk.pin.clone()
+        {
+            sync.pin(&chunk.file, pin);
+        }
+        if settings.durable
             && let Some(last) = chunk.entries.last()
         {
             sync.promise(&chunk.file, last.end, settings.promise_ahead());

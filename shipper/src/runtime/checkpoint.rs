@@ -20,12 +20,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
-use crate::model::{BatchId, FileId, FileKey};
+use crate::model::{BatchId, FileId, FileKey, PodPin, Resumed};
 
-/// The positions file format this build writes. Version 1 (no `sent_to`) is still read.
-pub const POSITIONS_VERSION: u32 = 2;
+/// The positions file format this build writes. Versions 1 (no `sent_to`) and 2 (no `pod`)
+/// are still read.
+pub const POSITIONS_VERSION: u32 = 3;
 
 /// One file's saved position.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,18 @@ pub struct FilePosition {
     /// No byte at or past this offset was ever sent (at least `offset`): after a crash, the
     /// lines between `offset` and here may be in Loki already.
     pub sent_to: u64,
+    /// The pod metadata the file's records carried (see `model/pod_pin.rs`).
+    pub pod: Option<Arc<PodPin>>,
+}
+
+impl FilePosition {
+    /// What the file's stages are told when it is read again.
+    pub fn resumed(&self) -> Resumed {
+        Resumed {
+            sent_to: self.sent_to,
+            pod: self.pod.clone(),
+        }
+    }
 }
 
 /// The on-disk form of one position: plain integers, one object per file.
@@ -53,6 +68,8 @@ struct SavedPosition {
     /// Only written when above `offset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sent_to: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pod: Option<Arc<PodPin>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -198,6 +215,7 @@ impl Positions {
                     id,
                     offset: f.offset,
                     sent_to: f.sent_to.unwrap_or(0).max(f.offset),
+                    pod: f.pod,
                 };
                 (id, position)
             })
@@ -226,6 +244,7 @@ impl Positions {
                     fingerprint: p.id.fingerprint,
                     offset: p.offset,
                     sent_to: (p.sent_to > p.offset).then_some(p.sent_to),
+                    pod: p.pod.clone(),
                 })
                 .collect(),
             takeover: self.takeover.clone(),
@@ -275,6 +294,11 @@ impl Positions {
         entry.sent_to = entry.sent_to.max(to);
     }
 
+    /// Records the pod metadata this file's records carry (see `model/pod_pin.rs`).
+    pub fn pin(&mut self, path: &Path, id: FileId, pin: Arc<PodPin>) {
+        self.entry(path, id).pod = Some(pin);
+    }
+
     /// Sets every file's `sent_to` to what was really sent, `sent(id)` (at shutdown, when
     /// the promises made ahead are no longer needed): a file with nothing in flight keeps
     /// none.
@@ -290,6 +314,7 @@ impl Positions {
             id,
             offset: 0,
             sent_to: 0,
+            pod: None,
         });
         if entry.path != path {
             entry.path = path.to_owned();
@@ -451,6 +476,48 @@ mod tests {
         assert_eq!(loaded, p);
         assert_eq!(loaded.get(&id(1)).unwrap().offset, 42);
         assert!(!path.with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn a_files_pod_pin_is_kept_and_read_back_as_what_its_stages_resume_with() {
+        use crate::model::ResolvedPod;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("positions.json");
+        let mut p = Positions::default();
+        let pin = Arc::new(PodPin {
+            from: 12,
+            pod: Arc::new(ResolvedPod {
+                labels: vec![
+                    ("app".into(), "api".into()),
+                    ("job".into(), "shop/api".into()),
+                ],
+                metadata: vec![("pod_uid".into(), "u1".into())],
+                excluded: false,
+                stages: Some("java".into()),
+            }),
+        });
+        p.promise_sent_to(Path::new("/var/log/pods/a.log"), id(1), 90);
+        p.pin(Path::new("/var/log/pods/a.log"), id(1), Arc::clone(&pin));
+        p.set(Path::new("/var/log/pods/a.log"), id(1), 40);
+        p.save(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"version\": 3"), "{text}");
+        let (loaded, err) = Positions::load(&path);
+        assert!(err.is_none());
+        assert_eq!(loaded, p);
+        let resumed = loaded.get(&id(1)).unwrap().resumed();
+        assert_eq!(resumed.sent_to, 90);
+        assert_eq!(resumed.pod.as_deref(), Some(&*pin), "labels in their order");
+
+        // A version 2 file (no pins) is still read.
+        fs::write(
+            &path,
+            r#"{"version":2,"files":[{"path":"/a","dev":1,"ino":1,"fingerprint":7,"offset":3}]}"#,
+        )
+        .unwrap();
+        let (loaded, err) = Positions::load(&path);
+        assert!(err.is_none());
+        assert_eq!(loaded.get(&id(1)).unwrap().pod, None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::memory::MemoryBudget;
 use super::shutdown::Shutdown;
-use crate::model::{Entry, FileKey, LabelSet, Line, Metadata, Record};
+use crate::model::{Entry, FileKey, LabelSet, Line, Metadata, PodPin, Record};
 use crate::observe::telemetry::Telemetry;
 
 /// A chunk is sent once it has this many entries...
@@ -41,6 +41,9 @@ pub struct Chunk {
     pub entries: Vec<ChunkEntry>,
     /// What the memory bound was charged for the entries.
     pub charge: usize,
+    /// Pod metadata the file's records carry from here on, to be made durable with its
+    /// position before any of them is pushed (see `model/pod_pin.rs`).
+    pub pin: Option<Arc<PodPin>>,
 }
 
 /// One entry of a [`Chunk`], its line still in the chunk's `text`.
@@ -161,6 +164,12 @@ impl Emitter<'_> {
         chunk.charge += charge;
     }
 
+    /// The records of `tenant`'s `file` handed on from now carry `pin` (see
+    /// [`Chunk::pin`]): it goes with the chunk those records go in, or one before it.
+    pub fn pin(&mut self, tenant: &Arc<str>, file: &FileKey, pin: Arc<PodPin>) {
+        self.chunk_for(tenant, file, 0).pin = Some(pin);
+    }
+
     /// The chunk to add an entry of `tenant`'s `file` to, with room for `line_len` bytes.
     fn chunk_for(&mut self, tenant: &Arc<str>, file: &FileKey, line_len: usize) -> &mut Chunk {
         let full_or_other = |c: &Chunk| {
@@ -179,6 +188,7 @@ impl Emitter<'_> {
             text: String::with_capacity(CHUNK_TEXT.max(line_len)),
             entries: Vec::with_capacity(CHUNK_ENTRIES),
             charge: 0,
+            pin: None,
         })
     }
 

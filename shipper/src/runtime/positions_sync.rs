@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{FileId, FileKey};
+use crate::model::{FileId, FileKey, PodPin};
 use crate::observe::telemetry::Telemetry;
 use crate::runtime::checkpoint::Positions;
 
@@ -98,6 +98,17 @@ impl PositionsSync {
             return self.generation();
         }
         state.promised
+    }
+
+    /// The records of `file` from `pin.from` on carry `pin`'s pod metadata: it is written
+    /// with the file's position before a batch cut from now on may be sent, so that after a
+    /// crash the file's records are made with the same labels (see `model/pod_pin.rs`).
+    pub fn pin(&self, file: &FileKey, pin: Arc<PodPin>) {
+        let mut state = self.lock();
+        state.positions.pin(&file.path, file.id, pin);
+        state.promised += 1;
+        drop(state);
+        self.wake.notify_one();
     }
 
     /// The latest promise generation: a batch cut now must wait for it.

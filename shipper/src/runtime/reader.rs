@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::chunk::{Chunk, Emitter};
 use super::memory::MemoryBudget;
 use super::shutdown::Shutdown;
-use crate::model::{FileKey, Record};
+use crate::model::{FileId, FileKey, Record, Resumed};
 use crate::observe::server::FileStatus;
 use crate::observe::telemetry::Telemetry;
 use crate::source::{Polled, Read, Scanned, Source};
@@ -31,13 +31,18 @@ use crate::transform::Stages;
 /// Bytes read per file per poll, so one busy file does not starve the others.
 const READ_BUDGET: usize = 1024 * 1024;
 
-/// Makes the stages of a new input: (configured input, path, labels the source tells).
-pub type MakeStages = Box<dyn Fn(usize, &std::path::Path, &[(String, String)]) -> Stages + Send>;
+/// Makes the stages of a new input: (configured input, path, labels the source tells, what
+/// its file's lines went out with before a restart).
+pub type MakeStages =
+    Box<dyn Fn(usize, &std::path::Path, &[(String, String)], Option<&Resumed>) -> Stages + Send>;
 
 /// The reader thread's state.
 pub struct Reader<S: Source> {
     pub source: S,
     pub make_stages: MakeStages,
+    /// Per file read before a restart, what its lines went out with (its saved position's
+    /// promise and pod metadata), for the stages made for it.
+    pub resumed: HashMap<FileId, Resumed>,
     /// Per configured input, the tenant its lines go to.
     pub tenants: Vec<Arc<str>>,
     pub tx: mpsc::Sender<Chunk>,
@@ -136,7 +141,7 @@ impl<S: Source> Reader<S> {
                 true => (memory.tenant_room(&tenants[input]) / 4).min(READ_BUDGET),
             }
         };
-        let make_stages = &self.make_stages;
+        let (make_stages, resumed) = (&self.make_stages, &self.resumed);
         // The stages of the path whose lines are coming, out of `paths` while they come
         // (they come in runs per file): a map lookup per run rather than per line.
         let mut current: Option<(PathBuf, PathStages)> = None;
@@ -152,7 +157,12 @@ impl<S: Source> Reader<S> {
                 current = Some(paths.remove_entry(path).unwrap_or_else(|| {
                     let state = PathStages {
                         tenant: Arc::clone(&tenants[read.input]),
-                        stages: make_stages(read.input, path, read.labels),
+                        stages: make_stages(
+                            read.input,
+                            path,
+                            read.labels,
+                            resumed.get(&read.key.id),
+                        ),
                         last: None,
                         placed: 0,
                     };
@@ -257,7 +267,8 @@ fn settle(out: &mut Emitter<'_>, state: &mut PathStages, ready: &mut Ready) {
 }
 
 /// Emits what the stages of `state` handed on, after `file`'s line ending at `end`: a
-/// position never passes the first line of a record a stage still holds.
+/// position never passes the first line of a record a stage still holds. Pod metadata a
+/// stage pinned to the file goes first, so it is durable before those records are pushed.
 fn emit(
     out: &mut Emitter<'_>,
     state: &mut PathStages,
@@ -265,6 +276,9 @@ fn emit(
     end: u64,
     ready: &mut Ready,
 ) {
+    if let Some(pin) = state.stages.take_pin() {
+        out.pin(&state.tenant, file, pin);
+    }
     if ready.is_empty() {
         return;
     }
@@ -389,7 +403,8 @@ pub(super) mod tests {
                 lines,
                 per_poll: usize::MAX,
             },
-            make_stages: Box::new(|_, path, labels| {
+            resumed: HashMap::new(),
+            make_stages: Box::new(|_, path, labels, _| {
                 Stages::new(vec![
                     Box::new(PartialJoin::new(1024)),
                     Box::new(DropNoise),
@@ -456,7 +471,8 @@ pub(super) mod tests {
                 ]),
                 per_poll: usize::MAX,
             },
-            make_stages: Box::new(|_, _, _| Stages::new(vec![Box::new(PartialJoin::new(1024))])),
+            resumed: HashMap::new(),
+            make_stages: Box::new(|_, _, _, _| Stages::new(vec![Box::new(PartialJoin::new(1024))])),
             tenants: vec![Arc::from("")],
             tx,
             memory: Arc::new(MemoryBudget::new(1 << 20, Default::default())),

@@ -404,7 +404,13 @@ mod tests {
             maker(&config, &ctx)
         };
         let path = std::path::Path::new("/var/log/app.log");
-        (make(&super::super::FileContext { path }), counters)
+        (
+            make(&super::super::FileContext {
+                path,
+                resumed: None,
+            }),
+            counters,
+        )
     }
 
     fn line(text: &str) -> Record {

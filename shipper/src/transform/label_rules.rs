@@ -301,6 +301,7 @@ mod tests {
         };
         maker(&rules, &ctx)(&FileContext {
             path: Path::new(path),
+            resumed: None,
         })
     }
 

@@ -236,6 +236,7 @@ mod tests {
         };
         maker(&config, &ctx)(&FileContext {
             path: Path::new("/var/log/a.log"),
+            resumed: None,
         })
     }
 

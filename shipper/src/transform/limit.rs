@@ -361,6 +361,7 @@ mod tests {
         fn stage(&self) -> Box<dyn Stage> {
             (self.make)(&FileContext {
                 path: Path::new("/var/log/a.log"),
+                resumed: None,
             })
         }
 

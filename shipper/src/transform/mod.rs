@@ -46,9 +46,10 @@ pub mod structured_metadata;
 pub mod timestamp;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::model::Record;
+use crate::model::{PodPin, Record, Resumed};
 
 pub use partial_join::PartialJoin;
 pub use plan::Plan;
@@ -69,6 +70,8 @@ pub struct PlanContext<'a> {
 /// What a stage may need of the file it is made for.
 pub struct FileContext<'a> {
     pub path: &'a Path,
+    /// The file is read again after a restart: what its lines went out with before.
+    pub resumed: Option<&'a Resumed>,
 }
 
 /// Makes a configured stage's instance for one file: stages keep their state per file
@@ -119,17 +122,37 @@ pub trait Stage: Send {
     fn paused(&self) -> bool {
         false
     }
+
+    /// Whether this stage may pin pod metadata to its file ([`take_pin`](Self::take_pin)).
+    fn may_pin(&self) -> bool {
+        false
+    }
+
+    /// The pod metadata the stage pinned to its file since the last call, once: the runtime
+    /// makes it durable with the file's position before any record carrying it is pushed,
+    /// and hands it back ([`FileContext::resumed`]) when the file is read again.
+    fn take_pin(&mut self) -> Option<Arc<PodPin>> {
+        None
+    }
 }
 
 /// The stages of one input, run in order: what one hands on is pushed to the next.
 #[derive(Default)]
 pub struct Stages {
     stages: Vec<Box<dyn Stage>>,
+    /// The stage that may pin pod metadata, if any: asked after every record, so found once.
+    pinning: Option<usize>,
 }
 
 impl Stages {
     pub fn new(stages: Vec<Box<dyn Stage>>) -> Self {
-        Self { stages }
+        let pinning = stages.iter().position(|s| s.may_pin());
+        Self { stages, pinning }
+    }
+
+    /// The pod metadata a stage pinned since the last call (see [`Stage::take_pin`]).
+    pub fn take_pin(&mut self) -> Option<Arc<PodPin>> {
+        self.stages[self.pinning?].take_pin()
     }
 
     /// Runs `record`, which starts at `start`, through every stage; `out` gets what comes

@@ -13,6 +13,7 @@ use std::path::Path;
 use super::pod_metadata::PodMetadata;
 use super::{FileContext, MakeStage, PartialJoin, PlanContext, Stage, Stages, StreamLabels};
 use crate::config::{Format, InputConfig, StageConfig};
+use crate::model::Resumed;
 
 /// How to make the stages of each file of one input.
 pub struct Plan {
@@ -67,10 +68,16 @@ impl Plan {
         self
     }
 
-    /// The stages of the file at `path`, whose source tells `source_labels`.
-    pub fn stages(&self, path: &Path, source_labels: &[(String, String)]) -> Stages {
+    /// The stages of the file at `path`, whose source tells `source_labels`; `resumed` when
+    /// the file is read again after a restart.
+    pub fn stages(
+        &self,
+        path: &Path,
+        source_labels: &[(String, String)],
+        resumed: Option<&Resumed>,
+    ) -> Stages {
         Stages::new(
-            self.named_stages(path, source_labels)
+            self.named_stages(path, source_labels, resumed)
                 .into_iter()
                 .map(|(_, stage)| stage)
                 .collect(),
@@ -82,6 +89,7 @@ impl Plan {
         &self,
         path: &Path,
         source_labels: &[(String, String)],
+        resumed: Option<&Resumed>,
     ) -> Vec<(&'static str, Box<dyn Stage>)> {
         let mut stages: Vec<(&'static str, Box<dyn Stage>)> =
             Vec::with_capacity(self.configured.len() + 3);
@@ -97,10 +105,10 @@ impl Plan {
                 path.display().to_string(),
             )),
         ));
-        if let Some(stage) = self.pods.as_ref().and_then(|p| p.stage(path)) {
+        if let Some(stage) = self.pods.as_ref().and_then(|p| p.stage(path, resumed)) {
             stages.push(("pod_metadata", Box::new(stage)));
         }
-        let file = FileContext { path };
+        let file = FileContext { path, resumed };
         stages.extend(
             self.configured
                 .iter()

@@ -142,6 +142,7 @@ mod tests {
         };
         maker(&config, &ctx)(&super::super::FileContext {
             path: std::path::Path::new("/x.log"),
+            resumed: None,
         })
     }
 

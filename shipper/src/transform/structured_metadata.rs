@@ -121,6 +121,7 @@ mod tests {
         };
         let mut stage = maker(&config, &ctx)(&FileContext {
             path: Path::new("/a.log"),
+            resumed: None,
         });
         let mut f = Fields::default();
         for (n, v) in fields {

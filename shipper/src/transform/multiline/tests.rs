@@ -20,6 +20,7 @@ fn stage_with(yaml: &str, max_line_bytes: usize) -> Box<dyn Stage> {
     };
     maker(&config, &ctx)(&FileContext {
         path: Path::new("/var/log/app.log"),
+        resumed: None,
     })
 }
 

@@ -2,7 +2,7 @@
 //! labels and structured metadata the configuration asks for.
 //!
 //! In: pods ([`PodInfo`]) from the watch: added or changed, deleted, or a whole new list
-//! (after a relist). Out: [`Resolved`] metadata for a file's [`PodRef`], found by uid
+//! (after a relist). Out: [`ResolvedPod`] metadata for a file's [`PodRef`], found by uid
 //! (`/var/log/pods/`), by a static pod's mirror hash, or by namespace and name
 //! (`/var/log/containers/` links). A deleted pod's entry is kept for `keep_deleted`: its
 //! last lines may still be being read. Every change bumps a generation, so a stage waiting
@@ -17,6 +17,7 @@ use regex::Regex;
 
 use crate::config::KubernetesConfig;
 use crate::config::kubernetes::{PodField, PodSource, TemplatePart};
+use crate::model::ResolvedPod;
 use crate::model::kubelet_path::PodRef;
 
 /// A static pod's mirror in the API carries the hash kubelet uses as its uid.
@@ -35,19 +36,7 @@ pub struct PodInfo {
     pub controller: Option<String>,
 }
 
-/// One pod's metadata as the configuration wants it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Resolved {
-    /// Label candidates, in configured order, empty values left out.
-    pub labels: Vec<(String, String)>,
-    pub metadata: Vec<(String, String)>,
-    /// The exclude annotation is `"true"`.
-    pub excluded: bool,
-    /// The stage list the pod's stages annotation names, if any.
-    pub stages: Option<String>,
-}
-
-/// How pods become [`Resolved`], from the configuration.
+/// How pods become [`ResolvedPod`], from the configuration.
 #[derive(Debug)]
 pub struct Rules {
     labels: Vec<PodField>,
@@ -70,8 +59,8 @@ impl Rules {
         }
     }
 
-    pub fn resolve(&self, pod: &PodInfo) -> Resolved {
-        Resolved {
+    pub fn resolve(&self, pod: &PodInfo) -> ResolvedPod {
+        ResolvedPod {
             labels: self.fields(&self.labels, pod),
             metadata: self.fields(&self.metadata, pod),
             excluded: !self.exclude_annotation.is_empty()
@@ -174,7 +163,7 @@ struct Entry {
     mirror: Option<String>,
     namespace: String,
     name: String,
-    resolved: Arc<Resolved>,
+    resolved: Arc<ResolvedPod>,
     deleted_at: Option<Instant>,
 }
 
@@ -191,7 +180,7 @@ impl PodCache {
 
     /// The metadata of `pod`'s pod, if the watch told it (deleted less than
     /// `keep_deleted` ago included).
-    pub fn lookup(&self, pod: &PodRef) -> Option<Arc<Resolved>> {
+    pub fn lookup(&self, pod: &PodRef) -> Option<Arc<ResolvedPod>> {
         let inner = self.read();
         let entry = match &pod.uid {
             Some(uid) => inner.by_key.get(uid),
@@ -389,7 +378,7 @@ mod tests {
                 ("app.kubernetes.io/component", "web"),
             ],
         );
-        let pairs = |r: Resolved| r.labels;
+        let pairs = |r: ResolvedPod| r.labels;
         let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         assert_eq!(
             pairs(rules.resolve(&labelled)),

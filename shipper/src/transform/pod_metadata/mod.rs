@@ -21,5 +21,5 @@ pub mod cache;
 pub mod stage;
 pub mod watch;
 
-pub use cache::{PodCache, PodInfo, Resolved};
+pub use cache::{PodCache, PodInfo};
 pub use stage::{PodMetadata, PodMetadataStage};

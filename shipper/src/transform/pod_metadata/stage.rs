@@ -10,8 +10,13 @@
 //! are held, at most `wait` after the first of them came; then they go with the labels of
 //! the path alone (counted), and so do the next ones until the pod is known. Once a file
 //! has its pod's metadata it keeps it (pinned): a later change of the pod's labels, or the
-//! pod's deletion, does not move the file's lines to another stream, so a line sent again
-//! within a run lands on the stream it went to the first time.
+//! pod's deletion, does not move the file's lines to another stream. The pin, with where
+//! in the file its first record starts ([`PodPin`]), is handed to the runtime
+//! ([`Stage::take_pin`]), which keeps it with the file's position; when the file is read
+//! again after a restart ([`Resumed`]), its records are made as they were: before the pin's
+//! start with the path's labels, from it with the pinned metadata, whatever the API says
+//! now. So a line sent again after a crash lands on the stream it went to the first time,
+//! where the look-up for lines Loki holds already finds it.
 //!
 //! A pod may pick a list of `kubernetes.stages` with its stages annotation
 //! (`tailrace.io/stages: java`): that list is made for the file when the pod's metadata is
@@ -22,9 +27,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cache::{PodCache, Resolved};
+use super::cache::PodCache;
 use crate::model::kubelet_path::PodRef;
-use crate::model::{LabelSet, Record};
+use crate::model::{LabelSet, PodPin, Record, ResolvedPod, Resumed};
 use crate::transform::labels::DerivedSets;
 use crate::transform::{DropCounter, FileContext, MakeStage, Out, Stage, Stages};
 
@@ -53,22 +58,43 @@ impl PodMetadata {
     }
 
     /// The stage of the file at `path`, or `None` for a path in neither of kubelet's
-    /// layouts (nothing to look up).
-    pub fn stage(&self, path: &std::path::Path) -> Option<PodMetadataStage> {
+    /// layouts (nothing to look up). `resumed`: the file is read again after a restart.
+    pub fn stage(
+        &self,
+        path: &std::path::Path,
+        resumed: Option<&Resumed>,
+    ) -> Option<PodMetadataStage> {
         let pod = PodRef::of(path)?;
-        Some(PodMetadataStage {
+        let mut stage = PodMetadataStage {
             shared: self.clone(),
             path: path.to_owned(),
             chain: None,
             sets: DerivedSets::new("pod_metadata", &path.display().to_string()),
             pod,
             pinned: None,
+            pin: None,
+            pin_taken: true,
+            file_ended: false,
+            unlabelled_before: 0,
             looked_at: None,
             held: VecDeque::new(),
             held_bytes: 0,
             held_since: None,
             gave_up: false,
-        })
+        };
+        match resumed {
+            // Before a restart the records from `from` on carried the pin, and the ones
+            // before it the path's labels.
+            Some(Resumed { pod: Some(pin), .. }) => {
+                stage.unlabelled_before = pin.from;
+                stage.pin_to(Arc::clone(&pin.pod));
+                stage.pin = Some(Arc::clone(pin));
+            }
+            // Nothing sent before the restart carried pod metadata.
+            Some(Resumed { sent_to, pod: None }) => stage.unlabelled_before = *sent_to,
+            None => {}
+        }
+        Some(stage)
     }
 }
 
@@ -80,7 +106,16 @@ pub struct PodMetadataStage {
     /// The stages the pod picked by annotation, made when its metadata is pinned.
     chain: Option<Stages>,
     /// The pod's metadata, once known: kept for the file's life.
-    pinned: Option<Arc<Resolved>>,
+    pinned: Option<Arc<ResolvedPod>>,
+    /// `pinned`, with where the first record of the current file that carried it starts.
+    pin: Option<Arc<PodPin>>,
+    /// `pin` was handed to the runtime.
+    pin_taken: bool,
+    /// The file was replaced at its path: the next record starts the new file's pin.
+    file_ended: bool,
+    /// Records starting before this offset go with the path's labels: they went so before
+    /// a restart (see [`Resumed`]).
+    unlabelled_before: u64,
     /// The cache generation last looked at while the pod was unknown.
     looked_at: Option<u64>,
     held: VecDeque<(Record, u64)>,
@@ -103,14 +138,22 @@ impl PodMetadataStage {
             return false;
         }
         self.looked_at = Some(generation);
-        self.pinned = self.shared.cache.lookup(&self.pod);
-        let Some(resolved) = &self.pinned else {
+        let Some(resolved) = self.shared.cache.lookup(&self.pod) else {
             return false;
         };
+        self.pin_to(resolved);
+        true
+    }
+
+    /// Keeps `resolved` for the file's life, with the stages its annotation picked.
+    fn pin_to(&mut self, resolved: Arc<ResolvedPod>) {
         if let Some(name) = &resolved.stages {
             match self.shared.stage_sets.get(name) {
                 Some(makers) => {
-                    let file = FileContext { path: &self.path };
+                    let file = FileContext {
+                        path: &self.path,
+                        resumed: None,
+                    };
                     self.chain = Some(Stages::new(makers.iter().map(|make| make(&file)).collect()));
                 }
                 None => tracing::warn!(
@@ -121,16 +164,27 @@ impl PodMetadataStage {
                 ),
             }
         }
-        true
+        self.pinned = Some(resolved);
     }
 
     /// Hands on one record with what is known of its pod.
     fn emit(&mut self, mut record: Record, start: u64, out: &mut Out<'_>) {
-        let Some(resolved) = self.pinned.clone() else {
+        let Some(resolved) = self
+            .pinned
+            .clone()
+            .filter(|_| start >= self.unlabelled_before)
+        else {
             self.shared.unlabelled.inc();
             out(record, start);
             return;
         };
+        if self.pin.is_none() {
+            self.pin = Some(Arc::new(PodPin {
+                from: start,
+                pod: Arc::clone(&resolved),
+            }));
+            self.pin_taken = false;
+        }
         if resolved.excluded {
             self.shared.excluded.inc();
             return;
@@ -191,7 +245,13 @@ fn with_labels(input: Option<&LabelSet>, pod: &[(String, String)]) -> Vec<(Strin
 
 impl Stage for PodMetadataStage {
     fn push(&mut self, record: Record, start: u64, out: &mut Out<'_>) {
-        if self.try_pin() || self.gave_up {
+        if self.file_ended {
+            // The first record of the next file at the path: its offsets start again.
+            self.file_ended = false;
+            self.unlabelled_before = 0;
+            self.pin = None;
+        }
+        if self.try_pin() || self.gave_up || start < self.unlabelled_before {
             self.release(out);
             self.emit(record, start, out);
             return;
@@ -254,13 +314,27 @@ impl Stage for PodMetadataStage {
         }
     }
 
-    /// The file was rotated away: its held records cannot wait for a later line.
+    /// The file was rotated away: its held records cannot wait for a later line. The next
+    /// file at the path keeps the pod's metadata, with a pin of its own.
     fn end_of_file(&mut self, out: &mut Out<'_>) {
         self.try_pin();
         self.release(out);
         if let Some(chain) = &mut self.chain {
             chain.end_of_file(out);
         }
+        self.file_ended = true;
+    }
+
+    fn may_pin(&self) -> bool {
+        true
+    }
+
+    fn take_pin(&mut self) -> Option<Arc<PodPin>> {
+        if self.pin_taken {
+            return None;
+        }
+        self.pin_taken = true;
+        self.pin.clone()
     }
 }
 
@@ -308,7 +382,7 @@ mod tests {
             node_name: "node-a".into(),
             ..KubernetesConfig::default()
         });
-        let stage = shared.stage(Path::new(PATH)).expect("a kubelet path");
+        let stage = shared.stage(Path::new(PATH), None).expect("a kubelet path");
         (shared, stage)
     }
 
@@ -359,7 +433,7 @@ mod tests {
     #[test]
     fn other_paths_get_no_stage() {
         let (shared, _) = setup();
-        assert!(shared.stage(Path::new("/var/log/syslog")).is_none());
+        assert!(shared.stage(Path::new("/var/log/syslog"), None).is_none());
     }
 
     #[test]
@@ -466,7 +540,7 @@ mod tests {
         .unwrap();
         let shared = shared_of(&config);
         shared.cache.apply(&pod(&[("app", "api")], &[]));
-        let mut stage = shared.stage(Path::new(PATH)).unwrap();
+        let mut stage = shared.stage(Path::new(PATH), None).unwrap();
         let input = record("a");
         let before = Arc::clone(input.labels.as_ref().unwrap());
         let got = run(&mut stage, |s, out| s.push(input, 0, out));
@@ -493,7 +567,7 @@ mod tests {
         shared
             .cache
             .apply(&pod(&[("app", "api")], &[("tailrace.io/stages", "java")]));
-        let mut stage = shared.stage(Path::new(PATH)).unwrap();
+        let mut stage = shared.stage(Path::new(PATH), None).unwrap();
         let got = run(&mut stage, |s, out| {
             s.push(record("Exception: boom"), 0, out);
             s.push(record("  at Main.run"), 16, out);
@@ -517,10 +591,96 @@ mod tests {
         shared
             .cache
             .apply(&pod(&[("app", "api")], &[("tailrace.io/stages", "nope")]));
-        let mut stage = shared.stage(Path::new(PATH)).unwrap();
+        let mut stage = shared.stage(Path::new(PATH), None).unwrap();
         let got = run(&mut stage, |s, out| {
             s.push(record("Exception: boom"), 0, out)
         });
         assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn the_pin_is_handed_on_once_with_where_its_first_record_starts() {
+        let (shared, mut stage) = setup();
+        let t0 = Instant::now();
+        // Unknown pod, the wait runs out: "a" goes with the path's labels, no pin yet.
+        run(&mut stage, |s, out| {
+            s.push(record("a"), 0, out);
+            s.flush(t0 + Duration::from_secs(3), out);
+        });
+        assert_eq!(stage.take_pin(), None);
+        shared.cache.apply(&pod(&[("app", "api")], &[]));
+        run(&mut stage, |s, out| s.push(record("b"), 10, out));
+        let pin = stage.take_pin().expect("pinned at b");
+        assert_eq!(pin.from, 10);
+        assert!(pin.pod.labels.contains(&("app".into(), "api".into())));
+        run(&mut stage, |s, out| s.push(record("c"), 20, out));
+        assert_eq!(stage.take_pin(), None, "once");
+
+        // Rotated: the next file at the path keeps the metadata, with a pin of its own.
+        run(&mut stage, |s, out| s.end_of_file(out));
+        assert_eq!(stage.take_pin(), None);
+        let got = run(&mut stage, |s, out| s.push(record("d"), 0, out));
+        assert_eq!(label(&got[0].0, "app"), Some("api"));
+        let pin = stage.take_pin().expect("the new file's pin");
+        assert_eq!(pin.from, 0);
+    }
+
+    /// After a restart the records are made as before the crash, whatever the API says now:
+    /// before the pin's start with the path's labels, from it with the pinned metadata.
+    #[test]
+    fn a_resumed_file_makes_its_records_as_they_were_made_before_the_restart() {
+        let (shared, _) = setup();
+        // The API now tells other labels than the ones the file's lines went out with.
+        shared.cache.apply(&pod(&[("app", "renamed")], &[]));
+        let before = Arc::new(PodPin {
+            from: 10,
+            pod: Arc::new(ResolvedPod {
+                labels: vec![("app".into(), "api".into())],
+                ..ResolvedPod::default()
+            }),
+        });
+        let resumed = Resumed {
+            sent_to: 40,
+            pod: Some(Arc::clone(&before)),
+        };
+        let mut stage = shared.stage(Path::new(PATH), Some(&resumed)).unwrap();
+        let got = run(&mut stage, |s, out| {
+            s.push(record("a"), 0, out);
+            s.push(record("b"), 10, out);
+            s.push(record("c"), 50, out);
+        });
+        let apps: Vec<Option<&str>> = got.iter().map(|(r, _)| label(r, "app")).collect();
+        assert_eq!(apps, [None, Some("api"), Some("api")]);
+        assert_eq!(stage.take_pin(), None, "already kept with the position");
+
+        // No pin kept: what was sent (before `sent_to`) went with the path's labels, and
+        // goes so again without waiting; after it the pod's metadata is looked up.
+        let resumed = Resumed {
+            sent_to: 40,
+            pod: None,
+        };
+        let mut stage = shared.stage(Path::new(PATH), Some(&resumed)).unwrap();
+        let got = run(&mut stage, |s, out| {
+            s.push(record("a"), 0, out);
+            s.push(record("b"), 20, out);
+            s.push(record("c"), 40, out);
+        });
+        let apps: Vec<Option<&str>> = got.iter().map(|(r, _)| label(r, "app")).collect();
+        assert_eq!(apps, [None, None, Some("renamed")]);
+        assert_eq!(stage.take_pin().map(|p| p.from), Some(40));
+
+        // An excluded pod's records stay dropped when read again.
+        let excluded = Resumed {
+            sent_to: 0,
+            pod: Some(Arc::new(PodPin {
+                from: 0,
+                pod: Arc::new(ResolvedPod {
+                    excluded: true,
+                    ..ResolvedPod::default()
+                }),
+            })),
+        };
+        let mut stage = shared.stage(Path::new(PATH), Some(&excluded)).unwrap();
+        assert!(run(&mut stage, |s, out| s.push(record("a"), 0, out)).is_empty());
     }
 }
