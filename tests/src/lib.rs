@@ -424,10 +424,7 @@ impl Target {
                 (copies as u64, seqs)
             }
             Target::Real(r) => {
-                let selector = format!(
-                    "{{service_name=~\".+\"}} | filename=~\".*{}\"",
-                    suffix.replace('.', "\\\\.")
-                );
+                let selector = selector_of(suffix);
                 let seqs = r
                     .entries(&selector)
                     .iter()
@@ -435,6 +432,67 @@ impl Target {
                     .collect();
                 (r.count_over_time(&selector), seqs)
             }
+        }
+    }
+
+    /// The label sets of the streams that hold lines of files whose path ends with `suffix`
+    /// (`service_name` and the `filename` structured metadata left out): a file whose lines
+    /// all went to one stream gives one.
+    pub fn streams_of(&self, suffix: &str) -> std::collections::BTreeSet<Labels> {
+        let streams: Vec<Labels> = match self {
+            Target::Double(d) => d
+                .entries()
+                .into_iter()
+                .filter(|e| {
+                    e.structured_metadata
+                        .get("filename")
+                        .is_some_and(|f| f.ends_with(suffix))
+                })
+                .map(|e| e.labels)
+                .collect(),
+            Target::Real(r) => {
+                // A metric query answers once per stream, with its labels (and the
+                // structured metadata, as Loki 3 adds it to a metric's labels).
+                let query = format!("count_over_time({}[8d])", selector_of(suffix));
+                let answer = r.instant_query(None, &query);
+                answer["data"]["result"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{query}: no result in {answer}"))
+                    .iter()
+                    .map(|sample| {
+                        serde_json::from_value(sample["metric"].clone())
+                            .unwrap_or_else(|e| panic!("{query}: labels of {sample}: {e}"))
+                    })
+                    .collect()
+            }
+        };
+        streams
+            .into_iter()
+            .map(|mut labels| {
+                labels.remove("service_name");
+                labels.remove("filename");
+                labels
+            })
+            .collect()
+    }
+
+    /// Requires each file's lines (the `(path suffix, lines written)` of [`LineWriter`]s)
+    /// stored exactly once, counting every copy: waits (bounded) for them, then lets
+    /// anything sent twice arrive too.
+    pub fn assert_once(&self, files: &[(String, u64)], what: &str) {
+        let expected: Vec<(&str, u64)> = files.iter().map(|(f, n)| (f.as_str(), *n)).collect();
+        let arrived = self.wait_for(&expected, Duration::from_secs(90));
+        std::thread::sleep(Duration::from_millis(500));
+        for (file, written) in files {
+            let (copies, seqs) = self.stored_of(file);
+            let missing = first_missing(&seqs, *written);
+            assert_eq!(
+                (copies, seqs.len() as u64),
+                (*written, *written),
+                "{}, {file} ({what}): (every copy, distinct) for {written} written; all in \
+                 time: {arrived}; first missing seqs {missing:?}",
+                self.name()
+            );
         }
     }
 
@@ -447,6 +505,17 @@ impl Target {
                 .all(|(suffix, written)| self.stored_of(suffix).1.len() as u64 >= *written)
         })
     }
+}
+
+/// A stream's labels, by name.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// The real Loki's selector of the lines of files whose path ends with `suffix`.
+fn selector_of(suffix: &str) -> String {
+    format!(
+        "{{service_name=~\".+\"}} | filename=~\".*{}\"",
+        suffix.replace('.', "\\\\.")
+    )
 }
 
 /// The first (at most 20) of `0..written` not in `seqs`: where lines went missing.

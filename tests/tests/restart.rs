@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use tailrace_e2e::{LineWriter, Target, first_missing, terminate};
+use tailrace_e2e::{LineWriter, Target, terminate};
 
 fn start_tailrace(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tailrace-under-test"))
@@ -38,25 +38,6 @@ fn setup(push_url: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::P
     (dir, logs, config)
 }
 
-/// Requires each file's lines stored exactly once in `loki`, counting every copy: waits
-/// (bounded) for them, then lets anything sent twice arrive too.
-fn assert_once(loki: &Target, files: &[(String, u64)], what: &str) {
-    let expected: Vec<(&str, u64)> = files.iter().map(|(f, n)| (f.as_str(), *n)).collect();
-    let arrived = loki.wait_for(&expected, Duration::from_secs(90));
-    std::thread::sleep(Duration::from_millis(500));
-    for (file, written) in files {
-        let (copies, seqs) = loki.stored_of(file);
-        let missing = first_missing(&seqs, *written);
-        assert_eq!(
-            (copies, seqs.len() as u64),
-            (*written, *written),
-            "{}, {file} ({what}): (every copy, distinct) for {written} written; all in time: \
-             {arrived}; first missing seqs {missing:?}",
-            loki.name()
-        );
-    }
-}
-
 #[test]
 fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
     for loki in Target::both("restarts_graceful_and_killed") {
@@ -75,7 +56,7 @@ fn restarts_graceful_and_killed_lose_and_duplicate_nothing() {
         }
         let total = writer.stop();
         let mut child = start_tailrace(&config);
-        assert_once(&loki, &[("/app.log".into(), total)], "a single file");
+        loki.assert_once(&[("/app.log".into(), total)], "a single file");
         assert!(terminate(&mut child).success());
     }
 }
@@ -133,7 +114,7 @@ fn ten_kills_during_rotations_lose_and_duplicate_nothing() {
             .map(|(i, w)| (format!("/w{i}.log"), w.stop()))
             .collect();
         let mut child = start_tailrace(&config);
-        assert_once(&loki, &files, "two renaming, two copytruncating");
+        loki.assert_once(&files, "two renaming, two copytruncating");
         assert!(terminate(&mut child).success());
     }
 }
