@@ -284,6 +284,7 @@ impl Chain {
                 continue;
             }
             let t = &mut self.files[0];
+            let was_pending = t.reader.id().is_pending();
             let key = &mut t.key;
             let outcome = t.reader.read_lines_with_id(
                 usize::try_from(remaining).unwrap_or(usize::MAX),
@@ -295,6 +296,12 @@ impl Chain {
                 },
             )?;
             t.key.id = t.reader.id();
+            // A first line arrived in a file that had none: copytruncates may have come and
+            // gone while it was empty (no first bytes to see them by), their copies in the
+            // directory. The next poll looks.
+            if was_pending && !t.key.id.is_pending() {
+                self.look_again = true;
+            }
             remaining = remaining.saturating_sub(outcome.bytes);
             summary.lines += outcome.lines as u64;
             summary.bytes += outcome.bytes;

@@ -121,7 +121,11 @@
 //! Rotated files are recognised by name, and their content by its first line: a
 //! copytruncate copy whose truncation went unnoticed (the reader had not seen the truncated
 //! content's first line) is read as a rotation when next seen, so its lines come, once,
-//! after newer ones. A rotation listed while its first line was incomplete is not taken as
+//! after newer ones. It is seen soon: a file's first line makes the next poll look at the
+//! directory. Copytruncates race the reading; each race has its guard, and a test that
+//! runs them for real (`race_tests.rs`): a truncation between `check` and the read (the
+//! read looks at the first bytes again, see `reader.rs`); one between a restart's listing
+//! and its opens (set up again: `resume.rs`). A rotation listed while its first line was incomplete is not taken as
 //! known (as a saved pending fingerprint would be): nothing of it was handed out, and a
 //! compressed rotation's original is deleted, so its inode may be a new file's by the next
 //! look. Such a file is read (from 0) when next seen: at the next look at the directory
@@ -465,10 +469,14 @@ fn add_reader_stats(sum: &mut ReaderStats, s: &ReaderStats) {
     sum.skipped_bytes += s.skipped_bytes;
     sum.truncations += s.truncations;
     sum.partial_lines += s.partial_lines;
+    sum.truncation_races += s.truncation_races;
 }
 
 #[cfg(test)]
 mod model_tests;
+
+#[cfg(test)]
+mod race_tests;
 
 #[cfg(test)]
 mod tests;

@@ -29,7 +29,10 @@
 //! - Truncation: when the file is now shorter than what was read, or its first bytes are
 //!   no longer the ones that were read (copytruncate followed by new writes, before this
 //!   reader looked), reading restarts at offset 0 and [`ReaderStats::truncations`] counts
-//!   it (see [`FileReader::check`]).
+//!   it (see [`FileReader::check`]). Bytes read after a truncation that `check` could not
+//!   see yet (it came between the two) would be the new content at the old offset: every
+//!   read that brought bytes looks at the first bytes again, and if they changed, what it
+//!   read is not handed out ([`ReaderStats::truncation_races`]); the next `check` restarts.
 //! - Identity: the reader's [`FileId`] is recomputed as the file's first line is written
 //!   and **frozen when the first line is handed out**, so every line of a file carries the
 //!   same identity (a checkpoint keyed by identity sees one key per file). After a
@@ -123,6 +126,9 @@ pub struct ReaderStats {
     pub truncations: u64,
     /// Partial lines handed out after a timeout.
     pub partial_lines: u64,
+    /// Reads that found the file's first bytes replaced (a copytruncate between `check`
+    /// and the read): what they read was not handed out (see `check`).
+    pub truncation_races: u64,
 }
 
 /// Reads one file; see the module docs.
@@ -355,6 +361,13 @@ impl FileReader {
                 &mut self.buf[self.end..self.end + chunk],
                 self.read_pos,
             )?;
+            // Copytruncate between `check` and this read: the bytes may be the new
+            // content's, at an offset of the old. Not handed out; the next `check` sees
+            // the head changed and reads the old content's rest from the copy.
+            if n > 0 && !self.head_unchanged()? {
+                self.stats.truncation_races += 1;
+                return Ok(outcome);
+            }
             if n == 0 {
                 if self.has_partial() {
                     self.partial_since.get_or_insert_with(Instant::now);
@@ -445,10 +458,8 @@ impl FileReader {
         let mut truncated = size < self.read_pos || size < self.head.len() as u64;
         // Compared on every check, even when the size did not move: a file truncated and
         // written again to the very size it had would otherwise pass for unchanged.
-        if !truncated && !self.head.is_empty() {
-            let mut now = [0u8; FINGERPRINT_BYTES];
-            let n = read_head(&self.file, &mut now[..self.head.len()])?;
-            truncated = now[..n] != self.head[..];
+        if !truncated {
+            truncated = !self.head_unchanged()?;
         }
         if truncated {
             self.restart_from_top()?;
@@ -481,6 +492,17 @@ impl FileReader {
     /// Whether no name links to the file any more.
     pub fn is_deleted(&self) -> io::Result<bool> {
         Ok(self.file.metadata()?.nlink() == 0)
+    }
+
+    /// Whether the file's first bytes are still the ones read (always, for a gzip file or
+    /// before any were read).
+    fn head_unchanged(&self) -> io::Result<bool> {
+        if self.gz.is_some() || self.head.is_empty() {
+            return Ok(true);
+        }
+        let mut now = [0u8; FINGERPRINT_BYTES];
+        let n = read_head(&self.file, &mut now[..self.head.len()])?;
+        Ok(now[..n] == self.head[..])
     }
 
     fn restart_from_top(&mut self) -> io::Result<()> {
@@ -860,6 +882,29 @@ mod tests {
         assert!(r.check_truncated().unwrap());
         let (got, _) = drain(&mut r, usize::MAX);
         assert_eq!(texts(&got), ["ccccccccc"]);
+    }
+
+    /// The copytruncate comes after `check` looked and before the read: the new content
+    /// is longer than what was read, so only its first bytes tell. Nothing of it is handed
+    /// out at the old offset; the next `check` restarts from the top.
+    #[test]
+    fn copytruncate_between_check_and_read_hands_out_nothing_at_the_old_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        append(&p, b"old 1\nold 2\n");
+        let mut r = FileReader::open(&p, cfg(64, 100)).unwrap();
+        let (got, _) = drain(&mut r, usize::MAX);
+        assert_eq!(texts(&got), ["old 1", "old 2"]);
+        assert!(!r.check_truncated().unwrap());
+        truncate(&p);
+        append(&p, b"new 1\nnew 2\nnew 3\n");
+        let (got, outcome) = drain(&mut r, usize::MAX);
+        assert!(got.is_empty(), "new content at the old offset: {got:?}");
+        assert!(!outcome.at_eof, "the caller polls again");
+        assert_eq!(r.stats().truncation_races, 1);
+        assert!(r.check_truncated().unwrap());
+        let (got, _) = drain(&mut r, usize::MAX);
+        assert_eq!(texts(&got), ["new 1", "new 2", "new 3"]);
     }
 
     #[test]

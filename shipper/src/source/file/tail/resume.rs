@@ -22,6 +22,9 @@ use super::open::Opener;
 use super::siblings::{Kind, Sibling, find_by_content, list_siblings};
 use super::{PENDING_FINGERPRINT, TailStats};
 
+/// A saved identity found: where, and whether in another file (its content moved).
+type Found = (FileId, PathBuf, bool);
+
 impl Chain {
     /// Rebuilds the (not yet read) file list from all saved positions. Returns which saved
     /// identities were found, where, and whether in another file (their content moved).
@@ -29,7 +32,25 @@ impl Chain {
         &mut self,
         opener: &Opener,
         stats: &mut TailStats,
-    ) -> io::Result<Vec<(FileId, PathBuf, bool)>> {
+    ) -> io::Result<Vec<Found>> {
+        // The directory is listed, then the files opened: a copytruncate in between leaves
+        // the path's file with other content than listed (and its copy unlisted). Set up
+        // again; if it keeps happening, the next poll looks at the directory.
+        for attempt in 1.. {
+            let (found, raced) = self.setup_once(opener, stats)?;
+            if !raced || attempt == SETUP_ATTEMPTS {
+                self.look_again |= raced;
+                return Ok(found);
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn setup_once(
+        &mut self,
+        opener: &Opener,
+        stats: &mut TailStats,
+    ) -> io::Result<(Vec<Found>, bool)> {
         // Rebuilt from scratch: the files opened by an earlier call were never read.
         stats.files_opened -= self.files.len() as u64;
         stats.compressed_opened -= self.files.iter().filter(|t| t.compressed()).count() as u64;
@@ -122,6 +143,7 @@ impl Chain {
             })
             .collect();
         let mut found = Vec::new();
+        let mut raced = false;
         let first = matched.iter().position(Option::is_some);
         let from = first.unwrap_or(candidates.len().saturating_sub(1));
         if first.is_none() && !self.saved.is_empty() {
@@ -135,7 +157,11 @@ impl Chain {
                 continue;
             }
             let mut reader = match opener.open(&c.path) {
-                Ok(r) if r.id().same_inode(&c.id) => r,
+                Ok(r) if r.id().same_inode(&c.id) => {
+                    let listed = c.id.fingerprint;
+                    raced |= listed != PENDING_FINGERPRINT && r.id().fingerprint != listed;
+                    r
+                }
                 Ok(_) => {
                     // Renamed again meanwhile: not known, so the first poll finds it.
                     known.retain(|k| !k.same_inode(&c.id));
@@ -169,9 +195,12 @@ impl Chain {
             }
         }
         self.known = known;
-        Ok(found)
+        Ok((found, raced))
     }
 }
+
+/// How many times [`Chain::setup_from_saved`] lists and opens while copytruncates race it.
+const SETUP_ATTEMPTS: u32 = 3;
 
 /// Where a file found by content, not named like a rotation, goes among `candidates`
 /// (oldest first): before the first one modified at the same time or later, and before

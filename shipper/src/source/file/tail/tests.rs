@@ -338,6 +338,29 @@ fn copytruncate_reads_the_lines_not_yet_read_from_the_copy() {
     assert_eq!(texts(&poll(&mut t)), ["six"]);
 }
 
+/// The file was empty when opened, so it has no first bytes to notice a truncation by:
+/// lines written, copied and truncated away before the next poll are in the copy only.
+/// The first line the file gets makes the tailer look at the directory, and the copy is
+/// read (once; after the newer lines, which came first).
+#[test]
+fn a_copytruncate_while_the_file_was_empty_is_found_by_the_next_look() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert!(poll(&mut t).is_empty());
+    append(&p, "one\ntwo\n");
+    fs::copy(&p, dir.path().join("app.log.1")).unwrap();
+    truncate(&p);
+    append(&p, "three\n");
+    let mut got = poll(&mut t);
+    got.extend(poll(&mut t));
+    assert_eq!(texts(&got), ["three", "one", "two"]);
+    append(&p, "four\n");
+    assert_eq!(texts(&poll(&mut t)), ["four"]);
+}
+
 #[test]
 fn a_deleted_file_is_drained_then_closed() {
     let dir = tempfile::tempdir().unwrap();
