@@ -13,6 +13,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::FileId;
@@ -33,9 +34,11 @@ impl Chain {
         opener: &Opener,
         stats: &mut TailStats,
     ) -> io::Result<Vec<Found>> {
-        // The directory is listed, then the files opened: a copytruncate in between leaves
-        // the path's file with other content than listed (and its copy unlisted). Set up
-        // again; if it keeps happening, the next poll looks at the directory.
+        // The directory is listed, then the files opened: a rotation in between leaves the
+        // path's file another than listed (renamed: its rotation unlisted), or with other
+        // content (copytruncate: its copy unlisted), and a saved position unapplied or
+        // applied to other content. Set up again; if it keeps happening, the next poll
+        // looks at the directory.
         for attempt in 1.. {
             let (found, raced) = self.setup_once(opener, stats)?;
             if !raced || attempt == SETUP_ATTEMPTS {
@@ -55,12 +58,16 @@ impl Chain {
         stats.files_opened -= self.files.len() as u64;
         stats.compressed_opened -= self.files.iter().filter(|t| t.compressed()).count() as u64;
         self.files.clear();
+        let inode = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let before = inode(&self.path);
         let siblings = list_siblings(&self.path)?;
         let at = match FileId::of_path(&self.path) {
             Ok(id) => Some(id),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
+        // Renamed away around the listing: the listing and the path disagree.
+        let mut raced = before != at.map(|a| (a.dev, a.ino));
         let mut known: Vec<FileId> = siblings.iter().map(|s| s.id).collect();
         self.at_path = at.map(|id| (id.dev, id.ino));
         // Oldest first; the file at the path is the newest.
@@ -143,7 +150,6 @@ impl Chain {
             })
             .collect();
         let mut found = Vec::new();
-        let mut raced = false;
         let first = matched.iter().position(Option::is_some);
         let from = first.unwrap_or(candidates.len().saturating_sub(1));
         if first.is_none() && !self.saved.is_empty() {
@@ -162,15 +168,18 @@ impl Chain {
                     raced |= listed != PENDING_FINGERPRINT && r.id().fingerprint != listed;
                     r
                 }
+                // Renamed again meanwhile: not known, so the first poll finds it (if this
+                // is the last attempt).
                 Ok(_) => {
-                    // Renamed again meanwhile: not known, so the first poll finds it.
                     known.retain(|k| !k.same_inode(&c.id));
                     self.look_again = true;
+                    raced = true;
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     known.retain(|k| !k.same_inode(&c.id));
                     self.look_again = true;
+                    raced = true;
                     continue;
                 }
                 Err(e) => return Err(e),
