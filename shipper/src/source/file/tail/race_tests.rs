@@ -4,7 +4,8 @@
 //! handed out. Every line must be handed out exactly once (order across a copytruncate
 //! copy noticed late is not checked: see the module docs).
 //!
-//! Each runs 10 s; run long with `TAILRACE_RACE_SECS=60 cargo test -p tailrace --lib race_`.
+//! Each runs 10 s; run long with `TAILRACE_RACE_SECS=60 cargo test -p tailrace --lib race_`
+//! (`RACE_DEBUG=1` says what happened, for a failure's story).
 
 use super::*;
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ fn writer(path: PathBuf, copytruncate: bool, stop: Arc<AtomicBool>, written: Arc
         if fastrand::u8(0..40) == 0 {
             rotations += 1;
             let to = path.with_extension(format!("log.20261122-{rotations:06}"));
-            if std::env::var("RACE_DEBUG").is_ok() {
+            if debug() {
                 eprintln!("rotation {rotations} after seq {seq}");
             }
             if copytruncate {
@@ -52,6 +53,12 @@ fn writer(path: PathBuf, copytruncate: bool, stop: Arc<AtomicBool>, written: Arc
         written.store(seq, Ordering::Relaxed);
         std::thread::sleep(Duration::from_micros(fastrand::u64(200..2000)));
     }
+}
+
+/// `RACE_DEBUG=1`: the rotations, restarts and where reading jumped, on stderr.
+fn debug() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("RACE_DEBUG").is_some())
 }
 
 fn seq_of(line: &[u8]) -> u64 {
@@ -85,12 +92,10 @@ fn run(copytruncate: bool, secs: u64) {
         |t: &mut Tailer, seen: &mut HashMap<u64, u32>, pos: &mut HashMap<_, _>, budget| {
             let summary = t.poll(budget, &mut |k: &FileKey, l: RawLine<'_>| {
                 let s = seq_of(l.bytes);
-                if std::env::var("RACE_DEBUG").is_ok() && seen.contains_key(&s) {
+                if debug() && seen.contains_key(&s) {
                     eprintln!("again {s} from {:?} end {}", k, l.offset_end);
                 }
-                if std::env::var("RACE_DEBUG").is_ok()
-                    && last_key.is_none_or(|(id, n)| id != k.id || n + 1 != s)
-                {
+                if debug() && last_key.is_none_or(|(id, n)| id != k.id || n + 1 != s) {
                     eprintln!("read {s} from {:?} end {}", k.id, l.offset_end);
                 }
                 last_key = Some((k.id, s));
@@ -111,7 +116,7 @@ fn run(copytruncate: bool, secs: u64) {
             t = Tailer::new(config);
             for (id, offset) in &positions {
                 let r = t.resume(&path, *id, *offset).unwrap();
-                if std::env::var("RACE_DEBUG").is_ok() {
+                if debug() {
                     eprintln!("restart {restarts}: {id:?} at {offset}: {r:?}");
                 }
             }
