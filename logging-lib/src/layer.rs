@@ -131,14 +131,14 @@ impl LineFormat {
         let keys = &self.keys;
         out.extend_from_slice(&keys.open);
         out.extend_from_slice(&ts);
-        out.extend_from_slice(&keys.levels[level_index(level)]);
-        out.extend_from_slice(&keys.message);
+        json::put(out, &keys.levels[level_index(level)]);
+        json::put(out, &keys.message);
         if message.is_empty() {
             out.extend_from_slice(b"\"\"");
         } else {
             out.extend_from_slice(message);
         }
-        out.extend_from_slice(&keys.target);
+        json::put(out, &keys.target);
         json::write_str(out, target, self.value_cap);
         out.extend_from_slice(&self.identity);
     }
@@ -326,6 +326,23 @@ struct OutKey {
     prefixed_in_span_line: bool,
     /// Whether `name` is written as is (nothing to escape): then `write` copies it.
     plain: bool,
+    /// A hash of the key as written (prefix and name): keys written the same have the same
+    /// hash, so different hashes prove different keys.
+    hash: u64,
+}
+
+/// FNV-1a over the written key, mixed so that the top bits (which [`KeyBloom`] uses) depend
+/// on every byte.
+fn key_hash(prefixed: bool, name: &str) -> u64 {
+    let prefix = if prefixed { USER_KEY_PREFIX } else { "" };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in prefix.as_bytes().iter().chain(name.as_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
 }
 
 impl OutKey {
@@ -337,23 +354,19 @@ impl OutKey {
             prefixed,
             prefixed_in_span_line: prefixed || SPAN_LINE_KEYS.contains(&name),
             plain: !name.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'),
+            hash: key_hash(prefixed, name),
         }
     }
 
     fn in_span_line(self) -> Self {
+        if self.prefixed_in_span_line == self.prefixed {
+            return self;
+        }
         Self {
             prefixed: self.prefixed_in_span_line,
+            hash: key_hash(self.prefixed_in_span_line, self.name),
             ..self
         }
-    }
-
-    /// One bit of a 64-bit filter, from the written key's length and last byte: two keys
-    /// written the same always get the same bit, so a clear bit proves "not seen yet".
-    fn filter_bit(self) -> u64 {
-        let prefix = if self.prefixed { USER_KEY_PREFIX } else { "" };
-        let len = prefix.len() + self.name.len();
-        let last = self.name.as_bytes().last().copied().unwrap_or(b'.');
-        1 << ((len.wrapping_mul(7) ^ usize::from(last)) & 63)
     }
 
     /// Whether the two keys are written the same, also across the `fields.` prefix.
@@ -385,87 +398,182 @@ impl OutKey {
     }
 }
 
-/// The keys already written in the current line, so none is written twice.
+/// A 256-bit Bloom filter of keys, one bit per key from the top byte of its hash: a clear
+/// bit proves a key absent. With the dozen keys of a line, a key not in it finds its bit
+/// set about one time in twenty (a 64-bit filter: one in five).
+#[derive(Clone, Copy)]
+struct KeyBloom([u64; 4]);
+
+impl KeyBloom {
+    const EMPTY: Self = Self([0; 4]);
+
+    fn bit(hash: u64) -> (usize, u64) {
+        ((hash >> 62) as usize, 1 << ((hash >> 56) & 63))
+    }
+
+    fn add(&mut self, hash: u64) {
+        let (word, bit) = Self::bit(hash);
+        self.0[word] |= bit;
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        let (word, bit) = Self::bit(hash);
+        self.0[word] & bit != 0
+    }
+
+    fn overlaps(&self, other: &KeyBloom) -> bool {
+        (self.0[0] & other.0[0])
+            | (self.0[1] & other.0[1])
+            | (self.0[2] & other.0[2])
+            | (self.0[3] & other.0[3])
+            != 0
+    }
+}
+
+/// The keys already written in the current line, so none is written twice. Exact: the
+/// filter and the hashes only rule keys out; two keys with the same hash are compared.
 struct SeenKeys {
     keys: Vec<OutKey>,
-    filter: u64,
+    bloom: KeyBloom,
 }
 
 impl SeenKeys {
     const fn new() -> Self {
         Self {
             keys: Vec::new(),
-            filter: 0,
+            bloom: KeyBloom::EMPTY,
         }
     }
 
     fn clear(&mut self) {
         self.keys.clear();
-        self.filter = 0;
+        self.bloom = KeyBloom::EMPTY;
+    }
+
+    /// Whether a key written the same as `key` is there.
+    fn contains(&self, key: OutKey) -> bool {
+        self.bloom.may_contain(key.hash)
+            && self.keys.iter().any(|k| k.hash == key.hash && k.same(key))
+    }
+
+    /// Records `key`, known not to be there yet.
+    fn add(&mut self, key: OutKey) {
+        self.bloom.add(key.hash);
+        self.keys.push(key);
     }
 
     /// Records `key`; `false` when a key written the same was already there.
     fn insert(&mut self, key: OutKey) -> bool {
-        let bit = key.filter_bit();
-        if self.filter & bit != 0 && self.keys.iter().any(|k| k.same(key)) {
+        if self.contains(key) {
             return false;
         }
-        self.filter |= bit;
-        self.keys.push(key);
+        self.add(key);
         true
     }
 }
 
-/// What is known about a field name: computed once per name and thread, then looked up by
-/// the name's address (every `tracing` field name is a `&'static str`): checking ten fields
-/// against the fixed keys and the secret words on every event would cost more than writing
-/// them.
+/// What one field of an event callsite is in this logger's lines.
 #[derive(Clone, Copy)]
-struct KeyInfo {
-    addr: usize,
-    len: usize,
-    redactor: u32,
+struct FieldPlan {
     key: OutKey,
+    /// Where the key, rendered (`,"name":`), is in [`CallsitePlan::keys`].
+    start: u32,
+    end: u32,
+    message: bool,
+    /// A `log.*` field: `tracing-log`'s record metadata, not written for `log` records.
+    log_meta: bool,
     secret: bool,
 }
 
-const KEY_CACHE_SLOTS: usize = 256;
-
-struct KeyCache {
-    slots: [Option<KeyInfo>; KEY_CACHE_SLOTS],
+/// One event callsite's fields as this logger writes them, by `Field::index`: keys rendered,
+/// reserved names prefixed, secrets known. Made the first time the callsite logs on a
+/// thread, then reused: an event makes one lookup (by callsite) instead of one per field,
+/// and writes each key with one copy.
+struct CallsitePlan {
+    /// The callsite's address; 0: empty.
+    callsite: usize,
+    layer: u64,
+    fields: Vec<FieldPlan>,
+    keys: Vec<u8>,
+    /// Whether two of its fields are written under the same key: only then are the event's
+    /// own fields checked against each other.
+    dupes: bool,
 }
 
-impl KeyCache {
+impl CallsitePlan {
     const fn new() -> Self {
         Self {
-            slots: [None; KEY_CACHE_SLOTS],
+            callsite: 0,
+            layer: 0,
+            fields: Vec::new(),
+            keys: Vec::new(),
+            dupes: false,
         }
     }
 
-    /// What is known about `name` in the logger with `redactor` and `keys`. Cached per
-    /// redactor: every logger has its own (each `Redactor::new` has a new id), so the id
-    /// also tells apart the loggers' profiles.
-    fn get(&mut self, name: &'static str, redactor: &Redactor, keys: &LineKeys) -> KeyInfo {
-        let addr = name.as_ptr() as usize;
-        // Fibonacci hashing of the address: neighbouring names land far apart.
-        let slot = (addr ^ name.len()).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 8);
-        let slot = &mut self.slots[slot % KEY_CACHE_SLOTS];
-        if let Some(info) = *slot
-            && info.addr == addr
-            && info.len == name.len()
-            && info.redactor == redactor.id()
-        {
-            return info;
+    fn build(&mut self, callsite: usize, layer: u64, meta: &Metadata<'_>, format: &LineFormat) {
+        self.callsite = callsite;
+        self.layer = layer;
+        self.fields.clear();
+        self.keys.clear();
+        self.dupes = false;
+        for field in meta.fields() {
+            let mut plan = FieldPlan::new(field.name(), format);
+            plan.start = self.keys.len() as u32;
+            plan.key.write(&mut self.keys);
+            plan.end = self.keys.len() as u32;
+            if !plan.message
+                && self
+                    .fields
+                    .iter()
+                    .any(|f| !f.message && f.key.same(plan.key))
+            {
+                self.dupes = true;
+            }
+            self.fields.push(plan);
         }
-        let info = KeyInfo {
-            addr,
-            len: name.len(),
-            redactor: redactor.id(),
-            key: OutKey::new(name, keys),
-            secret: redactor.is_secret(name),
-        };
-        *slot = Some(info);
-        info
+    }
+}
+
+impl FieldPlan {
+    /// The plan of a field named `name` (its rendered key not placed yet).
+    fn new(name: &'static str, format: &LineFormat) -> Self {
+        Self {
+            key: OutKey::new(name, &format.keys),
+            start: 0,
+            end: 0,
+            message: name == "message",
+            log_meta: name.starts_with("log."),
+            secret: format.redactor.is_secret(name),
+        }
+    }
+}
+
+const PLAN_SLOTS: usize = 64;
+
+/// This thread's [`CallsitePlan`]s, direct-mapped by callsite address.
+struct Plans {
+    slots: [CallsitePlan; PLAN_SLOTS],
+}
+
+impl Plans {
+    const fn new() -> Self {
+        Self {
+            slots: [const { CallsitePlan::new() }; PLAN_SLOTS],
+        }
+    }
+
+    /// The plan of `meta`'s callsite for the logger `layer`, made on first use.
+    fn get(&mut self, meta: &Metadata<'_>, layer: u64, format: &LineFormat) -> &CallsitePlan {
+        let callsite =
+            (meta.callsite().0 as *const dyn tracing_core::Callsite).cast::<()>() as usize;
+        // Fibonacci hashing of the address: neighbouring callsites land far apart.
+        let slot = (callsite >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (usize::BITS - 6);
+        let plan = &mut self.slots[slot % PLAN_SLOTS];
+        if plan.callsite != callsite || plan.layer != layer {
+            plan.build(callsite, layer, meta, format);
+        }
+        plan
     }
 }
 
@@ -475,7 +583,7 @@ struct Scratch {
     fields: Vec<u8>,
     message: Vec<u8>,
     seen: SeenKeys,
-    keys: KeyCache,
+    plans: Plans,
     span: SpanCache,
 }
 
@@ -486,7 +594,7 @@ impl Scratch {
             fields: Vec::new(),
             message: Vec::new(),
             seen: SeenKeys::new(),
-            keys: KeyCache::new(),
+            plans: Plans::new(),
             span: SpanCache::new(),
         }
     }
@@ -537,8 +645,8 @@ struct SpanCache {
     fields: Vec<u8>,
     /// Each field of `fields`: its key and where it ends in `fields`.
     entries: Vec<(OutKey, usize)>,
-    /// The union of the entries' `filter_bit`s.
-    filter: u64,
+    /// The entries' keys.
+    bloom: KeyBloom,
     seen: SeenKeys,
 }
 
@@ -553,7 +661,7 @@ impl SpanCache {
             name: Vec::new(),
             fields: Vec::new(),
             entries: Vec::new(),
-            filter: 0,
+            bloom: KeyBloom::EMPTY,
             seen: SeenKeys::new(),
         }
     }
@@ -569,21 +677,21 @@ impl SpanCache {
                 key.write(&mut self.fields);
                 self.fields.extend_from_slice(value);
                 self.entries.push((*key, self.fields.len()));
-                self.filter |= key.filter_bit();
+                self.bloom.add(key.hash);
             }
         }
     }
 
     /// Appends the span fields the event did not write itself.
-    fn write_fields(&self, line: &mut Vec<u8>, seen: &mut SeenKeys) {
-        if seen.filter & self.filter == 0 {
+    fn write_fields(&self, line: &mut Vec<u8>, seen: &SeenKeys) {
+        if !seen.bloom.overlaps(&self.bloom) {
             // No event key can be one of ours (the filter has no false negatives).
             line.extend_from_slice(&self.fields);
             return;
         }
         let mut start = 0;
         for &(key, end) in &self.entries {
-            if seen.insert(key) {
+            if !seen.contains(key) {
                 line.extend_from_slice(&self.fields[start..end]);
             }
             start = end;
@@ -808,7 +916,7 @@ where
         cache.name.clear();
         cache.fields.clear();
         cache.entries.clear();
-        cache.filter = 0;
+        cache.bloom = KeyBloom::EMPTY;
         cache.seen.clear();
         let Some(span) = ctx.lookup_current() else {
             return;
@@ -843,7 +951,7 @@ where
             fields: &mut s.fields,
             message: &mut s.message,
             seen: &mut s.seen,
-            keys: &mut s.keys,
+            plan: s.plans.get(event.metadata(), self.id, &self.format),
             from_log: normalized.is_some(),
         }));
 
@@ -879,7 +987,7 @@ where
                 line.extend_from_slice(&cache.name);
                 self.write_caller(line, meta);
                 line.extend_from_slice(&s.fields);
-                cache.write_fields(line, &mut s.seen);
+                cache.write_fields(line, &s.seen);
             } else {
                 self.write_caller(line, meta);
                 line.extend_from_slice(&s.fields);
@@ -1081,33 +1189,58 @@ struct EventFields<'a> {
     fields: &'a mut Vec<u8>,
     message: &'a mut Vec<u8>,
     seen: &'a mut SeenKeys,
-    keys: &'a mut KeyCache,
+    plan: &'a CallsitePlan,
     from_log: bool,
 }
 
 impl FieldSink for EventFields<'_> {
     fn begin(&mut self, field: &Field) -> Option<Slot<'_>> {
-        let name = field.name();
-        if name == "message" {
-            if !self.message.is_empty() {
-                return None;
-            }
-            return Some(Slot {
-                out: self.message,
-                as_string: true,
-            });
+        let plan = self.plan;
+        let f = match plan.fields.get(field.index()) {
+            // The same name at the same place: the plan is this field's (whatever callsite
+            // the field came from, the plan depends on its name only).
+            Some(f) if std::ptr::eq(f.key.name, field.name()) => *f,
+            // A field of another callsite than the event's: rare enough to plan on the spot.
+            _ => return self.begin_field(FieldPlan::new(field.name(), self.format), None),
+        };
+        let key = &plan.keys[f.start as usize..f.end as usize];
+        if plan.dupes {
+            self.begin_field(f, Some(key))
+        } else {
+            self.begin_unique_field(f, key)
         }
-        if self.from_log && name.starts_with("log.") {
-            return None; // `tracing-log` carries the record's metadata as fields
-        }
-        let info = self
-            .keys
-            .get(name, &self.format.redactor, &self.format.keys);
-        if !self.seen.insert(info.key) {
+    }
+
+    fn cap(&self) -> usize {
+        self.format.value_cap
+    }
+}
+
+impl EventFields<'_> {
+    /// The message's buffer, unless a message was already recorded.
+    fn begin_message(&mut self) -> Option<Slot<'_>> {
+        if !self.message.is_empty() {
             return None;
         }
-        info.key.write(self.fields);
-        if info.secret {
+        Some(Slot {
+            out: self.message,
+            as_string: true,
+        })
+    }
+
+    /// A field of a callsite whose fields are all written under different keys: no check
+    /// against the keys already written.
+    #[inline]
+    fn begin_unique_field(&mut self, f: FieldPlan, key: &[u8]) -> Option<Slot<'_>> {
+        if f.message {
+            return self.begin_message();
+        }
+        if f.log_meta && self.from_log {
+            return None; // `tracing-log` carries the record's metadata as fields
+        }
+        self.seen.add(f.key);
+        json::put(self.fields, key);
+        if f.secret {
             json::write_str(self.fields, REDACTED, usize::MAX);
             return None;
         }
@@ -1117,8 +1250,31 @@ impl FieldSink for EventFields<'_> {
         })
     }
 
-    fn cap(&self) -> usize {
-        self.format.value_cap
+    /// Any field: checked against the keys already written. `key` is the rendered key when
+    /// known.
+    #[cold]
+    fn begin_field(&mut self, f: FieldPlan, key: Option<&[u8]>) -> Option<Slot<'_>> {
+        if f.message {
+            return self.begin_message();
+        }
+        if f.log_meta && self.from_log {
+            return None;
+        }
+        if !self.seen.insert(f.key) {
+            return None;
+        }
+        match key {
+            Some(key) => self.fields.extend_from_slice(key),
+            None => f.key.write(self.fields),
+        }
+        if f.secret {
+            json::write_str(self.fields, REDACTED, usize::MAX);
+            return None;
+        }
+        Some(Slot {
+            out: self.fields,
+            as_string: false,
+        })
     }
 }
 
