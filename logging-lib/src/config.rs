@@ -186,6 +186,12 @@ impl Config {
         self
     }
 
+    /// The name the message is written under (for `testing`'s readers).
+    #[cfg(feature = "testing")]
+    pub(crate) fn message_key(&self) -> &str {
+        self.keys.name(Key::Message)
+    }
+
     /// Values (and the message) longer than this many bytes are cut with a marker.
     pub fn value_cap(mut self, bytes: usize) -> Self {
         self.value_cap = bytes;
