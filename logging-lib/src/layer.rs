@@ -7,13 +7,16 @@
 //! With [`SpanEvents`] switched on (off by default), spans also give lines: one when a span
 //! is created (`NEW`) and one when it closes (`CLOSE`, with `duration_ms`, `busy_ms`,
 //! `idle_ms`), each with the span's own fields and ids and its parent's id (keys in
-//! [`crate::contract::SPAN_LINE_KEYS`]). Their timings live in the span's extension data,
-//! allocated once with the span; with span events off, entering and leaving a span costs
-//! one branch and events are formatted exactly as before.
+//! [`crate::contract::SPAN_LINE_KEYS`]). Their timings live with the span's data; with span
+//! events off, entering and leaving a span costs one branch and events are formatted
+//! exactly as before.
 //!
 //! Why it is fast where `tracing-subscriber`'s JSON format is slow: span fields are rendered
 //! to JSON once, when they are recorded, not re-parsed on every event; each event is written
 //! straight into a per-thread buffer that is reused, so steady state allocates nothing.
+//! Each event callsite's keys are rendered once per thread (`CallsitePlan`). A span's data
+//! (ids, rendered fields, timings) lives in the layer's own `SpanStore`, not in the
+//! registry's extensions, so spans in steady state allocate nothing either.
 //! The current span's part of the line (ids, name, its and its ancestors' fields, keys
 //! already deduplicated) is kept per thread too (`SpanCache`) and reused while that thread
 //! enters, exits and closes no span and no span is recorded into: a contextual event in a
@@ -30,7 +33,7 @@ use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Dispatch, Event, Level, Metadata, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer};
-use tracing_subscriber::registry::{Extensions, LookupSpan, SpanRef};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::contract::{
     BUSY_MS, DURATION_MS, IDLE_MS, PARENT_SPAN_ID, SPAN_EVENT, SPAN_LINE_KEYS, USER_KEY_PREFIX,
@@ -155,14 +158,14 @@ pub(crate) fn level_index(level: &Level) -> usize {
     }
 }
 
-/// What this layer keeps in each span's extensions.
+/// What this layer keeps of each open span (in its [`SpanStore`]).
 pub(crate) struct SpanData {
     /// The span's own position in its trace (its `span_id` is the span's own id).
     context: TraceContext,
     /// `,"trace_id":…,"span_id":…,"trace_flags":…` for `context`, rendered once.
     ids_json: Vec<u8>,
     /// The span's fields, each value already rendered as JSON.
-    fields: Vec<(OutKey, Vec<u8>)>,
+    fields: SpanFields,
     /// The parent's span id: the local parent's, or the remote one set by
     /// `set_remote_parent`. Written as `parent_span_id` in span lines.
     parent_span_id: Option<SpanId>,
@@ -251,21 +254,38 @@ fn write_ms(out: &mut Vec<u8>, nanos: u64) {
 }
 
 impl SpanData {
-    fn new(
+    const fn empty() -> Self {
+        Self {
+            context: TraceContext::ZERO,
+            ids_json: Vec::new(),
+            fields: SpanFields::new(),
+            parent_span_id: None,
+            timing: None,
+        }
+    }
+
+    /// Makes this a new span's data, keeping the buffers.
+    fn reset(
+        &mut self,
         keys: &LineKeys,
         context: TraceContext,
         parent_span_id: Option<SpanId>,
         timing: Option<Timing>,
-    ) -> Self {
-        let mut data = Self {
-            context,
-            ids_json: Vec::new(),
-            fields: Vec::new(),
-            parent_span_id,
-            timing,
-        };
-        data.set_context(keys, context);
-        data
+    ) {
+        self.set_context(keys, context);
+        self.fields.clear();
+        self.parent_span_id = parent_span_id;
+        self.timing = timing;
+    }
+
+    /// Makes this a copy of `other`, keeping the buffers.
+    fn copy_from(&mut self, other: &SpanData) {
+        self.context = other.context;
+        self.ids_json.clear();
+        self.ids_json.extend_from_slice(&other.ids_json);
+        self.fields.copy_from(&other.fields);
+        self.parent_span_id = other.parent_span_id;
+        self.timing = other.timing;
     }
 
     fn set_context(&mut self, keys: &LineKeys, context: TraceContext) {
@@ -276,8 +296,8 @@ impl SpanData {
 
     /// Appends the fields no event field or inner span has written yet.
     fn write_fields(&self, line: &mut Vec<u8>, seen: &mut SeenKeys) {
-        for (key, value) in &self.fields {
-            if seen.insert(*key) {
+        for (key, value) in self.fields.iter() {
+            if seen.insert(key) {
                 key.write(line);
                 line.extend_from_slice(value);
             }
@@ -286,13 +306,245 @@ impl SpanData {
 
     /// Appends the fields to a span line, where the span line keys are taken too.
     fn write_own_fields(&self, line: &mut Vec<u8>, seen: &mut SeenKeys) {
-        for (key, value) in &self.fields {
+        for (key, value) in self.fields.iter() {
             let key = key.in_span_line();
             if seen.insert(key) {
                 key.write(line);
                 line.extend_from_slice(value);
             }
         }
+    }
+}
+
+/// A span's fields: keys in the order first recorded, values rendered as JSON back to
+/// back in one buffer (so a span's data is a fixed number of buffers, reused from span to
+/// span). Recording a field again replaces its value and keeps its place.
+pub(crate) struct SpanFields {
+    /// Each key and where its value is in `values`.
+    entries: Vec<(OutKey, u32, u32)>,
+    values: Vec<u8>,
+    /// The entry whose value is being written (between `begin` and `end`).
+    pending: Option<usize>,
+}
+
+impl SpanFields {
+    const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            values: Vec::new(),
+            pending: None,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.values.clear();
+        self.pending = None;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (OutKey, &[u8])> {
+        self.entries
+            .iter()
+            .map(|&(key, start, end)| (key, &self.values[start as usize..end as usize]))
+    }
+
+    /// Starts the value of the field `name` (`key()` gives its key when it is new),
+    /// dropping an earlier value: append the value to the buffer returned, then call
+    /// [`SpanFields::end`].
+    fn begin(&mut self, name: &str, key: impl FnOnce() -> OutKey) -> &mut Vec<u8> {
+        self.end();
+        let i = match self.entries.iter().position(|(k, ..)| k.name == name) {
+            Some(i) => {
+                let (_, start, end) = self.entries[i];
+                self.values.drain(start as usize..end as usize);
+                let removed = end - start;
+                for entry in &mut self.entries {
+                    if entry.1 >= end {
+                        entry.1 -= removed;
+                        entry.2 -= removed;
+                    }
+                }
+                i
+            }
+            None => {
+                self.entries.push((key(), 0, 0));
+                self.entries.len() - 1
+            }
+        };
+        let at = self.values.len() as u32;
+        self.entries[i].1 = at;
+        self.entries[i].2 = at;
+        self.pending = Some(i);
+        &mut self.values
+    }
+
+    /// Ends the value started by [`SpanFields::begin`].
+    fn end(&mut self) {
+        if let Some(i) = self.pending.take() {
+            self.entries[i].2 = self.values.len() as u32;
+        }
+    }
+
+    fn copy_from(&mut self, other: &SpanFields) {
+        self.entries.clear();
+        self.entries.extend_from_slice(&other.entries);
+        self.values.clear();
+        self.values.extend_from_slice(&other.values);
+        self.pending = None;
+    }
+
+    /// Records every field of `other` into these, replacing values of the same names.
+    fn merge(&mut self, other: &SpanFields) {
+        for (key, value) in other.iter() {
+            self.begin(key.name, || key).extend_from_slice(value);
+            self.end();
+        }
+    }
+}
+
+/// The [`SpanData`] of every open span, by span id, kept by the layer rather than in the
+/// registry's span extensions: those box every value inserted, one allocation per span,
+/// where the store reuses its slots and their buffers, so that a span in steady state
+/// allocates nothing.
+///
+/// Sharded by id, one lock per shard, held only to copy data in or out or to format from
+/// it: no user code (field `Debug` impls, which may log) ever runs under it.
+pub(crate) struct SpanStore {
+    shards: [Shard; SPAN_SHARDS],
+}
+
+const SPAN_SHARDS: usize = 16;
+
+/// One shard, on a cache line of its own (no false sharing between threads working on
+/// spans of different shards).
+#[repr(align(128))]
+struct Shard(std::sync::Mutex<ShardSpans>);
+
+#[derive(Default)]
+struct ShardSpans {
+    /// Span id to its slot.
+    index: std::collections::HashMap<u64, usize, std::hash::BuildHasherDefault<IdHasher>>,
+    slots: Vec<SpanData>,
+    /// Slots of closed spans, to reuse.
+    free: Vec<usize>,
+}
+
+/// Span ids are distinct numbers already: one multiplication spreads them.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+impl SpanStore {
+    fn new() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Shard(Default::default())),
+        }
+    }
+
+    fn shard(&self, id: &Id) -> std::sync::MutexGuard<'_, ShardSpans> {
+        let h = id.into_u64().wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let shard = &self.shards[h as usize % SPAN_SHARDS].0;
+        // A panic under the lock can only come from an allocation failure; every slot is
+        // still whole.
+        shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores a copy of `data` as span `id`'s (in a reused slot when there is one).
+    fn insert(&self, id: &Id, data: &SpanData) {
+        let mut shard = self.shard(id);
+        let shard = &mut *shard;
+        let slot = match shard.index.get(&id.into_u64()) {
+            Some(&slot) => slot,
+            None => {
+                let slot = match shard.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        shard.slots.push(SpanData::empty());
+                        shard.slots.len() - 1
+                    }
+                };
+                shard.index.insert(id.into_u64(), slot);
+                slot
+            }
+        };
+        shard.slots[slot].copy_from(data);
+    }
+
+    /// `f` of span `id`'s data, if the store has it.
+    fn with<R>(&self, id: &Id, f: impl FnOnce(&SpanData) -> R) -> Option<R> {
+        let shard = self.shard(id);
+        let slot = *shard.index.get(&id.into_u64())?;
+        Some(f(&shard.slots[slot]))
+    }
+
+    /// `f` of span `id`'s data, to change, if the store has it.
+    fn with_mut<R>(&self, id: &Id, f: impl FnOnce(&mut SpanData) -> R) -> Option<R> {
+        let mut shard = self.shard(id);
+        let slot = *shard.index.get(&id.into_u64())?;
+        Some(f(&mut shard.slots[slot]))
+    }
+
+    /// Forgets span `id`, after `f` has seen its data; its slot is reused.
+    fn remove<R>(&self, id: &Id, f: impl FnOnce(&SpanData) -> R) -> Option<R> {
+        let mut shard = self.shard(id);
+        let slot = shard.index.remove(&id.into_u64())?;
+        shard.free.push(slot);
+        Some(f(&shard.slots[slot]))
+    }
+}
+
+/// Where a span's data is made (its fields recorded, which runs their `Debug` impls, which
+/// may log) before it is copied into the [`SpanStore`] under its lock; and the plans of span
+/// callsites. Per thread, reused.
+struct SpanScratch {
+    data: SpanData,
+    plans: Plans,
+}
+
+impl SpanScratch {
+    const fn new() -> Self {
+        Self {
+            data: SpanData::empty(),
+            plans: Plans::new(),
+        }
+    }
+}
+
+thread_local! {
+    static SPAN_SCRATCH: RefCell<SpanScratch> = const { RefCell::new(SpanScratch::new()) };
+}
+
+/// Runs `f` on this thread's [`SPAN_SCRATCH`], or on a fresh one when a span is made while
+/// another one's fields are recorded (a field's `Debug` impl that makes a span).
+fn with_span_scratch<R>(f: impl FnOnce(&mut SpanScratch) -> R) -> R {
+    let mut f = Some(f);
+    let done = SPAN_SCRATCH
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => Some((f.take().expect("called once"))(&mut scratch)),
+            Err(_) => None,
+        })
+        .ok()
+        .flatten();
+    match done {
+        Some(r) => r,
+        None => (f.take().expect("not called"))(&mut SpanScratch::new()),
     }
 }
 
@@ -308,6 +560,8 @@ pub struct JsonLayer<S> {
     format: LineFormat,
     sink: NonBlocking,
     access: SpanAccess,
+    /// Every open span's data.
+    spans: SpanStore,
     /// Tells this logger's [`SpanCache`]s from another's.
     id: u64,
     /// The dispatcher this layer runs in, to ask `tracing-opentelemetry` for its ids: it keeps
@@ -623,7 +877,7 @@ static FIELDS_GENERATION: AtomicU64 = AtomicU64::new(0);
 static NEXT_LAYER_ID: AtomicU64 = AtomicU64::new(1);
 
 /// This thread's rendering of the current span's part of an event line, for one logger:
-/// the registry lookups (current span, its extensions, every ancestor's) and the rendering
+/// the lookups (current span and every ancestor, in the registry and the span store) and the rendering
 /// of span keys are done once, not on every event, while the span stays current.
 ///
 /// Valid while the layer, this thread's [`SPAN_EPOCH`] and [`FIELDS_GENERATION`] are what
@@ -672,11 +926,11 @@ impl SpanCache {
 
     /// Appends one span's fields not already in the cache.
     fn add_fields(&mut self, data: &SpanData) {
-        for (key, value) in &data.fields {
-            if self.seen.insert(*key) {
+        for (key, value) in data.fields.iter() {
+            if self.seen.insert(key) {
                 key.write(&mut self.fields);
                 self.fields.extend_from_slice(value);
-                self.entries.push((*key, self.fields.len()));
+                self.entries.push((key, self.fields.len()));
                 self.bloom.add(key.hash);
             }
         }
@@ -715,6 +969,7 @@ where
                 context: Self::context_of,
                 set_remote_parent: Self::set_remote_parent_of,
             },
+            spans: SpanStore::new(),
             id: NEXT_LAYER_ID.fetch_add(1, Ordering::Relaxed),
             #[cfg(feature = "opentelemetry")]
             dispatch: std::sync::OnceLock::new(),
@@ -727,23 +982,15 @@ where
         if let Some(c) = crate::otel::span_context_of(dispatch, id) {
             return Some(c);
         }
-        let subscriber = dispatch.downcast_ref::<S>()?;
-        let span = subscriber.span(id)?;
-        span_context(&span.extensions())
+        let layer = dispatch.downcast_ref::<Self>()?;
+        layer.spans.with(id, |d| d.context)
     }
 
     fn set_remote_parent_of(dispatch: &Dispatch, id: &Id, parent: TraceContext) {
-        let Some(subscriber) = dispatch.downcast_ref::<S>() else {
-            return;
-        };
-        let Some(span) = subscriber.span(id) else {
-            return;
-        };
-        // The layer's profile renders the ids; it is reached the same way as the subscriber.
         let Some(layer) = dispatch.downcast_ref::<Self>() else {
             return;
         };
-        if let Some(data) = span.extensions_mut().get_mut::<SpanData>() {
+        layer.spans.with_mut(id, |data| {
             data.set_context(
                 &layer.format.keys,
                 TraceContext {
@@ -752,7 +999,7 @@ where
                 },
             );
             data.parent_span_id = Some(parent.span_id);
-        }
+        });
         FIELDS_GENERATION.fetch_add(1, Ordering::Release);
     }
 
@@ -763,7 +1010,7 @@ where
         if let Some(c) = self.otel_context(span) {
             return Some(c);
         }
-        span_context(&span.extensions())
+        self.spans.with(&span.id(), |d| d.context)
     }
 
     #[cfg(feature = "opentelemetry")]
@@ -866,16 +1113,16 @@ where
     }
 
     /// Applies `f` to the span's timing, when close lines are on (else: one branch).
-    fn update_timing(&self, id: &Id, ctx: &Context<'_, S>, f: fn(&mut Timing, Instant)) {
+    fn update_timing(&self, id: &Id, f: fn(&mut Timing, Instant)) {
         if !self.format.span_events.contains(SpanEvents::CLOSE) {
             return;
         }
-        if let Some(span) = ctx.span(id)
-            && let Some(data) = span.extensions_mut().get_mut::<SpanData>()
-            && let Some(t) = &mut data.timing
-        {
-            f(t, Instant::now());
-        }
+        let now = Instant::now();
+        self.spans.with_mut(id, |data| {
+            if let Some(t) = &mut data.timing {
+                f(t, now);
+            }
+        });
     }
 
     /// Formats a span line on this thread's buffers and hands it to the writer.
@@ -921,19 +1168,18 @@ where
         let Some(span) = ctx.lookup_current() else {
             return;
         };
-        cache.id = Some(span.id());
+        let id = span.id();
         cache.name.extend_from_slice(&self.format.keys.span);
         json::write_str(&mut cache.name, span.name(), self.format.value_cap);
-        if let Some(d) = span.extensions().get::<SpanData>() {
+        self.spans.with(&id, |d| {
             cache.ids.extend_from_slice(&d.ids_json);
             cache.add_fields(d);
-        }
+        });
+        cache.id = Some(id);
         // Outer spans, innermost first: each lookup walks one step up.
         let mut next = span.parent();
         while let Some(outer) = next {
-            if let Some(d) = outer.extensions().get::<SpanData>() {
-                cache.add_fields(d);
-            }
+            self.spans.with(&outer.id(), |d| cache.add_fields(d));
             next = outer.parent();
         }
     }
@@ -1001,32 +1247,29 @@ where
                 // OpenTelemetry's ids need the span's extensions unlocked: ask first.
                 #[cfg(feature = "opentelemetry")]
                 let otel = self.otel_context(&span);
-                let ext = span.extensions();
-                let data = ext.get::<SpanData>();
+                let id = span.id();
+                #[cfg(feature = "opentelemetry")]
+                let ours = otel.is_none();
+                #[cfg(not(feature = "opentelemetry"))]
+                let ours = true;
                 #[cfg(feature = "opentelemetry")]
                 if let Some(c) = otel {
                     self.format.keys.write_trace_ids(line, &c);
-                } else if let Some(d) = data {
-                    line.extend_from_slice(&d.ids_json);
                 }
-                #[cfg(not(feature = "opentelemetry"))]
-                if let Some(d) = data {
-                    line.extend_from_slice(&d.ids_json);
+                if ours {
+                    self.spans
+                        .with(&id, |d| line.extend_from_slice(&d.ids_json));
                 }
                 line.extend_from_slice(&self.format.keys.span);
                 json::write_str(line, span.name(), self.format.value_cap);
                 self.write_caller(line, meta);
                 line.extend_from_slice(&s.fields);
-                if let Some(d) = data {
-                    d.write_fields(line, &mut s.seen);
-                }
-                drop(ext);
+                self.spans.with(&id, |d| d.write_fields(line, &mut s.seen));
                 // Outer spans, innermost first: each lookup walks one step up.
                 let mut next = span.parent();
                 while let Some(outer) = next {
-                    if let Some(d) = outer.extensions().get::<SpanData>() {
-                        d.write_fields(line, &mut s.seen);
-                    }
+                    self.spans
+                        .with(&outer.id(), |d| d.write_fields(line, &mut s.seen));
                     next = outer.parent();
                 }
             }
@@ -1037,11 +1280,6 @@ where
         }
         line.extend_from_slice(b"}\n");
     }
-}
-
-/// The ids this layer gave a span (see `JsonLayer::trace_context` for OpenTelemetry's).
-pub(crate) fn span_context(ext: &Extensions<'_>) -> Option<TraceContext> {
-    ext.get::<SpanData>().map(|d| d.context)
 }
 
 impl<S> Layer<S> for JsonLayer<S>
@@ -1071,66 +1309,95 @@ where
         let timing = events
             .contains(SpanEvents::CLOSE)
             .then(|| Timing::new(Instant::now()));
-        let mut data = SpanData::new(
-            &self.format.keys,
-            context,
-            parent.map(|p| p.span_id),
-            timing,
-        );
-        attrs.record(&mut span_visitor(&self.format, &mut data));
-        if events.contains(SpanEvents::NEW) {
-            let ids = self.span_line_ids(&span);
-            self.write_span_line(span.metadata(), &data, ids, SpanLine::New);
-        }
-        span.extensions_mut().insert(data);
+        // Made on this thread's scratch data (recording runs the fields' `Debug` impls, which
+        // may log), then copied into the store.
+        with_span_scratch(|scratch| {
+            let data = &mut scratch.data;
+            data.reset(
+                &self.format.keys,
+                context,
+                parent.map(|p| p.span_id),
+                timing,
+            );
+            let plan = scratch.plans.get(attrs.metadata(), self.id, &self.format);
+            attrs.record(&mut span_visitor(
+                &self.format,
+                &mut data.fields,
+                Some(plan),
+            ));
+            if events.contains(SpanEvents::NEW) {
+                let ids = self.span_line_ids(&span);
+                self.write_span_line(span.metadata(), data, ids, SpanLine::New);
+            }
+            self.spans.insert(id, data);
+        });
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+    fn on_enter(&self, id: &Id, _ctx: Context<'_, S>) {
         bump_span_epoch();
-        self.update_timing(id, &ctx, Timing::enter);
+        self.update_timing(id, Timing::enter);
     }
 
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         bump_span_epoch();
-        self.update_timing(id, &ctx, Timing::exit);
+        self.update_timing(id, Timing::exit);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         bump_span_epoch();
         if !self.format.span_events.contains(SpanEvents::CLOSE) {
+            self.spans.remove(&id, |_| ());
             return;
         }
-        let Some(span) = ctx.span(&id) else {
-            return;
-        };
         let now = Instant::now();
         // OpenTelemetry's ids need the span's extensions unlocked: ask first.
-        let ids = self.span_line_ids(&span);
-        let ext = span.extensions();
-        let Some(data) = ext.get::<SpanData>() else {
+        let span = ctx.span(&id);
+        let ids = span.as_ref().and_then(|span| self.span_line_ids(span));
+        let Some(meta) = span.as_ref().map(|span| span.metadata()) else {
+            self.spans.remove(&id, |_| ());
             return;
         };
-        let Some(timing) = data.timing else {
-            return; // always there while close lines are on
+        // Formatted under the store's lock, written after it.
+        let close = |s: &mut Scratch| {
+            self.spans.remove(&id, |data| {
+                let Some(timing) = data.timing else {
+                    return false; // always there while close lines are on
+                };
+                let (duration, busy, idle) = timing.close(now);
+                let kind = SpanLine::Close {
+                    duration,
+                    busy,
+                    idle,
+                };
+                self.format_span_line(s, meta, data, ids, kind);
+                true
+            }) == Some(true)
         };
-        let (duration, busy, idle) = timing.close(now);
-        let kind = SpanLine::Close {
-            duration,
-            busy,
-            idle,
-        };
-        self.write_span_line(span.metadata(), data, ids, kind);
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut s) => {
+                if close(&mut s) {
+                    self.sink.write_line(&s.line);
+                }
+            }
+            // A span closed while formatting something else (a `Debug` impl): fresh buffers.
+            Err(_) => {
+                let mut s = Scratch::new();
+                if close(&mut s) {
+                    self.sink.write_line(&s.line);
+                }
+            }
+        });
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
-        let mut ext = span.extensions_mut();
-        if let Some(data) = ext.get_mut::<SpanData>() {
-            values.record(&mut span_visitor(&self.format, data));
-        }
-        drop(ext);
+    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+        // Recorded on this thread's scratch (the values' `Debug` impls run outside the
+        // store's lock), then merged into the span's fields.
+        with_span_scratch(|scratch| {
+            let fields = &mut scratch.data.fields;
+            fields.clear();
+            values.record(&mut span_visitor(&self.format, fields, None));
+            self.spans.with_mut(id, |data| data.fields.merge(fields));
+        });
         FIELDS_GENERATION.fetch_add(1, Ordering::Release);
     }
 
@@ -1161,10 +1428,15 @@ where
     }
 }
 
-fn span_visitor<'a>(format: &'a LineFormat, data: &'a mut SpanData) -> Visitor<SpanFields<'a>> {
-    Visitor(SpanFields {
+fn span_visitor<'a>(
+    format: &'a LineFormat,
+    fields: &'a mut SpanFields,
+    plan: Option<&'a CallsitePlan>,
+) -> Visitor<SpanFieldSink<'a>> {
+    Visitor(SpanFieldSink {
         format,
-        fields: &mut data.fields,
+        fields,
+        plan,
     })
 }
 
@@ -1174,6 +1446,8 @@ trait FieldSink {
     /// The buffer for `field`'s value, or `None` when the value must not be written
     /// (already written, redacted, or a `log.*` bookkeeping field).
     fn begin(&mut self, field: &Field) -> Option<Slot<'_>>;
+    /// After the value of a field `begin` gave a slot for (or refused) is written.
+    fn end(&mut self) {}
     fn cap(&self) -> usize;
 }
 
@@ -1280,26 +1554,27 @@ impl EventFields<'_> {
 
 /// Span fields: each value rendered once into the span's own storage; recording a field
 /// again replaces its value.
-struct SpanFields<'a> {
+struct SpanFieldSink<'a> {
     format: &'a LineFormat,
-    fields: &'a mut Vec<(OutKey, Vec<u8>)>,
+    fields: &'a mut SpanFields,
+    /// The span callsite's plan (when the span is made; values recorded later are rarer and
+    /// do without).
+    plan: Option<&'a CallsitePlan>,
 }
 
-impl FieldSink for SpanFields<'_> {
+impl FieldSink for SpanFieldSink<'_> {
     fn begin(&mut self, field: &Field) -> Option<Slot<'_>> {
         let name = field.name();
-        // Spans are created far less often than events: no cache needed here.
-        let secret = self.format.redactor.is_secret(name);
-        let i = match self.fields.iter().position(|(k, _)| k.name == name) {
-            Some(i) => i,
-            None => {
-                self.fields
-                    .push((OutKey::new(name, &self.format.keys), Vec::new()));
-                self.fields.len() - 1
-            }
+        let planned = self
+            .plan
+            .and_then(|p| p.fields.get(field.index()))
+            .filter(|f| std::ptr::eq(f.key.name, name));
+        let f = match planned {
+            Some(f) => *f,
+            None => FieldPlan::new(name, self.format),
         };
-        let out = &mut self.fields[i].1;
-        out.clear();
+        let secret = f.secret;
+        let out = self.fields.begin(name, || f.key);
         if secret {
             json::write_str(out, REDACTED, usize::MAX);
             return None;
@@ -1308,6 +1583,10 @@ impl FieldSink for SpanFields<'_> {
             out,
             as_string: false,
         })
+    }
+
+    fn end(&mut self) {
+        self.fields.end();
     }
 
     fn cap(&self) -> usize {
@@ -1329,6 +1608,7 @@ macro_rules! record_scalar {
                     $write(slot.out, value);
                 }
             }
+            self.0.end();
         }
     };
 }
@@ -1346,6 +1626,7 @@ impl<F: FieldSink> Visit for Visitor<F> {
         if let Some(slot) = self.0.begin(field) {
             json::write_str(slot.out, value, cap);
         }
+        self.0.end();
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -1353,6 +1634,7 @@ impl<F: FieldSink> Visit for Visitor<F> {
         if let Some(slot) = self.0.begin(field) {
             json::write_error(slot.out, value, cap);
         }
+        self.0.end();
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
@@ -1360,5 +1642,86 @@ impl<F: FieldSink> Visit for Visitor<F> {
         if let Some(slot) = self.0.begin(field) {
             json::write_fmt(slot.out, format_args!("{value:?}"), cap);
         }
+        self.0.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keys;
+
+    fn text(fields: &SpanFields) -> String {
+        let mut out = Vec::new();
+        for (key, value) in fields.iter() {
+            key.write(&mut out);
+            out.extend_from_slice(value);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn record(fields: &mut SpanFields, keys: &LineKeys, name: &'static str, value: &str) {
+        fields
+            .begin(name, || OutKey::new(name, keys))
+            .extend_from_slice(value.as_bytes());
+        fields.end();
+    }
+
+    #[test]
+    fn span_fields_replace_values_in_place_and_merge() {
+        let keys = LineKeys::new(&Keys::tailrace());
+        let mut f = SpanFields::new();
+        record(&mut f, &keys, "a", "1");
+        record(&mut f, &keys, "level", "\"x\"");
+        record(&mut f, &keys, "c", "333");
+        assert_eq!(text(&f), r#","a":1,"fields.level":"x","c":333"#);
+        // A longer, then a shorter value for the first and the middle field: the others keep
+        // theirs, every field keeps its place.
+        record(&mut f, &keys, "a", "11111");
+        record(&mut f, &keys, "level", "\"\"");
+        assert_eq!(text(&f), r#","a":11111,"fields.level":"","c":333"#);
+        let mut other = SpanFields::new();
+        record(&mut other, &keys, "c", "4");
+        record(&mut other, &keys, "d", "true");
+        f.merge(&other);
+        assert_eq!(text(&f), r#","a":11111,"fields.level":"","c":4,"d":true"#);
+        let mut copy = SpanFields::new();
+        record(&mut copy, &keys, "z", "0");
+        copy.copy_from(&f);
+        assert_eq!(text(&copy), text(&f));
+        f.clear();
+        assert_eq!(text(&f), "");
+    }
+
+    #[test]
+    fn the_span_store_reuses_slots_and_keeps_spans_apart() {
+        let keys = LineKeys::new(&Keys::tailrace());
+        let store = SpanStore::new();
+        let mut data = SpanData::empty();
+        for round in 0..3u64 {
+            for n in 1..=100u64 {
+                data.reset(&keys, TraceContext::new_root(), None, None);
+                record(&mut data.fields, &keys, "n", &(n * 10 + round).to_string());
+                store.insert(&Id::from_u64(n + round * 1000), &data);
+            }
+            for n in 1..=100u64 {
+                let id = Id::from_u64(n + round * 1000);
+                let got = store.with(&id, |d| text(&d.fields)).unwrap();
+                assert_eq!(got, format!(",\"n\":{}", n * 10 + round));
+                store.remove(&id, |_| ()).unwrap();
+                assert!(store.with(&id, |_| ()).is_none());
+            }
+        }
+        let slots: usize = store
+            .shards
+            .iter()
+            .map(|s| s.0.lock().unwrap().slots.len())
+            .sum();
+        // Each shard holds as many slots as it ever had spans open at once: 100 in all, a few
+        // more as ids fall into shards differently from round to round; 300 without reuse.
+        assert!(
+            (100..150).contains(&slots),
+            "{slots} slots for 100 open spans"
+        );
     }
 }
