@@ -129,6 +129,18 @@ impl LineFormat {
         message: &[u8],
         target: &str,
     ) {
+        self.write_open(out, time, level);
+        if message.is_empty() {
+            out.extend_from_slice(b"\"\"");
+        } else {
+            out.extend_from_slice(message);
+        }
+        self.write_target(out, target);
+        out.extend_from_slice(&self.identity);
+    }
+
+    /// The line up to the message's value: `{"timestamp":…,"level":…,"message":`.
+    pub(crate) fn write_open(&self, out: &mut Vec<u8>, time: SystemTime, level: &Level) {
         let mut ts = [0u8; RFC3339_LEN];
         write_rfc3339(time, &mut ts);
         let keys = &self.keys;
@@ -136,14 +148,12 @@ impl LineFormat {
         out.extend_from_slice(&ts);
         json::put(out, &keys.levels[level_index(level)]);
         json::put(out, &keys.message);
-        if message.is_empty() {
-            out.extend_from_slice(b"\"\"");
-        } else {
-            out.extend_from_slice(message);
-        }
-        json::put(out, &keys.target);
+    }
+
+    /// `,"target":"…"`.
+    fn write_target(&self, out: &mut Vec<u8>, target: &str) {
+        json::put(out, &self.keys.target);
         json::write_str(out, target, self.value_cap);
-        out.extend_from_slice(&self.identity);
     }
 }
 
@@ -726,6 +736,38 @@ impl SeenKeys {
     }
 }
 
+/// The keys an event wrote: those of its callsite's plan marked in `written` (by field
+/// index; no per-field bookkeeping beyond one bit), and any others in `seen`.
+struct EventKeys<'a> {
+    seen: &'a SeenKeys,
+    plan: &'a CallsitePlan,
+    written: u64,
+}
+
+impl EventKeys<'_> {
+    fn bloom(&self) -> KeyBloom {
+        let mut bloom = self.seen.bloom;
+        if self.written != 0 {
+            for (b, p) in bloom.0.iter_mut().zip(self.plan.bloom.0) {
+                *b |= p;
+            }
+        }
+        bloom
+    }
+
+    fn contains(&self, key: OutKey) -> bool {
+        if self.seen.contains(key) {
+            return true;
+        }
+        if self.written == 0 || !self.plan.bloom.may_contain(key.hash) {
+            return false;
+        }
+        self.plan.fields.iter().enumerate().any(|(i, f)| {
+            i < 64 && self.written & (1 << i) != 0 && f.key.hash == key.hash && f.key.same(key)
+        })
+    }
+}
+
 /// What one field of an event callsite is in this logger's lines.
 #[derive(Clone, Copy)]
 struct FieldPlan {
@@ -752,6 +794,8 @@ struct CallsitePlan {
     /// Whether two of its fields are written under the same key: only then are the event's
     /// own fields checked against each other.
     dupes: bool,
+    /// The keys of its fields (but the message).
+    bloom: KeyBloom,
 }
 
 impl CallsitePlan {
@@ -762,6 +806,7 @@ impl CallsitePlan {
             fields: Vec::new(),
             keys: Vec::new(),
             dupes: false,
+            bloom: KeyBloom::EMPTY,
         }
     }
 
@@ -771,6 +816,7 @@ impl CallsitePlan {
         self.fields.clear();
         self.keys.clear();
         self.dupes = false;
+        self.bloom = KeyBloom::EMPTY;
         for field in meta.fields() {
             let mut plan = FieldPlan::new(field.name(), format);
             plan.start = self.keys.len() as u32;
@@ -783,6 +829,9 @@ impl CallsitePlan {
                     .any(|f| !f.message && f.key.same(plan.key))
             {
                 self.dupes = true;
+            }
+            if !plan.message {
+                self.bloom.add(plan.key.hash);
             }
             self.fields.push(plan);
         }
@@ -890,9 +939,10 @@ struct SpanCache {
     generation: u64,
     /// The current span, `None` when there is none.
     id: Option<Id>,
-    /// `,"trace_id":…` of the current span (empty when it has no data of ours).
-    ids: Vec<u8>,
-    /// `,"span":"name"`.
+    /// The logger's identity keys, then `,"trace_id":…` of the current span (none when it
+    /// has no data of ours), then `,"span":"name"`: what follows the target.
+    head: Vec<u8>,
+    /// `,"span":"name"` alone (for OpenTelemetry's ids, which are not cached).
     name: Vec<u8>,
     /// The fields of the span and its ancestors, innermost first, each key once, rendered
     /// as `,"key":value`.
@@ -911,7 +961,7 @@ impl SpanCache {
             epoch: 0,
             generation: 0,
             id: None,
-            ids: Vec::new(),
+            head: Vec::new(),
             name: Vec::new(),
             fields: Vec::new(),
             entries: Vec::new(),
@@ -937,15 +987,15 @@ impl SpanCache {
     }
 
     /// Appends the span fields the event did not write itself.
-    fn write_fields(&self, line: &mut Vec<u8>, seen: &SeenKeys) {
-        if !seen.bloom.overlaps(&self.bloom) {
+    fn write_fields(&self, line: &mut Vec<u8>, event: &EventKeys<'_>) {
+        if !event.bloom().overlaps(&self.bloom) {
             // No event key can be one of ours (the filter has no false negatives).
             line.extend_from_slice(&self.fields);
             return;
         }
         let mut start = 0;
         for &(key, end) in &self.entries {
-            if !seen.contains(key) {
+            if !event.contains(key) {
                 line.extend_from_slice(&self.fields[start..end]);
             }
             start = end;
@@ -1159,7 +1209,7 @@ where
         cache.epoch = epoch;
         cache.generation = generation;
         cache.id = None;
-        cache.ids.clear();
+        cache.head.clear();
         cache.name.clear();
         cache.fields.clear();
         cache.entries.clear();
@@ -1171,10 +1221,12 @@ where
         let id = span.id();
         cache.name.extend_from_slice(&self.format.keys.span);
         json::write_str(&mut cache.name, span.name(), self.format.value_cap);
+        cache.head.extend_from_slice(&self.format.identity);
         self.spans.with(&id, |d| {
-            cache.ids.extend_from_slice(&d.ids_json);
+            cache.head.extend_from_slice(&d.ids_json);
             cache.add_fields(d);
         });
+        cache.head.extend_from_slice(&cache.name);
         cache.id = Some(id);
         // Outer spans, innermost first: each lookup walks one step up.
         let mut next = span.parent();
@@ -1192,79 +1244,80 @@ where
         s.message.clear();
         s.seen.clear();
 
-        event.record(&mut Visitor(EventFields {
-            format: &self.format,
-            fields: &mut s.fields,
-            message: &mut s.message,
-            seen: &mut s.seen,
-            plan: s.plans.get(event.metadata(), self.id, &self.format),
-            from_log: normalized.is_some(),
-        }));
-
-        let line = &mut s.line;
-        self.format.write_head(
-            line,
-            SystemTime::now(),
-            meta.level(),
-            &s.message,
-            meta.target(),
-        );
-
-        if event.is_contextual() {
+        // The span first: then the fields can go straight into the line once the message
+        // (the first field of every `tracing` macro) is written.
+        let span = if event.is_contextual() {
             // The current span's part of the line, from this thread's cache (see
-            // `SpanCache`): no registry lookup while the span stays current.
+            // `SpanCache`): no lookup while the span stays current.
             let generation = FIELDS_GENERATION.load(Ordering::Acquire);
             let epoch = SPAN_EPOCH.with(Cell::get);
             if !s.span.is_valid(self.id, epoch, generation) {
                 self.build_span_cache(&mut s.span, ctx, epoch, generation);
             }
-            let cache = &s.span;
-            if let Some(id) = &cache.id {
-                #[cfg(feature = "opentelemetry")]
-                if let Some(c) = self.otel_context_of(id) {
-                    self.format.keys.write_trace_ids(line, &c);
+            match s.span.id {
+                Some(_) => EventSpan::Cached,
+                None => EventSpan::None,
+            }
+        } else {
+            match ctx.event_span(event) {
+                Some(span) => EventSpan::Explicit(span),
+                None => EventSpan::None,
+            }
+        };
+
+        let plan = s.plans.get(event.metadata(), self.id, &self.format);
+        let mut visitor = Visitor(EventFields {
+            layer: self,
+            meta,
+            span: &span,
+            cache: &s.span,
+            state: LineState::Start,
+            line: &mut s.line,
+            fields: &mut s.fields,
+            message: &mut s.message,
+            seen: &mut s.seen,
+            written: 0,
+            plan,
+            from_log: normalized.is_some(),
+        });
+        event.record(&mut visitor);
+        let (state, written) = (visitor.0.state, visitor.0.written);
+
+        let line = &mut s.line;
+        match state {
+            LineState::Start | LineState::Buffered => {
+                self.format
+                    .write_open(line, SystemTime::now(), meta.level());
+                if s.message.is_empty() {
+                    line.extend_from_slice(b"\"\"");
                 } else {
-                    line.extend_from_slice(&cache.ids);
+                    line.extend_from_slice(&s.message);
                 }
-                #[cfg(not(feature = "opentelemetry"))]
-                let _ = id;
-                #[cfg(not(feature = "opentelemetry"))]
-                line.extend_from_slice(&cache.ids);
-                line.extend_from_slice(&cache.name);
-                self.write_caller(line, meta);
-                line.extend_from_slice(&s.fields);
-                cache.write_fields(line, &s.seen);
-            } else {
-                self.write_caller(line, meta);
+                self.write_tail(line, meta, &span, &s.span);
                 line.extend_from_slice(&s.fields);
             }
-            line.extend_from_slice(b"}\n");
-            return;
+            LineState::Message => self.write_tail(line, meta, &span, &s.span),
+            LineState::Direct => {}
         }
 
-        match ctx.event_span(event) {
-            Some(span) => {
-                // OpenTelemetry's ids need the span's extensions unlocked: ask first.
-                #[cfg(feature = "opentelemetry")]
-                let otel = self.otel_context(&span);
-                let id = span.id();
-                #[cfg(feature = "opentelemetry")]
-                let ours = otel.is_none();
-                #[cfg(not(feature = "opentelemetry"))]
-                let ours = true;
-                #[cfg(feature = "opentelemetry")]
-                if let Some(c) = otel {
-                    self.format.keys.write_trace_ids(line, &c);
+        match &span {
+            EventSpan::Cached => {
+                let event = EventKeys {
+                    seen: &s.seen,
+                    plan,
+                    written,
+                };
+                s.span.write_fields(line, &event);
+            }
+            EventSpan::Explicit(span) => {
+                // Rare: the event's keys go to `seen` one by one.
+                for (i, f) in plan.fields.iter().enumerate().take(64) {
+                    if written & (1 << i) != 0 {
+                        s.seen.add(f.key);
+                    }
                 }
-                if ours {
-                    self.spans
-                        .with(&id, |d| line.extend_from_slice(&d.ids_json));
-                }
-                line.extend_from_slice(&self.format.keys.span);
-                json::write_str(line, span.name(), self.format.value_cap);
-                self.write_caller(line, meta);
-                line.extend_from_slice(&s.fields);
-                self.spans.with(&id, |d| d.write_fields(line, &mut s.seen));
+                self.spans
+                    .with(&span.id(), |d| d.write_fields(line, &mut s.seen));
                 // Outer spans, innermost first: each lookup walks one step up.
                 let mut next = span.parent();
                 while let Some(outer) = next {
@@ -1273,13 +1326,75 @@ where
                     next = outer.parent();
                 }
             }
-            None => {
-                self.write_caller(line, meta);
-                line.extend_from_slice(&s.fields);
-            }
+            EventSpan::None => {}
         }
         line.extend_from_slice(b"}\n");
     }
+
+    /// What follows the message: target, identity, the span's ids and name, the caller.
+    fn write_tail(
+        &self,
+        line: &mut Vec<u8>,
+        meta: &Metadata<'_>,
+        span: &EventSpan<'_, S>,
+        cache: &SpanCache,
+    ) {
+        self.format.write_target(line, meta.target());
+        match span {
+            EventSpan::Cached => {
+                #[cfg(feature = "opentelemetry")]
+                if let Some(c) = cache.id.as_ref().and_then(|id| self.otel_context_of(id)) {
+                    line.extend_from_slice(&self.format.identity);
+                    self.format.keys.write_trace_ids(line, &c);
+                    line.extend_from_slice(&cache.name);
+                    self.write_caller(line, meta);
+                    return;
+                }
+                line.extend_from_slice(&cache.head);
+            }
+            EventSpan::Explicit(span) => {
+                line.extend_from_slice(&self.format.identity);
+                #[cfg(feature = "opentelemetry")]
+                let otel = self.otel_context(span);
+                #[cfg(not(feature = "opentelemetry"))]
+                let otel: Option<TraceContext> = None;
+                match otel {
+                    Some(c) => self.format.keys.write_trace_ids(line, &c),
+                    None => {
+                        self.spans
+                            .with(&span.id(), |d| line.extend_from_slice(&d.ids_json));
+                    }
+                }
+                line.extend_from_slice(&self.format.keys.span);
+                json::write_str(line, span.name(), self.format.value_cap);
+            }
+            EventSpan::None => line.extend_from_slice(&self.format.identity),
+        }
+        self.write_caller(line, meta);
+    }
+}
+
+/// The span an event is written in, known before its fields are visited.
+enum EventSpan<'a, S: LookupSpan<'a>> {
+    None,
+    /// The current span: its part of the line is in this thread's [`SpanCache`].
+    Cached,
+    /// An explicit `parent:`.
+    Explicit(SpanRef<'a, S>),
+}
+
+/// How far an event's line is written while its fields are visited.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LineState {
+    /// Nothing yet.
+    Start,
+    /// Up to and including the message (the first field visited): next comes the tail.
+    Message,
+    /// Head and tail written: fields go straight into the line.
+    Direct,
+    /// The first field was not the message: fields go to their own buffer and the message
+    /// to its own, and the line is put together after the visit.
+    Buffered,
 }
 
 impl<S> Layer<S> for JsonLayer<S>
@@ -1458,16 +1573,26 @@ struct Slot<'a> {
 }
 
 /// Event fields: the message to its own buffer, the rest to `,"key":value` in field order.
-struct EventFields<'a> {
-    format: &'a LineFormat,
+struct EventFields<'a, 'l, S: LookupSpan<'l>> {
+    layer: &'a JsonLayer<S>,
+    meta: &'a Metadata<'a>,
+    span: &'a EventSpan<'l, S>,
+    cache: &'a SpanCache,
+    state: LineState,
+    line: &'a mut Vec<u8>,
     fields: &'a mut Vec<u8>,
     message: &'a mut Vec<u8>,
     seen: &'a mut SeenKeys,
+    /// The plan's fields written, by index (those past 63 go to `seen`).
+    written: u64,
     plan: &'a CallsitePlan,
     from_log: bool,
 }
 
-impl FieldSink for EventFields<'_> {
+impl<S> FieldSink for EventFields<'_, '_, S>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
     fn begin(&mut self, field: &Field) -> Option<Slot<'_>> {
         let plan = self.plan;
         let f = match plan.fields.get(field.index()) {
@@ -1475,51 +1600,92 @@ impl FieldSink for EventFields<'_> {
             // the field came from, the plan depends on its name only).
             Some(f) if std::ptr::eq(f.key.name, field.name()) => *f,
             // A field of another callsite than the event's: rare enough to plan on the spot.
-            _ => return self.begin_field(FieldPlan::new(field.name(), self.format), None),
+            _ => {
+                let f = FieldPlan::new(field.name(), &self.layer.format);
+                return self.begin_field(f, None);
+            }
         };
         let key = &plan.keys[f.start as usize..f.end as usize];
         if plan.dupes {
             self.begin_field(f, Some(key))
         } else {
-            self.begin_unique_field(f, key)
+            self.begin_unique_field(f, field.index(), key)
         }
     }
 
     fn cap(&self) -> usize {
-        self.format.value_cap
+        self.layer.format.value_cap
     }
 }
 
-impl EventFields<'_> {
-    /// The message's buffer, unless a message was already recorded.
+impl<S> EventFields<'_, '_, S>
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+{
+    /// Where the message's value goes, unless a message was already recorded: straight into
+    /// the line when it is the first field.
     fn begin_message(&mut self) -> Option<Slot<'_>> {
-        if !self.message.is_empty() {
-            return None;
+        match self.state {
+            LineState::Start => {
+                self.layer
+                    .format
+                    .write_open(self.line, SystemTime::now(), self.meta.level());
+                self.state = LineState::Message;
+                Some(Slot {
+                    out: self.line,
+                    as_string: true,
+                })
+            }
+            LineState::Buffered if self.message.is_empty() => Some(Slot {
+                out: self.message,
+                as_string: true,
+            }),
+            _ => None,
         }
-        Some(Slot {
-            out: self.message,
-            as_string: true,
-        })
+    }
+
+    /// Where a field (key and value) goes.
+    #[inline]
+    fn out(&mut self) -> &mut Vec<u8> {
+        match self.state {
+            LineState::Direct => self.line,
+            LineState::Message => {
+                self.layer
+                    .write_tail(self.line, self.meta, self.span, self.cache);
+                self.state = LineState::Direct;
+                self.line
+            }
+            LineState::Start => {
+                self.state = LineState::Buffered;
+                self.fields
+            }
+            LineState::Buffered => self.fields,
+        }
     }
 
     /// A field of a callsite whose fields are all written under different keys: no check
     /// against the keys already written.
     #[inline]
-    fn begin_unique_field(&mut self, f: FieldPlan, key: &[u8]) -> Option<Slot<'_>> {
+    fn begin_unique_field(&mut self, f: FieldPlan, index: usize, key: &[u8]) -> Option<Slot<'_>> {
         if f.message {
             return self.begin_message();
         }
         if f.log_meta && self.from_log {
             return None; // `tracing-log` carries the record's metadata as fields
         }
-        self.seen.add(f.key);
-        json::put(self.fields, key);
+        if index < 64 {
+            self.written |= 1 << index;
+        } else {
+            self.seen.add(f.key);
+        }
+        let out = self.out();
+        json::put(out, key);
         if f.secret {
-            json::write_str(self.fields, REDACTED, usize::MAX);
+            json::write_str(out, REDACTED, usize::MAX);
             return None;
         }
         Some(Slot {
-            out: self.fields,
+            out,
             as_string: false,
         })
     }
@@ -1534,19 +1700,26 @@ impl EventFields<'_> {
         if f.log_meta && self.from_log {
             return None;
         }
-        if !self.seen.insert(f.key) {
+        let written = EventKeys {
+            seen: self.seen,
+            plan: self.plan,
+            written: self.written,
+        };
+        if written.contains(f.key) {
             return None;
         }
+        self.seen.add(f.key);
+        let out = self.out();
         match key {
-            Some(key) => self.fields.extend_from_slice(key),
-            None => f.key.write(self.fields),
+            Some(key) => out.extend_from_slice(key),
+            None => f.key.write(out),
         }
         if f.secret {
-            json::write_str(self.fields, REDACTED, usize::MAX);
+            json::write_str(out, REDACTED, usize::MAX);
             return None;
         }
         Some(Slot {
-            out: self.fields,
+            out,
             as_string: false,
         })
     }
