@@ -144,7 +144,7 @@ impl LineFormat {
         let mut ts = [0u8; RFC3339_LEN];
         write_rfc3339(time, &mut ts);
         let keys = &self.keys;
-        out.extend_from_slice(&keys.open);
+        json::put(out, &keys.open);
         out.extend_from_slice(&ts);
         json::put(out, &keys.levels[level_index(level)]);
         json::put(out, &keys.message);
@@ -796,6 +796,8 @@ struct CallsitePlan {
     dupes: bool,
     /// The keys of its fields (but the message).
     bloom: KeyBloom,
+    /// Whether it is one of `tracing-log`'s callsites (a `log` record).
+    is_log: bool,
 }
 
 impl CallsitePlan {
@@ -807,6 +809,7 @@ impl CallsitePlan {
             keys: Vec::new(),
             dupes: false,
             bloom: KeyBloom::EMPTY,
+            is_log: false,
         }
     }
 
@@ -867,7 +870,13 @@ impl Plans {
     }
 
     /// The plan of `meta`'s callsite for the logger `layer`, made on first use.
-    fn get(&mut self, meta: &Metadata<'_>, layer: u64, format: &LineFormat) -> &CallsitePlan {
+    fn get(
+        &mut self,
+        meta: &Metadata<'_>,
+        layer: u64,
+        format: &LineFormat,
+        is_log: impl FnOnce() -> bool,
+    ) -> &CallsitePlan {
         let callsite =
             (meta.callsite().0 as *const dyn tracing_core::Callsite).cast::<()>() as usize;
         // Fibonacci hashing of the address: neighbouring callsites land far apart.
@@ -875,6 +884,7 @@ impl Plans {
         let plan = &mut self.slots[slot % PLAN_SLOTS];
         if plan.callsite != callsite || plan.layer != layer {
             plan.build(callsite, layer, meta, format);
+            plan.is_log = is_log();
         }
         plan
     }
@@ -1237,7 +1247,15 @@ where
     }
 
     fn format_event(&self, s: &mut Scratch, event: &Event<'_>, ctx: &Context<'_, S>) {
-        let normalized = event.normalized_metadata();
+        let plan = s
+            .plans
+            .get(event.metadata(), self.id, &self.format, || event.is_log());
+        // Only a `log` record's metadata needs normalizing (the plan knows which are).
+        let normalized = if plan.is_log {
+            event.normalized_metadata()
+        } else {
+            None
+        };
         let meta: &Metadata<'_> = normalized.as_ref().unwrap_or_else(|| event.metadata());
         s.line.clear();
         s.fields.clear();
@@ -1265,7 +1283,6 @@ where
             }
         };
 
-        let plan = s.plans.get(event.metadata(), self.id, &self.format);
         let mut visitor = Visitor(EventFields {
             layer: self,
             meta,
@@ -1434,7 +1451,9 @@ where
                 parent.map(|p| p.span_id),
                 timing,
             );
-            let plan = scratch.plans.get(attrs.metadata(), self.id, &self.format);
+            let plan = scratch
+                .plans
+                .get(attrs.metadata(), self.id, &self.format, || false);
             attrs.record(&mut span_visitor(
                 &self.format,
                 &mut data.fields,
