@@ -1617,11 +1617,11 @@ where
         let f = match plan.fields.get(field.index()) {
             // The same name at the same place: the plan is this field's (whatever callsite
             // the field came from, the plan depends on its name only).
-            Some(f) if std::ptr::eq(f.key.name, field.name()) => *f,
+            Some(f) if std::ptr::eq(f.key.name, field.name()) => f,
             // A field of another callsite than the event's: rare enough to plan on the spot.
             _ => {
                 let f = FieldPlan::new(field.name(), &self.layer.format);
-                return self.begin_field(f, None);
+                return self.begin_field(&f, None);
             }
         };
         let key = &plan.keys[f.start as usize..f.end as usize];
@@ -1685,7 +1685,7 @@ where
     /// A field of a callsite whose fields are all written under different keys: no check
     /// against the keys already written.
     #[inline]
-    fn begin_unique_field(&mut self, f: FieldPlan, index: usize, key: &[u8]) -> Option<Slot<'_>> {
+    fn begin_unique_field(&mut self, f: &FieldPlan, index: usize, key: &[u8]) -> Option<Slot<'_>> {
         if f.message {
             return self.begin_message();
         }
@@ -1712,7 +1712,7 @@ where
     /// Any field: checked against the keys already written. `key` is the rendered key when
     /// known.
     #[cold]
-    fn begin_field(&mut self, f: FieldPlan, key: Option<&[u8]>) -> Option<Slot<'_>> {
+    fn begin_field(&mut self, f: &FieldPlan, key: Option<&[u8]>) -> Option<Slot<'_>> {
         if f.message {
             return self.begin_message();
         }
