@@ -26,7 +26,9 @@
 //! instances' spans, in Jaeger. Spans leave in batches; SIGTERM or ctrl-c exports the rest
 //! before the process exits. In that mode the JSON layer is composed with
 //! `tracing-opentelemetry`'s on a registry of the example's own ([`tailrace_log::Config::layer`]),
-//! so there is no JSON panic hook. Without the feature the variable is ignored, with a warning.
+//! which `Config::init` does not install, so the example installs the JSON panic hook itself
+//! ([`tailrace_log::Guard::install_panic_hook`]): a panic is one JSON line in both modes.
+//! Without the feature the variable is ignored, with a warning.
 //!
 //! `GET /healthz` answers 200 without logging. `service healthcheck` GETs
 //! `http://127.0.0.1:$PORT/healthz` and exits 0 on a 2xx, 1 otherwise: a container
@@ -202,7 +204,7 @@ pub async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Feature `otlp`: spans over OTLP/HTTP (protobuf) next to the JSON lines.
 #[cfg(feature = "otlp")]
 #[cfg_attr(test, allow(dead_code))]
-mod otlp {
+pub mod otlp {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
     use opentelemetry_sdk::Resource;
@@ -246,7 +248,10 @@ mod otlp {
         tracing::subscriber::set_global_default(
             Registry::default().with(filter).with(otel).with(json),
         )?;
+        // What `Config::init` does beside installing the subscriber: `log` records and
+        // panics as JSON lines.
         tracing_log::LogTracer::init()?;
+        guard.install_panic_hook();
         Ok((guard, provider))
     }
 }

@@ -186,6 +186,12 @@ impl Config {
         self
     }
 
+    /// The name the message is written under (for `testing`'s readers).
+    #[cfg(feature = "testing")]
+    pub(crate) fn message_key(&self) -> &str {
+        self.keys.name(Key::Message)
+    }
+
     /// Values (and the message) longer than this many bytes are cut with a marker.
     pub fn value_cap(mut self, bytes: usize) -> Self {
         self.value_cap = bytes;
@@ -242,7 +248,7 @@ impl Config {
             }
         }
         if panic_hook {
-            panic_hook::install(guard.writer.handle().clone());
+            guard.install_panic_hook();
         }
         Ok(guard)
     }
@@ -374,5 +380,17 @@ impl Guard {
     /// The run-time level control (absent when only [`Config::layer`] was built).
     pub fn level(&self) -> Option<&LevelHandle> {
         self.level.as_ref()
+    }
+
+    /// Installs the panic hook that [`Config::init`] installs, for a logger built with
+    /// [`Config::layer`] (or [`Config::build`]) and installed by hand: a panic becomes one
+    /// `error` line (target `panic`, with `location`, `thread` and, when enabled, the
+    /// backtrace), flushed to this guard's output before the hook returns. It replaces the
+    /// current hook (the default one would print the panic again, not as JSON).
+    ///
+    /// The line is logged through the panicking thread's subscriber, so install the layer
+    /// (`tracing::subscriber::set_global_default`) first.
+    pub fn install_panic_hook(&self) {
+        panic_hook::install(self.writer.handle().clone());
     }
 }

@@ -32,16 +32,97 @@ static ESCAPES: [u8; 256] = {
 
 /// Appends `s` escaped for the inside of a JSON string (no quotes).
 ///
-/// Most text needs no escaping, so it is scanned eight bytes at a time and copied in runs.
+/// Most text needs no escaping: it is checked a word at a time (short strings too, with
+/// overlapping loads) and copied in one piece; only text with something to escape takes the
+/// byte loop.
+#[inline]
 pub fn escape_into(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
+    if has_special(bytes) {
+        escape_slow(out, bytes);
+    } else {
+        put(out, bytes);
+    }
+}
+
+/// `out.extend_from_slice(b)`, with the short slices a line is mostly made of (keys, small
+/// values) copied inline in two overlapping moves rather than by a call to `memcpy`.
+#[inline(always)]
+pub(crate) fn put(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    if n > 16 {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.reserve(16);
+    let len = out.len();
+    // SAFETY: `reserve(16)` leaves at least 16 >= n bytes of spare capacity after `len`;
+    // every copy below reads inside `b` (`n - 8 >= 0` when `n >= 8`, and so on) and writes
+    // inside `len..len + n`, which `set_len` then declares initialized.
+    unsafe {
+        let src = b.as_ptr();
+        let dst = out.as_mut_ptr().add(len);
+        if n >= 8 {
+            std::ptr::copy_nonoverlapping(src, dst, 8);
+            std::ptr::copy_nonoverlapping(src.add(n - 8), dst.add(n - 8), 8);
+        } else if n >= 4 {
+            std::ptr::copy_nonoverlapping(src, dst, 4);
+            std::ptr::copy_nonoverlapping(src.add(n - 4), dst.add(n - 4), 4);
+        } else if n > 0 {
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
+        }
+        out.set_len(len + n);
+    }
+}
+
+/// Whether any byte of `b` must be escaped. Exact, with every byte looked at in words:
+/// eight at a time, the last (partial) word loaded overlapping the one before; under eight
+/// bytes, two overlapping 4-byte loads or three single bytes, padded with a plain byte.
+#[inline]
+fn has_special(b: &[u8]) -> bool {
+    let n = b.len();
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            if needs_escape(load8(b, i)) {
+                return true;
+            }
+            i += 8;
+        }
+        i < n && needs_escape(load8(b, n - 8))
+    } else if n >= 4 {
+        needs_escape(u64::from(load4(b, 0)) | u64::from(load4(b, n - 4)) << 32)
+    } else if n > 0 {
+        // b[0], b[n / 2] and b[n - 1] cover 1 to 3 bytes; the rest of the word is 'a'.
+        const PAD: u64 = 0x6161_6161_6100_0000;
+        needs_escape(u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16 | PAD)
+    } else {
+        false
+    }
+}
+
+#[inline(always)]
+fn load8(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
+#[inline(always)]
+fn load4(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))
+}
+
+/// The escaping loop, for text known to have something to escape: scanned eight bytes at a
+/// time, copied in runs.
+#[cold]
+fn escape_slow(out: &mut Vec<u8>, bytes: &[u8]) {
     let n = bytes.len();
     let mut start = 0;
     let mut i = 0;
     loop {
         while i + 8 <= n {
-            let word = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-            if needs_escape(word) {
+            if needs_escape(load8(bytes, i)) {
                 break;
             }
             i += 8;
@@ -154,9 +235,15 @@ pub fn write_u128(out: &mut Vec<u8>, v: u128) {
 
 /// Finite floats as JSON numbers; NaN and the infinities, which JSON cannot express, as the
 /// strings `"NaN"`, `"inf"`, `"-inf"`.
+///
+/// Written as `ryu` writes them (the shortest text that reads back as the same value); the
+/// common values with at most three decimals take a shorter way to the same bytes
+/// ([`write_short_decimal`]).
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+        if !write_short_decimal(out, v) {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+        }
     } else if v.is_nan() {
         out.extend_from_slice(b"\"NaN\"");
     } else if v > 0.0 {
@@ -164,6 +251,59 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     } else {
         out.extend_from_slice(b"\"-inf\"");
     }
+}
+
+/// Writes `v` when it is `m / 10^d` for an integer `m` below 2^50 and `d` at most 3, in the
+/// bytes `ryu` gives (`12.5`, `-0.05`, `3.0`); returns `false`, writing nothing, otherwise.
+///
+/// Why the bytes are the same: `m / 10^d` reads back as `v` (checked: the division is
+/// correctly rounded, as reading the text is), and no shorter text does. A shorter one
+/// would be within one ulp of `m / 10^d`; one ulp of `v` times `10^d` is under 1/4 when
+/// `m < 2^50`, so it would be `m` itself with trailing zeros, and those are refused (a
+/// smaller `d` is tried first). `ryu` writes such values in plain notation (its exponent
+/// form starts at 10^16 and below 10^-5), with `.0` after an integer. `-0.0` is left to
+/// `ryu`. `json::tests` compare both on integers, short decimals and random bit patterns.
+#[inline]
+fn write_short_decimal(out: &mut Vec<u8>, v: f64) -> bool {
+    const LIMIT: f64 = (1u64 << 50) as f64;
+    const SCALES: [f64; 4] = [1.0, 10.0, 100.0, 1000.0];
+    if v == 0.0 && v.is_sign_negative() {
+        return false;
+    }
+    let a = v.abs();
+    for (d, scale) in SCALES.into_iter().enumerate() {
+        let m = a * scale;
+        if m >= LIMIT {
+            return false;
+        }
+        let mi = m as u64;
+        #[allow(clippy::float_cmp)] // exactness is the point
+        if mi as f64 == m && mi as f64 / scale == a {
+            if d > 0 && mi % 10 == 0 {
+                return false;
+            }
+            let mut buf = itoa::Buffer::new();
+            let digits = buf.format(mi).as_bytes();
+            if v < 0.0 {
+                out.push(b'-');
+            }
+            if d == 0 {
+                out.extend_from_slice(digits);
+                out.extend_from_slice(b".0");
+            } else if digits.len() > d {
+                let (int, frac) = digits.split_at(digits.len() - d);
+                out.extend_from_slice(int);
+                out.push(b'.');
+                out.extend_from_slice(frac);
+            } else {
+                out.extend_from_slice(b"0.");
+                out.extend_from_slice(&b"000"[..d - digits.len()]);
+                out.extend_from_slice(digits);
+            }
+            return true;
+        }
+    }
+    false
 }
 
 pub fn write_bool(out: &mut Vec<u8>, v: bool) {
@@ -344,7 +484,99 @@ mod tests {
         }
     }
 
+    fn ryu(v: f64) -> String {
+        ryu::Buffer::new().format_finite(v).to_owned()
+    }
+
+    #[test]
+    fn short_decimals_are_written_as_ryu_writes_them() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            12.5,
+            0.1,
+            0.2,
+            0.3,
+            0.05,
+            0.001,
+            -0.001,
+            0.0001,
+            1.005,
+            2.675,
+            99.99,
+            1e15,
+            1e16,
+            1e17,
+            123_456_789_012.345,
+            (1u64 << 50) as f64,
+            (1u64 << 50) as f64 / 1000.0,
+            (1u64 << 53) as f64,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::EPSILON,
+        ];
+        for m in (0..20_000i64).chain([999_999, 1_000_001, 123_456_789]) {
+            for scale in [1.0, 10.0, 100.0, 1000.0, 10_000.0] {
+                values.push(m as f64 / scale);
+                values.push(-(m as f64) / scale);
+                values.push(m as f64 * scale);
+            }
+        }
+        for v in values {
+            assert_eq!(s(|o| write_f64(o, v)), ryu(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn put_copies_every_length() {
+        let src: Vec<u8> = (0u8..40).collect();
+        for len in 0..=src.len() {
+            let mut out = b"ab".to_vec();
+            put(&mut out, &src[..len]);
+            assert_eq!(&out[..2], b"ab");
+            assert_eq!(&out[2..], &src[..len]);
+        }
+    }
+
+    #[test]
+    fn short_strings_with_a_special_byte_anywhere_are_escaped() {
+        // Every length up to 20 and every position, also the overlapping tail words.
+        for len in 0..20 {
+            let plain = "a".repeat(len);
+            assert_eq!(
+                s(|o| write_str(o, &plain, usize::MAX)),
+                format!("\"{plain}\"")
+            );
+        }
+        for special in [0u8, 0x1f, b'"', b'\\', b'\n'] {
+            for len in 1..20 {
+                for pos in 0..len {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[pos] = special;
+                    assert!(has_special(&bytes), "{len} {pos} {special}");
+                }
+            }
+        }
+        for ok in [0x20u8, 0x7f, 0x80, 0xff, b'a', b'/'] {
+            for len in 1..20 {
+                assert!(!has_special(&vec![ok; len]), "{len} {ok}");
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn any_float_is_written_as_ryu_writes_it(bits in any::<u64>(), m in any::<i64>(), d in 0u32..5) {
+            let v = f64::from_bits(bits);
+            if v.is_finite() {
+                prop_assert_eq!(s(|o| write_f64(o, v)), ryu(v));
+            }
+            let v = (m >> (bits % 50)) as f64 / 10f64.powi(d as i32);
+            prop_assert_eq!(s(|o| write_f64(o, v)), ryu(v));
+        }
+
         #[test]
         fn any_string_round_trips_through_json(v in any::<String>()) {
             let got = s(|o| write_str(o, &v, usize::MAX));

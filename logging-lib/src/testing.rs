@@ -102,6 +102,8 @@ pub struct Capture {
     dispatch: Dispatch,
     guard: Guard,
     buffer: Buffer,
+    /// The name the message is written under in this capture's profile.
+    message_key: String,
 }
 
 /// Captures the calling thread's lines with a `Config::new("test").level("trace")` logger
@@ -119,6 +121,7 @@ pub fn capture() -> Capture {
 #[track_caller]
 pub fn capture_with(config: Config) -> Capture {
     let buffer = Buffer::default();
+    let message_key = config.message_key().to_owned();
     let (logger, guard) = match config.ignore_env().writer(buffer.clone()).build() {
         Ok(built) => built,
         Err(e) => panic!("tailrace_log::testing::capture_with: {e}"),
@@ -130,6 +133,7 @@ pub fn capture_with(config: Config) -> Capture {
         dispatch,
         guard,
         buffer,
+        message_key,
     }
 }
 
@@ -186,12 +190,23 @@ impl Capture {
         }
     }
 
-    /// The `message` of every line, in order.
+    /// The name the message is written under: `message`, or the profile's (`body` with
+    /// [`Keys::otel`](crate::Keys::otel)) or a rename's ([`Config::key`]).
+    pub fn message_key(&self) -> &str {
+        &self.message_key
+    }
+
+    /// The message of every line, in order (read under [`Capture::message_key`]).
     #[track_caller]
     pub fn messages(&self) -> Vec<String> {
         self.lines()
             .iter()
-            .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+            .map(|l| {
+                l[self.message_key.as_str()]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect()
     }
 
@@ -207,10 +222,11 @@ impl Capture {
         self.lines().into_iter().filter(|l| pred(l)).collect()
     }
 
-    /// Whether some line's `message` is `message`.
+    /// Whether some line's message (under [`Capture::message_key`]) is `message`.
     #[track_caller]
     pub fn contains_message(&self, message: &str) -> bool {
-        self.find(|l| l["message"] == message).is_some()
+        self.find(|l| l[self.message_key.as_str()] == message)
+            .is_some()
     }
 
     /// Every line whose `key` equals `value` (`logs.with_field("order_id", 42)`).

@@ -57,7 +57,7 @@ pub fn write_rfc3339(time: SystemTime, out: &mut [u8; RFC3339_LEN]) {
         LAST_SECOND.set((secs, prefix));
     }
     out[19] = b'.';
-    put_digits(&mut out[20..29], nanos);
+    put_nanos(&mut out[20..29], nanos);
     out[29] = b'Z';
 }
 
@@ -85,6 +85,26 @@ fn write_seconds(secs: u64, out: &mut [u8; RFC3339_LEN]) {
     put_digits(&mut out[17..19], c.second);
 }
 
+/// The nine fraction digits, two at a time: written on every line.
+fn put_nanos(out: &mut [u8], nanos: u32) {
+    const PAIRS: [[u8; 2]; 100] = {
+        let mut t = [[0u8; 2]; 100];
+        let mut i = 0;
+        while i < 100 {
+            t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+            i += 1;
+        }
+        t
+    };
+    let mut v = nanos % 1_000_000_000;
+    out[0] = b'0' + (v / 100_000_000) as u8;
+    v %= 100_000_000;
+    for i in (0..4).rev() {
+        out[1 + 2 * i..3 + 2 * i].copy_from_slice(&PAIRS[(v % 100) as usize]);
+        v /= 100;
+    }
+}
+
 fn put_digits(out: &mut [u8], mut v: u32) {
     for slot in out.iter_mut().rev() {
         *slot = b'0' + (v % 10) as u8;
@@ -100,6 +120,26 @@ mod tests {
         let mut out = [0u8; RFC3339_LEN];
         write_rfc3339(UNIX_EPOCH + Duration::new(secs, nanos), &mut out);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn nanos_are_nine_digits() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            123_456_789,
+            999_999_999,
+            500_000_000,
+            1_000_001,
+        ] {
+            let mut out = [0u8; 9];
+            put_nanos(&mut out, n);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), format!("{n:09}"));
+        }
     }
 
     #[test]

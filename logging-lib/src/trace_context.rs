@@ -123,6 +123,13 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
+    /// All zeros: not a valid context, a placeholder for storage made before its span.
+    pub(crate) const ZERO: Self = Self {
+        trace_id: TraceId(0),
+        span_id: SpanId(0),
+        trace_flags: 0,
+    };
+
     /// A context for a brand new trace, sampled.
     pub fn new_root() -> Self {
         Self {

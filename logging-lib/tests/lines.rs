@@ -89,6 +89,66 @@ fn span_fields_are_flattened_with_precedence() {
     assert_eq!(l["span"], "inner");
 }
 
+/// Fields go into the line as they are visited once the message (the first field of every
+/// `tracing` macro) is written; an event without a message, or whose message comes later
+/// (a callsite made by hand), gives the same line shape.
+#[test]
+fn the_message_need_not_come_first() {
+    let logs = testing::capture_with(Config::new("checkout"));
+    {
+        let span = info_span!("req", route = "/a", a = "span");
+        let _e = span.enter();
+        info!(a = 1, b = "x", "m");
+        info!(a = 1, b = "x");
+        let meta = dynamic::site(
+            "late",
+            &["a", "message", "b"],
+            tracing::metadata::Kind::EVENT,
+        );
+        let fields: Vec<_> = meta.fields().iter().collect();
+        let (a, m, b) = (1i64, format_args!("m"), "x");
+        let values = [
+            (fields[0].clone(), Some(&a as &dyn tracing::Value)),
+            (fields[1].clone(), Some(&m as &dyn tracing::Value)),
+            (fields[2].clone(), Some(&b as &dyn tracing::Value)),
+        ];
+        dynamic::with_values(meta, &values, |vs| tracing::Event::dispatch(meta, vs));
+    }
+    let texts: Vec<String> = logs.text().lines().map(str::to_owned).collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    let shape = |line: &str| {
+        let mut v = parse_line(line);
+        v["timestamp"] = json!("t");
+        v["target"] = json!("t");
+        (top_level_keys(line), v)
+    };
+    let (keys, first) = shape(&texts[0]);
+    assert_eq!(
+        keys,
+        [
+            "timestamp",
+            "level",
+            "message",
+            "target",
+            "service",
+            "trace_id",
+            "span_id",
+            "trace_flags",
+            "span",
+            "a",
+            "b",
+            "route"
+        ]
+    );
+    assert_eq!((&first["a"], &first["b"]), (&json!(1), &json!("x")));
+    let (keys, no_message) = shape(&texts[1]);
+    assert_eq!(no_message["message"], "");
+    let mut expected = first.clone();
+    expected["message"] = json!("");
+    assert_eq!((keys.clone(), no_message), (shape(&texts[0]).0, expected));
+    assert_eq!(shape(&texts[2]), shape(&texts[0]), "{}", texts[2]);
+}
+
 #[test]
 fn fixed_key_names_used_as_fields_are_prefixed() {
     let lines = capture(|| {

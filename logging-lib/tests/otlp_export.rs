@@ -13,6 +13,9 @@
 //!
 //! Unix only: the instances are stopped with SIGTERM, as a container runtime would, which is
 //! what makes the example export its last spans.
+//!
+//! A third child (`TAILRACE_OTLP_TEST_PANIC=1`) sets logging up as the example does in OTLP
+//! mode and panics: the panic must be one JSON line there too.
 
 #[path = "../examples/service.rs"]
 mod service;
@@ -36,6 +39,9 @@ use serde_json::Value;
 /// Set in a child's environment: run the example, not the test.
 const CHILD: &str = "TAILRACE_OTLP_TEST_SERVICE";
 
+/// Set in a child's environment: set logging up as the example's OTLP mode does, then panic.
+const CHILD_PANIC: &str = "TAILRACE_OTLP_TEST_PANIC";
+
 /// Generous bound for the children to start and for the receiver to see their spans; only a
 /// hang ends the test this way, never a slow machine that gets there.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -48,12 +54,59 @@ fn main() {
         }
         return;
     }
+    if std::env::var_os(CHILD_PANIC).is_some() {
+        panic_in_otlp_mode();
+    }
     if cfg!(not(unix)) {
         println!("otlp_export: skipped (the instances are stopped with SIGTERM, unix only)");
         return;
     }
     one_trace_across_two_instances_in_spans_and_lines();
     println!("otlp_export: one_trace_across_two_instances_in_spans_and_lines ... ok");
+    a_panic_in_otlp_mode_is_one_json_line();
+    println!("otlp_export: a_panic_in_otlp_mode_is_one_json_line ... ok");
+}
+
+/// The panicking child: the example's OTLP set-up (`service::otlp::init`), then a panic
+/// inside a span.
+fn panic_in_otlp_mode() -> ! {
+    let log = tailrace_log::Config::new("panicky").file(std::env::var_os("LOG_FILE").unwrap());
+    let (_guard, _provider) = service::otlp::init(log, "panicky").expect("OTLP set-up");
+    let span = tracing::info_span!("http_request");
+    let _e = span.enter();
+    panic!("card {} declined", 42);
+}
+
+fn a_panic_in_otlp_mode_is_one_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("panicky.log");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_PANIC, "1")
+        .env_remove(CHILD)
+        .env("LOG_FILE", &log)
+        .env("LOG_LEVEL", "info")
+        .env_remove("RUST_LOG")
+        // Nothing listens there: the spans left at exit are refused at once.
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .output()
+        .expect("run the panicking child");
+    assert_eq!(output.status.code(), Some(101), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("panicked at"),
+        "the default panic hook ran: {stderr}"
+    );
+    let lines = lines(&log);
+    let panics: Vec<&Value> = lines.iter().filter(|l| l["target"] == "panic").collect();
+    assert_eq!(panics.len(), 1, "{lines:?}");
+    let l = panics[0];
+    assert_eq!(l["level"], "error");
+    assert_eq!(l["message"], "panicked: card 42 declined");
+    assert_eq!(l["span"], "http_request");
+    assert!(l["trace_id"].is_string(), "{l}");
 }
 
 /// One exported span, as the receiver decoded it.

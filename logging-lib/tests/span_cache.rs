@@ -1,18 +1,24 @@
 //! The per-thread cache of the current span's part of an event line (`SpanCache` in
 //! `layer.rs`) never shows stale or foreign span data: fields recorded after creation,
-//! spans current on other threads, exits back to a parent, an explicit `parent:`.
+//! spans current on other threads, exits back to a parent, an explicit `parent:`, a remote
+//! parent set while the span is current.
 
 mod common;
 
 use common::Buffer;
 use serde_json::Value;
-use tailrace_log::Config;
+use tailrace_log::{Config, SpanEvents, TraceContext, TraceSpanExt};
 use tracing::{Dispatch, Span, field, info, info_span};
 
 /// Runs `f` under a logger writing to memory, returns the lines.
 fn lines(f: impl FnOnce(&Dispatch)) -> Vec<Value> {
+    lines_with(Config::new("svc"), f)
+}
+
+/// [`lines`] with `config`.
+fn lines_with(config: Config, f: impl FnOnce(&Dispatch)) -> Vec<Value> {
     let buf = Buffer::default();
-    let (logger, guard) = Config::new("svc")
+    let (logger, guard) = config
         .ignore_env()
         .level("info")
         .writer(buf.clone())
@@ -173,4 +179,41 @@ fn an_event_field_still_hides_a_cached_span_field() {
         (&"event".into(), &"/r".into())
     );
     assert_eq!(by_message(&lines, "two")["user"], "span");
+}
+
+/// `set_remote_parent` on the current span after an event filled the cache: the next event
+/// carries the remote trace id (the cache was invalidated), and the span's close line names
+/// the remote parent.
+#[test]
+fn a_remote_parent_set_while_current_shows_up_in_the_next_event() {
+    let remote =
+        TraceContext::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .unwrap();
+    let lines = lines_with(Config::new("svc").span_events(SpanEvents::CLOSE), |_| {
+        let span = info_span!("req", n = 1);
+        let _e = span.enter();
+        info!("before");
+        info!("before again"); // served from the cache
+        span.set_remote_parent(remote);
+        info!("after");
+        drop(_e);
+    });
+    let before = by_message(&lines, "before");
+    let before_trace = before["trace_id"].as_str().unwrap();
+    assert_ne!(before_trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(by_message(&lines, "before again")["trace_id"], before_trace);
+    let after = by_message(&lines, "after");
+    assert_eq!(after["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        after["span_id"], before["span_id"],
+        "the span keeps its own id"
+    );
+    assert_eq!(after["n"], 1);
+    let close = lines
+        .iter()
+        .find(|l| l["span_event"] == "close")
+        .expect("a close line");
+    assert_eq!(close["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(close["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(close["span_id"], before["span_id"]);
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tailrace_log::testing::{self, LineError};
-use tailrace_log::{Config, SpanEvents};
+use tailrace_log::{Config, Key, Keys, SpanEvents};
 use tracing::instrument::WithSubscriber;
 use tracing::{info, info_span};
 
@@ -156,6 +156,34 @@ fn helpers_find_filter_and_explain() {
     assert!(logs.lines().is_empty());
     info!("after clear");
     assert_eq!(logs.messages(), ["after clear"]);
+}
+
+/// `messages()` and `contains_message()` read the message under the capture's profile:
+/// OpenTelemetry's `body`, ECS's `message`, or a single rename.
+#[test]
+fn messages_are_read_under_the_profiles_name() {
+    for (config, key) in [
+        (Config::new("t").keys(Keys::otel()), "body"),
+        (Config::new("t").keys(Keys::ecs()), "message"),
+        (Config::new("t").key(Key::Message, "msg"), "msg"),
+        (
+            Config::new("t").keys(Keys::gcp()).key(Key::Message, "text"),
+            "text",
+        ),
+    ] {
+        let logs = testing::capture_with(config.span_events(SpanEvents::CLOSE));
+        {
+            let span = info_span!("req");
+            let _e = span.enter();
+            info!(n = 1, "order placed");
+        }
+        let lines = logs.lines();
+        assert_eq!(lines[0][key], "order placed", "{key}: {lines:?}");
+        assert_eq!(logs.messages(), ["order placed", "req"], "{key}");
+        assert!(logs.contains_message("order placed"), "{key}");
+        assert!(!logs.contains_message("order"), "{key}");
+        assert_eq!(logs.message_key(), key);
+    }
 }
 
 #[test]
