@@ -80,7 +80,14 @@ impl Chain {
 
     /// The fingerprints of the content read or being read: the files open and the ones
     /// known at the last look. A file with one of them is a copy (a compressed rotation).
-    fn seen_content(&self) -> Vec<u64> {
+    fn seen_content(&mut self) -> Vec<u64> {
+        // A file opened before its first line came takes its first bytes now: its content
+        // counts as being read from here on, so a truncation of it must be noticed (by
+        // `check`, against these bytes), and its copy read, not taken for known.
+        // (A read error here is the next `check`'s to report: it reads the same bytes.)
+        for t in &mut self.files {
+            let _ = t.reader.refresh_head();
+        }
         // What an open file holds now too: its first line may be in it by now, or its
         // content replaced (and compressed) before `check` noticed.
         let open = self.files.iter().flat_map(|t| {

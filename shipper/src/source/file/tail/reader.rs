@@ -494,6 +494,16 @@ impl FileReader {
         Ok(self.file.metadata()?.nlink() == 0)
     }
 
+    /// Reads the file's first bytes again if fewer than [`FINGERPRINT_BYTES`] are known
+    /// (nothing, or an incomplete first line, when it was opened): the identity settles
+    /// if the first line is complete now. Later replacements are compared with these.
+    pub(super) fn refresh_head(&mut self) -> io::Result<()> {
+        if self.gz.is_none() && self.head.len() < FINGERPRINT_BYTES {
+            self.reload_head()?;
+        }
+        Ok(())
+    }
+
     /// Whether the file's first bytes are still the ones read (always, for a gzip file or
     /// before any were read).
     fn head_unchanged(&self) -> io::Result<bool> {

@@ -361,6 +361,29 @@ fn a_copytruncate_while_the_file_was_empty_is_found_by_the_next_look() {
     assert_eq!(texts(&poll(&mut t)), ["four"]);
 }
 
+/// The copy is made while the file, empty when opened, holds its first lines, and a look
+/// at the directory comes between the copy and the truncation: the copy holds content an
+/// open file holds too, so it is taken for known. The open file takes its first bytes at
+/// that look, so the truncation is noticed and the copy read.
+#[test]
+fn a_copy_seen_before_the_truncation_of_a_file_opened_empty_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("app.log");
+    append(&p, "");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert!(poll(&mut t).is_empty());
+    append(&p, "one\n");
+    fs::copy(&p, dir.path().join("app.log.1")).unwrap();
+    let chain = t.streams.get_mut(&p).unwrap();
+    chain.open_missed(&t.opener, &mut t.stats).unwrap();
+    truncate(&p);
+    append(&p, "two\n");
+    let mut got = poll(&mut t);
+    got.extend(poll(&mut t));
+    assert_eq!(texts(&got), ["one", "two"]);
+}
+
 #[test]
 fn a_deleted_file_is_drained_then_closed() {
     let dir = tempfile::tempdir().unwrap();
