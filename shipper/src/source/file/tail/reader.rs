@@ -497,9 +497,18 @@ impl FileReader {
     /// Reads the file's first bytes again if fewer than [`FINGERPRINT_BYTES`] are known
     /// (nothing, or an incomplete first line, when it was opened): the identity settles
     /// if the first line is complete now. Later replacements are compared with these.
+    /// Only bytes that extend the known ones are taken: other bytes mean the content was
+    /// replaced, which `check` is to notice against the old ones.
     pub(super) fn refresh_head(&mut self) -> io::Result<()> {
-        if self.gz.is_none() && self.head.len() < FINGERPRINT_BYTES {
-            self.reload_head()?;
+        if self.gz.is_some() || self.head.len() >= FINGERPRINT_BYTES {
+            return Ok(());
+        }
+        let mut now = [0u8; FINGERPRINT_BYTES];
+        let n = read_head(&self.file, &mut now)?;
+        if n > self.head.len() && now[..self.head.len()] == self.head[..] {
+            self.head.clear();
+            self.head.extend_from_slice(&now[..n]);
+            self.settle_fingerprint();
         }
         Ok(())
     }
