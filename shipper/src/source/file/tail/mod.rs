@@ -124,8 +124,10 @@
 //! after newer ones. It is seen soon: a file's first line makes the next poll look at the
 //! directory. Copytruncates race the reading; each race has its guard, and a test that
 //! runs them for real (`race_tests.rs`): a truncation between `check` and the read (the
-//! read looks at the first bytes again, see `reader.rs`); one between a restart's listing
-//! and its opens (set up again: `resume.rs`). A rotation listed while its first line was incomplete is not taken as
+//! read looks at the first bytes again, see `reader.rs`); one around a restart's listing
+//! or between it and its opens (set up again: `resume.rs`); a copy listed while the file,
+//! opened empty, held the same content (the file takes its first bytes at each look:
+//! `missed.rs`). A rotation listed while its first line was incomplete is not taken as
 //! known (as a saved pending fingerprint would be): nothing of it was handed out, and a
 //! compressed rotation's original is deleted, so its inode may be a new file's by the next
 //! look. Such a file is read (from 0) when next seen: at the next look at the directory

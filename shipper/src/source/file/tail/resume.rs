@@ -13,7 +13,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::FileId;
@@ -58,16 +57,17 @@ impl Chain {
         stats.files_opened -= self.files.len() as u64;
         stats.compressed_opened -= self.files.iter().filter(|t| t.compressed()).count() as u64;
         self.files.clear();
-        let inode = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-        let before = inode(&self.path);
+        let before = FileId::of_path(&self.path).ok();
         let siblings = list_siblings(&self.path)?;
         let at = match FileId::of_path(&self.path) {
             Ok(id) => Some(id),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        // Renamed away around the listing: the listing and the path disagree.
-        let mut raced = before != at.map(|a| (a.dev, a.ino));
+        // Renamed away or copytruncated around the listing: the listing may not hold the
+        // file's rotation or copy.
+        let whole = |id: FileId| (id.dev, id.ino, id.fingerprint);
+        let mut raced = before.map(whole) != at.map(whole);
         let mut known: Vec<FileId> = siblings.iter().map(|s| s.id).collect();
         self.at_path = at.map(|id| (id.dev, id.ino));
         // Oldest first; the file at the path is the newest.
