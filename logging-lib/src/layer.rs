@@ -1699,14 +1699,7 @@ where
         }
         let out = self.out();
         json::put(out, key);
-        if f.secret {
-            json::write_str(out, REDACTED, usize::MAX);
-            return None;
-        }
-        Some(Slot {
-            out,
-            as_string: false,
-        })
+        value_slot(out, f.secret)
     }
 
     /// Any field: checked against the keys already written. `key` is the rendered key when
@@ -1733,15 +1726,22 @@ where
             Some(key) => out.extend_from_slice(key),
             None => f.key.write(out),
         }
-        if f.secret {
-            json::write_str(out, REDACTED, usize::MAX);
-            return None;
-        }
-        Some(Slot {
-            out,
-            as_string: false,
-        })
+        value_slot(out, f.secret)
     }
+}
+
+/// Where a field's value goes once its key is written; a secret's value is written here,
+/// redacted, and the field takes nothing more.
+#[inline]
+fn value_slot(out: &mut Vec<u8>, secret: bool) -> Option<Slot<'_>> {
+    if secret {
+        json::write_str(out, REDACTED, usize::MAX);
+        return None;
+    }
+    Some(Slot {
+        out,
+        as_string: false,
+    })
 }
 
 /// Span fields: each value rendered once into the span's own storage; recording a field
