@@ -1765,16 +1765,8 @@ impl FieldSink for SpanFieldSink<'_> {
             Some(f) => *f,
             None => FieldPlan::new(name, self.format),
         };
-        let secret = f.secret;
         let out = self.fields.begin(name, || f.key);
-        if secret {
-            json::write_str(out, REDACTED, usize::MAX);
-            return None;
-        }
-        Some(Slot {
-            out,
-            as_string: false,
-        })
+        value_slot(out, f.secret)
     }
 
     fn end(&mut self) {

@@ -66,8 +66,7 @@ impl Chain {
         };
         // Renamed away or copytruncated around the listing: the listing may not hold the
         // file's rotation or copy.
-        let whole = |id: FileId| (id.dev, id.ino, id.fingerprint);
-        let mut raced = before.map(whole) != at.map(whole);
+        let mut raced = before != at;
         let mut known: Vec<FileId> = siblings.iter().map(|s| s.id).collect();
         self.at_path = at.map(|id| (id.dev, id.ino));
         // Oldest first; the file at the path is the newest.

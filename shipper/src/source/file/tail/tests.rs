@@ -345,17 +345,10 @@ fn copytruncate_reads_the_lines_not_yet_read_from_the_copy() {
 #[test]
 fn a_copytruncate_while_the_file_was_empty_is_found_by_the_next_look() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("app.log");
-    append(&p, "");
-    let mut t = Tailer::new(config());
-    t.watch(&p).unwrap();
-    assert!(poll(&mut t).is_empty());
+    let (p, mut t) = watching_an_empty_file(dir.path());
     append(&p, "one\ntwo\n");
     fs::copy(&p, dir.path().join("app.log.1")).unwrap();
-    truncate(&p);
-    append(&p, "three\n");
-    let mut got = poll(&mut t);
-    got.extend(poll(&mut t));
+    let got = truncate_write_and_poll_twice(&mut t, &p, "three\n");
     assert_eq!(texts(&got), ["three", "one", "two"]);
     append(&p, "four\n");
     assert_eq!(texts(&poll(&mut t)), ["four"]);
@@ -368,20 +361,33 @@ fn a_copytruncate_while_the_file_was_empty_is_found_by_the_next_look() {
 #[test]
 fn a_copy_seen_before_the_truncation_of_a_file_opened_empty_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("app.log");
-    append(&p, "");
-    let mut t = Tailer::new(config());
-    t.watch(&p).unwrap();
-    assert!(poll(&mut t).is_empty());
+    let (p, mut t) = watching_an_empty_file(dir.path());
     append(&p, "one\n");
     fs::copy(&p, dir.path().join("app.log.1")).unwrap();
     let chain = t.streams.get_mut(&p).unwrap();
     chain.open_missed(&t.opener, &mut t.stats).unwrap();
-    truncate(&p);
-    append(&p, "two\n");
-    let mut got = poll(&mut t);
-    got.extend(poll(&mut t));
+    let got = truncate_write_and_poll_twice(&mut t, &p, "two\n");
     assert_eq!(texts(&got), ["one", "two"]);
+}
+
+/// `dir/app.log`, empty, watched and polled once (its reader open with no first bytes).
+fn watching_an_empty_file(dir: &Path) -> (PathBuf, Tailer) {
+    let p = dir.join("app.log");
+    append(&p, "");
+    let mut t = Tailer::new(config());
+    t.watch(&p).unwrap();
+    assert!(poll(&mut t).is_empty());
+    (p, t)
+}
+
+/// Copytruncate's second half (the copy is the test's), then two polls: the first may
+/// only notice what the second reads.
+fn truncate_write_and_poll_twice(t: &mut Tailer, p: &Path, line: &str) -> Vec<(String, String)> {
+    truncate(p);
+    append(p, line);
+    let mut got = poll(t);
+    got.extend(poll(t));
+    got
 }
 
 #[test]
